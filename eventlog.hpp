@@ -1,0 +1,163 @@
+// eventlog.hpp - the JSON-lines event log (--log FILE) shared by master and
+// slave, and the few command-line helpers they share. The log is an
+// interface: analyze.py, the tests and users' scripts read it, so its fields
+// are documented in README.md and change only deliberately. Every line is
+// written with one write(2) on an O_APPEND file: nothing is buffered, so
+// nothing is lost when a process is killed.
+#pragma once
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unistd.h>
+
+#include "clock.hpp"
+#include "net.hpp"
+
+namespace berkeley {
+
+class EventLog {
+public:
+    // One log line under construction; written when it goes out of scope.
+    class Line {
+    public:
+        Line(EventLog* log, std::string_view event) : log_(log) {
+            if (log_) {
+                text_ = "{\"event\":";
+                quote(event);
+            }
+        }
+        Line(Line&& other) noexcept : log_(other.log_), text_(std::move(other.text_)) { other.log_ = nullptr; }
+        Line(const Line&) = delete;
+        Line& operator=(const Line&) = delete;
+        ~Line() {
+            if (!log_) return;
+            text_ += "}\n";
+            log_->write_line(text_);
+        }
+        Line& num(std::string_view key, int64_t value) {
+            if (log_) { this->key(key); text_ += std::to_string(value); }
+            return *this;
+        }
+        Line& str(std::string_view key, std::string_view value) {
+            if (log_) { this->key(key); quote(value); }
+            return *this;
+        }
+        Line& flag(std::string_view key, bool value) {
+            if (log_) { this->key(key); text_ += value ? "true" : "false"; }
+            return *this;
+        }
+
+    private:
+        void key(std::string_view k) {
+            text_ += ',';
+            quote(k);
+            text_ += ':';
+        }
+        void quote(std::string_view s) {
+            text_ += '"';
+            for (unsigned char c : s) {
+                if (c == '"' || c == '\\') {
+                    text_ += '\\';
+                    text_ += static_cast<char>(c);
+                } else if (c < 0x20 || c > 0x7e) {
+                    char esc[8];
+                    std::snprintf(esc, sizeof esc, "\\u%04x", c);
+                    text_ += esc;
+                } else {
+                    text_ += static_cast<char>(c);
+                }
+            }
+            text_ += '"';
+        }
+        EventLog* log_;
+        std::string text_;
+    };
+
+    [[nodiscard]] bool open(const std::string& path, std::string& error) {
+        fd_ = Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+        if (!fd_.valid()) error = sys_error("open") + " (" + path + ")";
+        return fd_.valid();
+    }
+
+    // Every event names the process, its simulated clock and the host clock
+    // read at the same instant: the pair that lets a run be verified.
+    Line event(std::string_view name, std::string_view id, int64_t clock_ns, int64_t real_ns) {
+        Line line(fd_.valid() ? this : nullptr, name);
+        line.str("id", id).num("clock_ns", clock_ns).num("real_ns", real_ns);
+        return line;
+    }
+
+private:
+    void write_line(const std::string& text) {
+        size_t done = 0;
+        while (done < text.size()) {
+            ssize_t n = ::write(fd_.get(), text.data() + done, text.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return;  // a full disk must not stop the clock service
+            done += static_cast<size_t>(n);
+        }
+    }
+    Fd fd_;
+};
+
+// ---------------------------------------------------------------------------
+// Command-line helpers. A bad argument prints the problem and the usage and
+// exits 2, as the shells' conventions ask.
+
+[[noreturn]] inline void usage_error(const char* usage, const std::string& problem) {
+    std::fprintf(stderr, "error: %s\n%s", problem.c_str(), usage);
+    std::exit(2);
+}
+
+// Walks argv: flag() names the current flag, value() takes its argument.
+class Args {
+public:
+    Args(int argc, char** argv, const char* usage) : argc_(argc), argv_(argv), usage_(usage) {}
+    bool next() { return ++i_ < argc_; }
+    std::string_view current() const { return argv_[i_]; }
+    std::string_view value() {
+        if (i_ + 1 >= argc_) usage_error(usage_, std::string(current()) + " needs a value");
+        return argv_[++i_];
+    }
+    // A decimal with up to `decimals` fraction digits, scaled to an integer
+    // (seconds with decimals 9 give nanoseconds), within [lo, hi].
+    int64_t scaled(int decimals, int64_t lo, int64_t hi) {
+        std::string_view flag = current();
+        std::string_view text = value();
+        auto v = parse_decimal(text, decimals);
+        if (!v || *v < lo || *v > hi)
+            usage_error(usage_, "bad value for " + std::string(flag) + ": '" + std::string(text) + "'");
+        return *v;
+    }
+    int64_t integer(int64_t lo, int64_t hi) { return scaled(0, lo, hi); }
+    [[noreturn]] void fail(const std::string& problem) const { usage_error(usage_, problem); }
+
+private:
+    int argc_;
+    char** argv_;
+    const char* usage_;
+    int i_ = 0;
+};
+
+// Console output, silenced by --quiet. Line-buffered even into a pipe, so a
+// parent (analyze.py) sees each line as it happens.
+struct Console {
+    bool quiet = false;
+    __attribute__((format(printf, 2, 3))) void say(const char* fmt, ...) const {
+        if (quiet) return;
+        va_list args;
+        va_start(args, fmt);
+        std::vprintf(fmt, args);
+        va_end(args);
+        std::fflush(stdout);
+    }
+};
+
+}  // namespace berkeley

@@ -1,0 +1,508 @@
+// master.cpp - the Berkeley time daemon. It waits for N slaves, then runs
+// rounds: probe every slave's clock (several probes each, concurrently),
+// estimate each offset from the fastest round trip, agree on the
+// fault-tolerant average with its own clock counted as offset 0, and send
+// every slave the correction it must add. The arithmetic lives in clock.hpp,
+// the sockets in net.hpp; this file is the policy and the wiring.
+#include <algorithm>
+#include <cinttypes>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clock.hpp"
+#include "eventlog.hpp"
+#include "net.hpp"
+#include "protocol.hpp"
+
+namespace {
+
+using namespace berkeley;
+
+constexpr const char* USAGE =
+    "usage: ./master N [options]        run Berkeley rounds for N slaves\n"
+    "  --port P          TCP port to listen on (0 picks a free one)   [8080]\n"
+    "  --bind ADDR       address to listen on                          [127.0.0.1]\n"
+    "  --rounds K        rounds to run, 0 = until SIGINT/SIGTERM       [5]\n"
+    "  --interval SEC    time from one round's start to the next's     [1]\n"
+    "  --probes P        clock requests per slave per round            [4]\n"
+    "  --timeout-ms MS   how long to wait for one reply                [500]\n"
+    "  --max-skew MS     leave out readings this far from the median, 0 = keep all [10000]\n"
+    "  --offset MS       the master's simulated clock offset           [random, +/-5 s]\n"
+    "  --drift PPM       the master's simulated clock drift            [random, +/-50 ppm]\n"
+    "  --seed N          seed for the random offset and drift          [time and pid]\n"
+    "  --log FILE        write JSON-lines events to FILE\n"
+    "  --quiet           print only errors\n"
+    "  --help, --version\n";
+
+constexpr uint16_t DEFAULT_PORT = 8080;
+constexpr uint64_t DEFAULT_ROUNDS = 5;
+constexpr int64_t DEFAULT_INTERVAL_NS = 1 * NS_PER_S;
+constexpr uint32_t DEFAULT_PROBES = 4;
+constexpr int64_t DEFAULT_TIMEOUT_NS = 500 * NS_PER_MS;
+// Twice the default random offset range: honest simulated clocks can start
+// up to 10 s apart, so only a reading beyond that is taken for a fault.
+constexpr int64_t DEFAULT_MAX_SKEW_NS = 10 * NS_PER_S;
+constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the slaves
+constexpr size_t MAX_SLAVES = 100'000;
+constexpr uint64_t LISTENER_TOKEN = 0;
+
+struct Options {
+    size_t slaves = 0;
+    std::string bind = "127.0.0.1";
+    uint16_t port = DEFAULT_PORT;
+    uint64_t rounds = DEFAULT_ROUNDS;
+    int64_t interval_ns = DEFAULT_INTERVAL_NS;
+    uint32_t probes = DEFAULT_PROBES;
+    int64_t timeout_ns = DEFAULT_TIMEOUT_NS;
+    int64_t max_skew_ns = DEFAULT_MAX_SKEW_NS;
+    std::optional<int64_t> offset_ns;
+    std::optional<int64_t> rate_ppb;
+    uint64_t seed = 0;
+    std::string log_path;
+    bool quiet = false;
+};
+
+Options parse_options(int argc, char** argv) {
+    Options o;
+    o.seed = static_cast<uint64_t>(realtime_ns()) ^ (static_cast<uint64_t>(getpid()) << 32);
+    Args a(argc, argv, USAGE);
+    bool have_n = false;
+    while (a.next()) {
+        const std::string_view f = a.current();
+        if (f == "--help" || f == "-h") {
+            std::printf("%s", USAGE);
+            std::exit(0);
+        } else if (f == "--version") {
+            std::printf("master (berkeley-sync) %s\n", PROGRAM_VERSION);
+            std::exit(0);
+        } else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(0, 65535));
+        else if (f == "--bind") o.bind = a.value();
+        else if (f == "--rounds") o.rounds = static_cast<uint64_t>(a.integer(0, INT64_MAX));
+        else if (f == "--interval") o.interval_ns = a.scaled(9, 0, 86400 * NS_PER_S);
+        else if (f == "--probes") o.probes = static_cast<uint32_t>(a.integer(1, MAX_PROBES));
+        else if (f == "--timeout-ms") o.timeout_ns = a.scaled(6, NS_PER_MS, 3600 * NS_PER_S);
+        else if (f == "--max-skew") o.max_skew_ns = a.scaled(6, 0, MAX_OFFSET_NS);
+        else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
+        else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
+        else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
+        else if (f == "--log") o.log_path = a.value();
+        else if (f == "--quiet") o.quiet = true;
+        else if (!f.empty() && f[0] == '-') a.fail("unknown option " + std::string(f));
+        else if (have_n) a.fail("unexpected argument " + std::string(f));
+        else {
+            auto n = parse_decimal(f, 0);
+            if (!n || *n < 1 || *n > static_cast<int64_t>(MAX_SLAVES))
+                a.fail("N must be a number of slaves from 1 to " + std::to_string(MAX_SLAVES));
+            o.slaves = static_cast<size_t>(*n);
+            have_n = true;
+        }
+    }
+    if (!have_n) a.fail("missing N, the number of slaves to wait for");
+    return o;
+}
+
+// One connected slave and what this round has learned about it.
+struct Peer {
+    std::unique_ptr<LineConn> conn;
+    std::string address;           // "127.0.0.1:53491"
+    std::string id;                // from HELLO; empty until then
+    std::string drop_reason;       // set: remove this peer at the next reap()
+    bool in_round = false;         // probed in the current round
+    uint32_t probes_sent = 0;
+    int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
+    int64_t probe_deadline_ns = 0;   // monotonic
+    bool probing_done = false;
+    std::vector<Estimate> estimates;
+    bool adjusted = false;  // sent an ADJUST this round
+    bool acked = false;
+    bool write_shut = false;  // after BYE: our side of the stream is closed
+
+    const char* name() const { return id.empty() ? address.c_str() : id.c_str(); }
+};
+
+enum class Phase { Waiting, Probing, Adjusting, Idle, Closing };
+
+class Master {
+public:
+    Master(const Options& o, EventLoop& loop, EventLog& log, SimClock clock)
+        : opt_(o), loop_(loop), log_(log), clock_(clock), console_{o.quiet} {}
+
+    [[nodiscard]] bool listen(std::string& error);
+    int run();
+
+private:
+    // Events.
+    void on_listener_ready();
+    void on_peer_ready(uint64_t token, uint32_t events);
+    bool on_line(Peer& p, const std::string& line, int64_t recv_real_ns);
+    void on_hello(Peer& p, const Message& m);
+    void on_clock(Peer& p, const Message& m, int64_t recv_real_ns);
+    void on_ack(Peer& p, const Message& m);
+    void refuse(Peer& p, const std::string& reason);
+    void reap();
+    // The round, step by step.
+    void advance(int64_t now_ns);
+    void start_round(int64_t now_ns);
+    void send_probe(Peer& p);
+    void finish_probing(int64_t now_ns);
+    void finish_round(int64_t now_ns);
+    void begin_shutdown(int64_t now_ns, const char* why);
+    int64_t next_deadline_ns() const;
+    size_t joined() const;
+
+    EventLog::Line event(std::string_view name) {
+        const int64_t real = realtime_ns();
+        return log_.event(name, "master", read_clock(clock_, real), real);
+    }
+
+    const Options& opt_;
+    EventLoop& loop_;
+    EventLog& log_;
+    SimClock clock_;
+    Console console_;
+    Fd listener_;
+    std::map<uint64_t, Peer> peers_;  // by token: connection order
+    uint64_t next_token_ = LISTENER_TOKEN + 1;
+    Phase phase_ = Phase::Waiting;
+    uint64_t round_ = 0;
+    int64_t round_started_ns = 0;
+    int64_t ack_deadline_ns_ = 0;
+    int64_t close_deadline_ns_ = 0;
+    int64_t last_spread_ns_ = -1;  // largest |correction| among slaves, last round
+};
+
+bool Master::listen(std::string& error) {
+    listener_ = listen_tcp(opt_.bind, opt_.port, error);
+    if (!listener_.valid()) return false;
+    if (!loop_.add(listener_.get(), EPOLLIN, LISTENER_TOKEN, error)) return false;
+    const uint16_t port = local_port(listener_.get());
+    console_.say("master listening on %s:%u, waiting for %zu slave(s)\n", opt_.bind.c_str(), port, opt_.slaves);
+    event("start").num("port", port).num("slaves", static_cast<int64_t>(opt_.slaves))
+        .num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
+        .num("seed", static_cast<int64_t>(opt_.seed & INT64_MAX));
+    return true;
+}
+
+int Master::run() {
+    while (true) {
+        int64_t now = monotonic_ns();
+        if (g_stop_signal && phase_ != Phase::Closing) begin_shutdown(now, "signal");
+        if (phase_ == Phase::Closing && (peers_.empty() || now >= close_deadline_ns_)) break;
+        const int64_t deadline = next_deadline_ns();
+        const int64_t timeout = deadline < 0 ? -1 : std::max<int64_t>(0, deadline - now);
+        for (const Ready& r : loop_.wait(timeout)) {
+            if (r.token == LISTENER_TOKEN) on_listener_ready();
+            else on_peer_ready(r.token, r.events);
+        }
+        reap();
+        advance(monotonic_ns());
+    }
+    const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
+    console_.say("finished: %" PRIu64 " round(s), %zu slave(s) connected at the end", round_, peers_.size());
+    if (last_spread_ns_ >= 0) console_.say(", last corrections within %s", format_ms(last_spread_ns_).c_str());
+    console_.say("\n");
+    event("exit").num("rounds", static_cast<int64_t>(round_)).flag("complete", complete);
+    peers_.clear();
+    return 0;
+}
+
+void Master::on_listener_ready() {
+    for (int accepted = 0; accepted < 64; ++accepted) {
+        std::string address, error;
+        Fd fd = accept_tcp(listener_.get(), address, error);
+        if (!fd.valid()) {
+            if (!error.empty()) std::fprintf(stderr, "master: %s\n", error.c_str());
+            return;
+        }
+        if (phase_ == Phase::Closing) continue;  // the Fd closes it
+        const uint64_t token = next_token_++;
+        auto conn = std::make_unique<LineConn>(loop_, std::move(fd), token);
+        if (!conn->start(error)) {
+            std::fprintf(stderr, "master: %s\n", error.c_str());
+            continue;
+        }
+        Peer& p = peers_[token];
+        p.conn = std::move(conn);
+        p.address = address;
+    }
+}
+
+void Master::on_peer_ready(uint64_t token, uint32_t events) {
+    auto it = peers_.find(token);
+    if (it == peers_.end()) return;  // removed earlier in this batch
+    Peer& p = it->second;
+    if (!p.drop_reason.empty()) return;
+    if (events & EPOLLOUT) {
+        if (!p.conn->flush()) p.drop_reason = p.conn->error();
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        auto status = p.conn->read_lines(
+            [&](const std::string& line, int64_t recv_real_ns) { return on_line(p, line, recv_real_ns); });
+        if (status == LineConn::Status::Closed && p.drop_reason.empty()) p.drop_reason = "closed the connection";
+        if (status == LineConn::Status::Failed && p.drop_reason.empty()) refuse(p, p.conn->error());
+    }
+}
+
+// Dispatch one line. False stops reading from this peer (it is being dropped).
+bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
+    Parsed parsed = parse_message(line);
+    if (!parsed.message) {
+        refuse(p, "bad message: " + parsed.error);
+        return false;
+    }
+    const Message& m = *parsed.message;
+    if (m.verb != Verb::Hello && m.verb != Verb::Error && p.id.empty()) {
+        refuse(p, std::string(verb_name(m.verb)) + " before HELLO");
+        return false;
+    }
+    switch (m.verb) {
+        case Verb::Hello: on_hello(p, m); break;
+        case Verb::Clock: on_clock(p, m, recv_real_ns); break;
+        case Verb::Ack: on_ack(p, m); break;
+        case Verb::Error: p.drop_reason = "sent ERROR " + m.text; break;
+        case Verb::TimeQuery:
+        case Verb::Adjust:
+        case Verb::Bye: refuse(p, std::string(verb_name(m.verb)) + " is a master's message"); break;
+    }
+    return p.drop_reason.empty();
+}
+
+void Master::on_hello(Peer& p, const Message& m) {
+    if (!p.id.empty()) return refuse(p, "HELLO sent twice");
+    for (const auto& [token, other] : peers_)
+        if (other.id == m.text) return refuse(p, "id " + m.text + " is already connected");
+    p.id = m.text;
+    console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
+    event("connected").str("slave", p.id).str("address", p.address);
+    if (phase_ == Phase::Waiting) console_.say("waiting for slaves: %zu/%zu\n", joined(), opt_.slaves);
+}
+
+// A reply to the pending probe: turn it into an estimate (t1 is the host time
+// read right after the read that completed the line), then probe again.
+void Master::on_clock(Peer& p, const Message& m, int64_t recv_real_ns) {
+    if (phase_ != Phase::Probing || !p.in_round || p.probing_done || m.round != round_ ||
+        m.probe != p.probes_sent) {
+        event("stale").str("slave", p.id).num("round", static_cast<int64_t>(m.round))
+            .num("probe", m.probe);
+        return;  // a late reply to a probe that already timed out: harmless
+    }
+    Probe probe{read_clock(clock_, p.probe_sent_real_ns), m.value_ns, read_clock(clock_, recv_real_ns)};
+    if (auto e = estimate_offset(probe)) p.estimates.push_back(*e);
+    else event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_))
+             .num("reading_ns", m.value_ns);
+    if (p.probes_sent < opt_.probes) send_probe(p);
+    else p.probing_done = true;
+}
+
+void Master::on_ack(Peer& p, const Message& m) {
+    if (m.round == round_ && p.adjusted) p.acked = true;
+}
+
+// Tell the peer why, then drop it at the next reap().
+void Master::refuse(Peer& p, const std::string& reason) {
+    (void)p.conn->send(format_message(Message::error(reason.substr(0, MAX_REASON_BYTES))));
+    p.drop_reason = reason;
+}
+
+// Remove peers marked for dropping: the only place a peer is erased while
+// running, so no handler ever runs on a removed one.
+void Master::reap() {
+    for (auto it = peers_.begin(); it != peers_.end();) {
+        Peer& p = it->second;
+        if (p.drop_reason.empty()) {
+            ++it;
+            continue;
+        }
+        if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p.name(), p.drop_reason.c_str());
+        if (!p.id.empty()) {
+            event("disconnected").str("slave", p.id).str("address", p.address).str("reason", p.drop_reason);
+        }
+        it = peers_.erase(it);
+    }
+}
+
+size_t Master::joined() const {
+    return static_cast<size_t>(
+        std::count_if(peers_.begin(), peers_.end(), [](const auto& kv) { return !kv.second.id.empty(); }));
+}
+
+int64_t Master::next_deadline_ns() const {
+    switch (phase_) {
+        case Phase::Waiting: return -1;
+        case Phase::Probing: {
+            int64_t d = INT64_MAX;
+            for (const auto& [token, p] : peers_)
+                if (p.in_round && !p.probing_done) d = std::min(d, p.probe_deadline_ns);
+            return d == INT64_MAX ? 0 : d;
+        }
+        case Phase::Adjusting: return ack_deadline_ns_;
+        case Phase::Idle: return round_started_ns + opt_.interval_ns;
+        case Phase::Closing: return close_deadline_ns_;
+    }
+    return -1;
+}
+
+// Move the round forward as far as its state allows.
+void Master::advance(int64_t now) {
+    if (phase_ == Phase::Waiting && joined() >= opt_.slaves) start_round(now);
+    if (phase_ == Phase::Probing) {
+        bool all_done = true;
+        for (auto& [token, p] : peers_) {
+            if (!p.in_round || p.probing_done) continue;
+            if (now >= p.probe_deadline_ns) p.probing_done = true;  // no reply in time
+            else all_done = false;
+        }
+        if (all_done) finish_probing(now);
+    }
+    if (phase_ == Phase::Adjusting) {
+        bool all_acked = std::all_of(peers_.begin(), peers_.end(),
+                                     [](const auto& kv) { return !kv.second.adjusted || kv.second.acked; });
+        if (all_acked || now >= ack_deadline_ns_) finish_round(now);
+    }
+    if (phase_ == Phase::Idle && now >= round_started_ns + opt_.interval_ns) start_round(now);
+    if (phase_ == Phase::Closing) {
+        for (auto& [token, p] : peers_) {
+            if (p.write_shut || p.conn->has_output()) continue;
+            p.conn->shutdown_write();  // BYE is out: wait for the slave to close
+            p.write_shut = true;
+        }
+    }
+}
+
+void Master::start_round(int64_t now) {
+    ++round_;
+    round_started_ns = now;
+    phase_ = Phase::Probing;
+    event("round").num("round", static_cast<int64_t>(round_));
+    console_.say("\nNew synchronization cycle started (round %" PRIu64 "/%s)\n", round_,
+                 opt_.rounds ? std::to_string(opt_.rounds).c_str() : "unlimited");
+    size_t n = 0;
+    for (auto& [token, p] : peers_) {
+        p.in_round = !p.id.empty();
+        p.probing_done = !p.in_round;
+        p.probes_sent = 0;
+        p.estimates.clear();
+        p.adjusted = p.acked = false;
+        if (p.in_round) ++n;
+    }
+    console_.say("Number of clients to be synchronized: %zu\n", n);
+    // The first probe to every slave at once; each next one as soon as the
+    // previous reply is in, so the round lasts about probes x one round trip.
+    for (auto& [token, p] : peers_)
+        if (p.in_round) send_probe(p);
+}
+
+void Master::send_probe(Peer& p) {
+    ++p.probes_sent;
+    const std::string line = format_message(Message::time_query(round_, p.probes_sent));
+    p.probe_sent_real_ns = realtime_ns();  // read as late as possible before the send
+    if (!p.conn->send(line)) {
+        p.drop_reason = p.conn->error();
+        p.probing_done = true;
+        return;
+    }
+    p.probe_deadline_ns = monotonic_ns() + opt_.timeout_ns;
+}
+
+// Steps 2-4: best probe per slave, fault-tolerant average with the master as
+// offset 0, and a correction for everyone.
+void Master::finish_probing(int64_t now) {
+    std::vector<Peer*> answered;
+    std::vector<Estimate> best;
+    std::vector<int64_t> offsets{0};  // the master's own clock, relative to itself
+    for (auto& [token, p] : peers_) {
+        if (!p.in_round || !p.drop_reason.empty()) continue;
+        if (auto e = best_estimate(p.estimates)) {
+            answered.push_back(&p);
+            best.push_back(*e);
+            offsets.push_back(e->offset_ns);
+        }
+    }
+    const Agreement agreed = fault_tolerant_average(offsets, opt_.max_skew_ns);
+
+    console_.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best rtt", "correction");
+    console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_ms(0).c_str(), "-",
+                 format_ms(agreed.average_ns).c_str(), agreed.included[0] ? "" : "  (left out of average)");
+    last_spread_ns_ = 0;
+    for (size_t i = 0; i < answered.size(); ++i) {
+        Peer& p = *answered[i];
+        const int64_t correction = correction_for(agreed.average_ns, best[i].offset_ns);
+        const bool included = agreed.included[i + 1];
+        last_spread_ns_ = std::max(last_spread_ns_, correction < 0 ? -correction : correction);
+        console_.say("  %-24s %20s %9.1f us %20s%s\n", p.id.c_str(), format_ms(best[i].offset_ns).c_str(),
+                     static_cast<double>(best[i].rtt_ns) / NS_PER_US, format_ms(correction).c_str(),
+                     included ? "" : "  (left out of average)");
+        event("estimate").str("slave", p.id).num("round", static_cast<int64_t>(round_))
+            .num("estimate_ns", best[i].offset_ns).num("rtt_ns", best[i].rtt_ns)
+            .num("correction_ns", correction).flag("included", included);
+        if (!p.conn->send(format_message(Message::adjust(round_, correction)))) p.drop_reason = p.conn->error();
+        p.adjusted = true;
+    }
+    for (auto& [token, p] : peers_) {
+        if (p.in_round && p.estimates.empty() && p.drop_reason.empty()) {
+            console_.say("  %-24s %20s\n", p.id.c_str(), "no reply");
+            event("missed").str("slave", p.id).num("round", static_cast<int64_t>(round_));
+        }
+    }
+    // The master is a participant too: it corrects itself by the average.
+    const int64_t real = realtime_ns();
+    if (auto stepped = step_clock(clock_, real, agreed.average_ns)) clock_ = *stepped;
+    event("adjust").num("round", static_cast<int64_t>(round_)).num("correction_ns", agreed.average_ns);
+    phase_ = Phase::Adjusting;
+    ack_deadline_ns_ = now + opt_.timeout_ns;
+}
+
+void Master::finish_round(int64_t now) {
+    for (auto& [token, p] : peers_)
+        if (p.adjusted && !p.acked && p.drop_reason.empty())
+            event("no_ack").str("slave", p.id).num("round", static_cast<int64_t>(round_));
+    if (opt_.rounds > 0 && round_ >= opt_.rounds) return begin_shutdown(now, "all rounds done");
+    phase_ = Phase::Idle;
+}
+
+// Say BYE to everyone and give the words time to arrive before closing.
+void Master::begin_shutdown(int64_t now, const char* why) {
+    console_.say("\nshutting down: %s\n", why);
+    event("shutdown").str("reason", why).num("round", static_cast<int64_t>(round_));
+    phase_ = Phase::Closing;
+    close_deadline_ns_ = now + SHUTDOWN_GRACE_NS;
+    for (auto& [token, p] : peers_) {
+        if (p.id.empty()) {
+            p.drop_reason = "shutting down";
+            continue;
+        }
+        if (!p.conn->send(format_message(Message::bye()))) p.drop_reason = p.conn->error();
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    const Options opt = parse_options(argc, argv);
+    install_signal_handlers();
+    raise_fd_limit();
+
+    std::string error;
+    EventLog log;
+    if (!opt.log_path.empty() && !log.open(opt.log_path, error)) {
+        std::fprintf(stderr, "master: %s\n", error.c_str());
+        return 1;
+    }
+    const ClockParams random = random_clock_params(opt.seed);
+    const SimClock clock = make_clock(realtime_ns(), opt.offset_ns.value_or(random.offset_ns),
+                                      opt.rate_ppb.value_or(random.rate_ppb));
+    EventLoop loop;
+    if (!loop.open(error)) {
+        std::fprintf(stderr, "master: %s\n", error.c_str());
+        return 1;
+    }
+    Master master(opt, loop, log, clock);
+    if (!master.listen(error)) {
+        std::fprintf(stderr, "master: cannot listen: %s\n", error.c_str());
+        return 1;
+    }
+    return master.run();
+}

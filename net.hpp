@@ -1,0 +1,382 @@
+// net.hpp - everything that touches the operating system's sockets, epoll,
+// signals and clocks: a move-only Fd, a small epoll loop, TCP helpers and a
+// buffered line connection. It knows nothing of the Berkeley algorithm.
+// Left out: IPv6 listeners beyond what getaddrinfo gives, TLS, UDP.
+#pragma once
+
+#include <arpa/inet.h>
+#include <csignal>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <cerrno>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string>
+#include <string_view>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+#include "protocol.hpp"
+
+namespace berkeley {
+
+// ---------------------------------------------------------------------------
+// Host clocks. CLOCK_REALTIME is the truth all simulated clocks are built on
+// (and that verification compares against); CLOCK_MONOTONIC schedules rounds
+// and timeouts, so that no correction can ever move a deadline.
+inline int64_t host_ns(clockid_t id) {
+    timespec ts{};
+    clock_gettime(id, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+inline int64_t realtime_ns() { return host_ns(CLOCK_REALTIME); }
+inline int64_t monotonic_ns() { return host_ns(CLOCK_MONOTONIC); }
+
+inline std::string sys_error(const char* call) { return std::string(call) + ": " + std::strerror(errno); }
+
+// ---------------------------------------------------------------------------
+// A move-only owner of one file descriptor. The only close() in the program.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    Fd& operator=(Fd&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = other.fd_;
+            other.fd_ = -1;
+        }
+        return *this;
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() { reset(); }
+
+    int get() const { return fd_; }
+    bool valid() const { return fd_ >= 0; }
+    void reset() {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------
+// Signals. SIGINT and SIGTERM only set a flag, and are blocked except while
+// the loop sleeps in epoll_pwait2: a signal can then never slip in between
+// checking the flag and going to sleep (the pselect pattern).
+inline volatile sig_atomic_t g_stop_signal = 0;  // the one mutable global
+
+inline void install_signal_handlers() {
+    std::signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) { g_stop_signal = sig; };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, nullptr);
+}
+
+// Let this process open as many sockets as its hard limit allows.
+inline void raise_fd_limit() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The event loop: one epoll fd, level-triggered. Each registration carries a
+// caller-chosen token (not the fd), so an event still queued for a closed
+// connection can never be delivered to a new one that reused its fd number.
+struct Ready {
+    uint64_t token;
+    uint32_t events;
+};
+
+class EventLoop {
+public:
+    [[nodiscard]] bool open(std::string& error) {
+        epfd_ = Fd(epoll_create1(EPOLL_CLOEXEC));
+        if (!epfd_.valid()) error = sys_error("epoll_create1");
+        sigprocmask(SIG_SETMASK, nullptr, &wait_mask_);
+        sigdelset(&wait_mask_, SIGINT);
+        sigdelset(&wait_mask_, SIGTERM);
+        return epfd_.valid();
+    }
+
+    [[nodiscard]] bool add(int fd, uint32_t events, uint64_t token, std::string& error) {
+        return control(EPOLL_CTL_ADD, fd, events, token, error);
+    }
+    [[nodiscard]] bool modify(int fd, uint32_t events, uint64_t token, std::string& error) {
+        return control(EPOLL_CTL_MOD, fd, events, token, error);
+    }
+    void remove(int fd) { epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+    // Sleep until an event or until `timeout_ns` passes (< 0: no limit), with
+    // SIGINT/SIGTERM deliverable meanwhile. EPOLLERR and EPOLLHUP come back as
+    // they are; callers treat them as readable so the read path sees the error.
+    // Returns the ready events, empty on timeout or signal.
+    std::vector<Ready>& wait(int64_t timeout_ns) {
+        ready_.clear();
+        epoll_event events[256];
+        timespec ts{};
+        timespec* tsp = nullptr;
+        if (timeout_ns >= 0) {
+            ts.tv_sec = timeout_ns / 1'000'000'000;
+            ts.tv_nsec = timeout_ns % 1'000'000'000;
+            tsp = &ts;
+        }
+        int n = epoll_pwait2(epfd_.get(), events, 256, tsp, &wait_mask_);
+        if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: round up to ms
+            int ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+            n = epoll_pwait(epfd_.get(), events, 256, ms, &wait_mask_);
+        }
+        for (int i = 0; i < n; ++i) ready_.push_back({events[i].data.u64, events[i].events});
+        return ready_;  // n < 0 is EINTR (a signal) or a bug; both mean "look at the flags"
+    }
+
+private:
+    bool control(int op, int fd, uint32_t events, uint64_t token, std::string& error) {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.u64 = token;
+        if (epoll_ctl(epfd_.get(), op, fd, &ev) == 0) return true;
+        error = sys_error("epoll_ctl");
+        return false;
+    }
+
+    Fd epfd_;
+    sigset_t wait_mask_{};
+    std::vector<Ready> ready_;
+};
+
+// ---------------------------------------------------------------------------
+// TCP helpers. Each returns an invalid Fd and sets `error` to "call: reason".
+
+inline std::string format_address(const sockaddr_storage& ss) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (ss.ss_family == AF_INET) {
+        auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        port = ntohs(sin->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        port = ntohs(sin6->sin6_port);
+    }
+    return std::string(host) + ":" + std::to_string(port);
+}
+
+inline bool resolve(const std::string& host, uint16_t port, bool passive, sockaddr_storage& out,
+                    socklen_t& len, std::string& error) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    addrinfo* res = nullptr;
+    std::string service = std::to_string(port);
+    int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
+    if (rc != 0) {
+        error = "getaddrinfo " + host + ": " + gai_strerror(rc);
+        return false;
+    }
+    std::memcpy(&out, res->ai_addr, res->ai_addrlen);
+    len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return true;
+}
+
+inline Fd listen_tcp(const std::string& host, uint16_t port, std::string& error) {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    if (!resolve(host, port, true, addr, len, error)) return Fd();
+    Fd fd(socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) {
+        error = sys_error("socket");
+        return Fd();
+    }
+    int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+        error = sys_error("bind") + " (" + host + ":" + std::to_string(port) + ")";
+        return Fd();
+    }
+    if (::listen(fd.get(), SOMAXCONN) != 0) {
+        error = sys_error("listen");
+        return Fd();
+    }
+    return fd;
+}
+
+inline uint16_t local_port(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+    if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    return 0;
+}
+
+inline void set_nodelay(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// Accept one pending connection (non-blocking, TCP_NODELAY). An invalid Fd
+// with an empty error means there was none left (EAGAIN).
+inline Fd accept_tcp(int listen_fd, std::string& peer, std::string& error) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    Fd fd(accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd.valid()) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            error = sys_error("accept4");
+        return Fd();
+    }
+    set_nodelay(fd.get());
+    peer = format_address(ss);
+    return fd;
+}
+
+// Start a non-blocking connect. The caller waits for EPOLLOUT and then asks
+// connect_error() whether it worked.
+inline Fd connect_tcp(const std::string& host, uint16_t port, std::string& error) {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    if (!resolve(host, port, false, addr, len, error)) return Fd();
+    Fd fd(socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) {
+        error = sys_error("socket");
+        return Fd();
+    }
+    set_nodelay(fd.get());
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
+        error = sys_error("connect");
+        return Fd();
+    }
+    return fd;
+}
+
+// 0 when the connect finished, else its errno.
+inline int connect_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+    return err;
+}
+
+// ---------------------------------------------------------------------------
+// A connection that speaks lines: bounded input framing, an output buffer
+// for partial writes with EPOLLOUT armed only while it holds data.
+constexpr size_t MAX_OUTPUT_BYTES = 64 * 1024;  // a peer that reads nothing is dropped
+
+class LineConn {
+public:
+    enum class Status { Open, Closed, Failed };
+
+    LineConn(EventLoop& loop, Fd fd, uint64_t token) : loop_(loop), fd_(std::move(fd)), token_(token) {}
+    ~LineConn() {
+        if (fd_.valid()) loop_.remove(fd_.get());
+    }
+    LineConn(const LineConn&) = delete;
+    LineConn& operator=(const LineConn&) = delete;
+
+    [[nodiscard]] bool start(std::string& error) { return loop_.add(fd_.get(), EPOLLIN, token_, error); }
+
+    // Read what is there and hand each complete line to on_line(line,
+    // recv_real_ns), where recv_real_ns is CLOCK_REALTIME read right after the
+    // read that completed the line, before any parsing. on_line returns false
+    // to stop reading (it is about to close us). At most a bounded number of
+    // reads per call, so one flooding peer cannot starve the rest.
+    template <typename OnLine>
+    Status read_lines(OnLine&& on_line) {
+        char buf[16 * 1024];
+        std::string line;
+        for (int reads = 0; reads < 16; ++reads) {
+            ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Status::Open;
+            if (n < 0) {
+                error_ = sys_error("recv");
+                return Status::Failed;
+            }
+            if (n == 0) return Status::Closed;
+            const int64_t recv_real_ns = realtime_ns();
+            in_.append(std::string_view(buf, static_cast<size_t>(n)));
+            while (true) {
+                auto status = in_.next_line(line);
+                if (status == LineBuffer::Status::NeedMore) break;
+                if (status == LineBuffer::Status::TooLong) {
+                    error_ = "line longer than " + std::to_string(MAX_LINE_BYTES) + " bytes";
+                    return Status::Failed;
+                }
+                if (!on_line(line, recv_real_ns)) return Status::Open;
+            }
+        }
+        return Status::Open;
+    }
+
+    // Queue bytes and write as much as the socket takes now. False when the
+    // connection failed or the peer let too much output pile up.
+    [[nodiscard]] bool send(std::string_view bytes) {
+        if (bytes.size() + out_.size() > MAX_OUTPUT_BYTES) {
+            error_ = "peer is not reading (output buffer full)";
+            return false;
+        }
+        out_.append(bytes);
+        return flush();
+    }
+
+    // Write out what is queued; call on EPOLLOUT too.
+    [[nodiscard]] bool flush() {
+        while (!out_.empty()) {
+            ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (n < 0) {
+                error_ = sys_error("send");
+                return false;
+            }
+            out_.erase(0, static_cast<size_t>(n));
+        }
+        const bool want = !out_.empty();
+        if (want != armed_) {
+            armed_ = want;
+            if (!loop_.modify(fd_.get(), want ? (EPOLLIN | EPOLLOUT) : EPOLLIN, token_, error_)) return false;
+        }
+        return true;
+    }
+
+    // No more output from us (after BYE); the peer sees end-of-file.
+    void shutdown_write() { ::shutdown(fd_.get(), SHUT_WR); }
+
+    bool has_output() const { return !out_.empty(); }
+    const std::string& error() const { return error_; }
+    int fd() const { return fd_.get(); }
+
+private:
+    EventLoop& loop_;
+    Fd fd_;
+    uint64_t token_;
+    LineBuffer in_;
+    std::string out_;
+    bool armed_ = false;
+    std::string error_;
+};
+
+}  // namespace berkeley

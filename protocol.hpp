@@ -1,0 +1,242 @@
+// protocol.hpp - the wire format: text lines a person can type with nc.
+// One verb and its fields per line, integers in decimal nanoseconds, '\n' at
+// the end ("\r\n" is accepted). Formatting and strict parsing sit side by
+// side; line framing with a bounded buffer is here too. Pure: no I/O, so
+// tests/test_protocol.cpp and the fuzz target cover it completely.
+#pragma once
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace berkeley {
+
+constexpr const char* PROGRAM_VERSION = "1.0.0";
+constexpr size_t MAX_LINE_BYTES = 256;   // longer than any valid message
+constexpr size_t MAX_ID_BYTES = 64;
+constexpr size_t MAX_REASON_BYTES = 200;
+constexpr uint32_t MAX_PROBES = 100;
+
+//   slave  -> master   HELLO <id>                    join, once, first
+//   master -> slave    TIME? <round> <probe>         "send me your clock"
+//   slave  -> master   CLOCK <round> <probe> <ns>    the clock, read just before sending
+//   master -> slave    ADJUST <round> <ns>           correction to add to the clock
+//   slave  -> master   ACK <round>                   correction applied
+//   master -> slave    BYE                           end of the run; close
+//   either             ERROR <reason>                about to close, and why
+enum class Verb { Hello, TimeQuery, Clock, Adjust, Ack, Bye, Error };
+
+struct Message {
+    Verb verb = Verb::Bye;
+    std::string text;     // Hello: the slave's id; Error: the reason
+    uint64_t round = 0;   // TimeQuery, Clock, Adjust, Ack (>= 1)
+    uint32_t probe = 0;   // TimeQuery, Clock (1 .. MAX_PROBES)
+    int64_t value_ns = 0; // Clock: clock reading; Adjust: correction
+
+    static Message hello(std::string id) { return {Verb::Hello, std::move(id), 0, 0, 0}; }
+    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, round, probe, 0}; }
+    static Message clock(uint64_t round, uint32_t probe, int64_t ns) { return {Verb::Clock, {}, round, probe, ns}; }
+    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, round, 0, ns}; }
+    static Message ack(uint64_t round) { return {Verb::Ack, {}, round, 0, 0}; }
+    static Message bye() { return {Verb::Bye, {}, 0, 0, 0}; }
+    static Message error(std::string reason) { return {Verb::Error, std::move(reason), 0, 0, 0}; }
+    bool operator==(const Message&) const = default;
+};
+
+inline const char* verb_name(Verb v) {
+    switch (v) {
+        case Verb::Hello: return "HELLO";
+        case Verb::TimeQuery: return "TIME?";
+        case Verb::Clock: return "CLOCK";
+        case Verb::Adjust: return "ADJUST";
+        case Verb::Ack: return "ACK";
+        case Verb::Bye: return "BYE";
+        case Verb::Error: return "ERROR";
+    }
+    return "?";
+}
+
+// The line for a message, newline included.
+inline std::string format_message(const Message& m) {
+    std::string out = verb_name(m.verb);
+    auto field = [&out](auto value) { out += ' '; out += std::to_string(value); };
+    switch (m.verb) {
+        case Verb::Hello:
+        case Verb::Error: out += ' '; out += m.text; break;
+        case Verb::TimeQuery: field(m.round); field(m.probe); break;
+        case Verb::Clock: field(m.round); field(m.probe); field(m.value_ns); break;
+        case Verb::Adjust: field(m.round); field(m.value_ns); break;
+        case Verb::Ack: field(m.round); break;
+        case Verb::Bye: break;
+    }
+    out += '\n';
+    return out;
+}
+
+// A parse either yields a message or says what was wrong with the line.
+struct Parsed {
+    std::optional<Message> message;
+    std::string error;  // empty when message is set
+};
+
+namespace detail {
+
+inline bool is_id_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == ':';
+}
+
+// Exactly a decimal integer of type T: no sign for unsigned, '-' only for
+// signed, no '+', no spaces, no leading zeros ("0" itself is fine).
+template <typename T>
+std::optional<T> parse_int(std::string_view s) {
+    std::string_view digits = s;
+    if (!digits.empty() && digits[0] == '-') digits.remove_prefix(1);
+    if (digits.empty() || (digits.size() > 1 && digits[0] == '0')) return std::nullopt;
+    T value{};
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+    return value;
+}
+
+inline std::vector<std::string_view> split_fields(std::string_view line) {
+    std::vector<std::string_view> fields;
+    size_t start = 0;
+    while (true) {
+        size_t space = line.find(' ', start);
+        fields.push_back(line.substr(start, space - start));
+        if (space == std::string_view::npos) break;
+        start = space + 1;
+    }
+    return fields;
+}
+
+}  // namespace detail
+
+// Parse one line (without its newline). Strict: exactly one known verb,
+// exactly its fields separated by single spaces, numbers in range.
+inline Parsed parse_message(std::string_view line) {
+    auto fail = [](std::string why) { return Parsed{std::nullopt, std::move(why)}; };
+    if (line.empty()) return fail("empty line");
+    if (line.size() > MAX_LINE_BYTES) return fail("line too long");
+    for (unsigned char c : line)
+        if (c < 0x20 || c > 0x7e) return fail("non-printable byte in line");
+
+    const size_t space = line.find(' ');
+    const std::string_view verb = line.substr(0, space);
+    const std::string_view rest = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+
+    if (verb == "ERROR") {  // free text: the rest of the line
+        if (rest.empty()) return fail("ERROR without a reason");
+        if (rest.size() > MAX_REASON_BYTES) return fail("ERROR reason too long");
+        return Parsed{Message::error(std::string(rest)), {}};
+    }
+
+    const auto f = detail::split_fields(line);
+    const size_t nfields = f.size() - 1;
+    for (auto field : f)
+        if (field.empty()) return fail("empty field (extra space?)");
+    auto want = [&](size_t n) -> std::string {
+        if (nfields == n) return {};
+        return std::string(verb) + " takes " + std::to_string(n) + " field(s), got " + std::to_string(nfields);
+    };
+    auto round_at = [&](size_t i) -> std::optional<uint64_t> {
+        auto r = detail::parse_int<uint64_t>(f[i]);
+        if (!r || *r == 0) return std::nullopt;
+        return r;
+    };
+    auto probe_at = [&](size_t i) -> std::optional<uint32_t> {
+        auto p = detail::parse_int<uint32_t>(f[i]);
+        if (!p || *p == 0 || *p > MAX_PROBES) return std::nullopt;
+        return p;
+    };
+
+    if (verb == "HELLO") {
+        if (auto e = want(1); !e.empty()) return fail(e);
+        if (f[1].size() > MAX_ID_BYTES) return fail("HELLO id too long");
+        for (char c : f[1])
+            if (!detail::is_id_char(c)) return fail("HELLO id may hold only letters, digits and -_.:");
+        return Parsed{Message::hello(std::string(f[1])), {}};
+    }
+    if (verb == "TIME?") {
+        if (auto e = want(2); !e.empty()) return fail(e);
+        auto r = round_at(1);
+        auto p = probe_at(2);
+        if (!r) return fail("bad round");
+        if (!p) return fail("bad probe");
+        return Parsed{Message::time_query(*r, *p), {}};
+    }
+    if (verb == "CLOCK") {
+        if (auto e = want(3); !e.empty()) return fail(e);
+        auto r = round_at(1);
+        auto p = probe_at(2);
+        auto ns = detail::parse_int<int64_t>(f[3]);
+        if (!r) return fail("bad round");
+        if (!p) return fail("bad probe");
+        if (!ns) return fail("bad clock reading");
+        return Parsed{Message::clock(*r, *p, *ns), {}};
+    }
+    if (verb == "ADJUST") {
+        if (auto e = want(2); !e.empty()) return fail(e);
+        auto r = round_at(1);
+        auto ns = detail::parse_int<int64_t>(f[2]);
+        if (!r) return fail("bad round");
+        if (!ns) return fail("bad correction");
+        return Parsed{Message::adjust(*r, *ns), {}};
+    }
+    if (verb == "ACK") {
+        if (auto e = want(1); !e.empty()) return fail(e);
+        auto r = round_at(1);
+        if (!r) return fail("bad round");
+        return Parsed{Message::ack(*r), {}};
+    }
+    if (verb == "BYE") {
+        if (auto e = want(0); !e.empty()) return fail(e);
+        return Parsed{Message::bye(), {}};
+    }
+    return fail("unknown verb");
+}
+
+// Splits a byte stream into lines. Bounded: a line longer than the limit is
+// an error, so a peer cannot make us buffer without end. Consumed bytes are
+// dropped lazily, so the buffer never grows past limit + one read.
+class LineBuffer {
+public:
+    enum class Status { Line, NeedMore, TooLong };
+
+    explicit LineBuffer(size_t max_line_bytes = MAX_LINE_BYTES) : max_(max_line_bytes) {}
+
+    void append(std::string_view bytes) {
+        if (start_ > 0 && start_ >= buf_.size() / 2) {
+            buf_.erase(0, start_);
+            start_ = 0;
+        }
+        buf_.append(bytes);
+    }
+
+    // Line: `line` holds the next line without "\n" or "\r\n". NeedMore: no
+    // whole line yet. TooLong: a line (whole or partial) passed the limit; the
+    // stream cannot be resynchronised, the caller should close it.
+    Status next_line(std::string& line) {
+        const size_t nl = buf_.find('\n', start_);
+        if (nl == std::string::npos) return pending() > max_ ? Status::TooLong : Status::NeedMore;
+        size_t end = nl;
+        if (end > start_ && buf_[end - 1] == '\r') --end;
+        if (end - start_ > max_) return Status::TooLong;
+        line.assign(buf_, start_, end - start_);
+        start_ = nl + 1;
+        return Status::Line;
+    }
+
+    size_t pending() const { return buf_.size() - start_; }
+
+private:
+    std::string buf_;
+    size_t start_ = 0;
+    size_t max_;
+};
+
+}  // namespace berkeley

@@ -1,0 +1,317 @@
+// slave.cpp - a Berkeley slave: it connects to the master (retrying until it
+// is up), answers every clock request at once from its simulated clock, adds
+// each correction it is sent to that clock and acknowledges it. It never
+// receives an absolute time, only corrections. The clock model is clock.hpp,
+// the sockets net.hpp.
+#include <cinttypes>
+#include <memory>
+#include <string>
+
+#include "clock.hpp"
+#include "eventlog.hpp"
+#include "net.hpp"
+#include "protocol.hpp"
+
+namespace {
+
+using namespace berkeley;
+
+constexpr const char* USAGE =
+    "usage: ./slave [options]           join a Berkeley master and follow its corrections\n"
+    "  --host HOST            the master's address                     [127.0.0.1]\n"
+    "  --port P               the master's port                        [8080]\n"
+    "  --id NAME              name to announce (letters, digits, -_.:) [slave-<pid>]\n"
+    "  --offset MS            this clock's simulated offset            [random, +/-5 s]\n"
+    "  --drift PPM            this clock's simulated drift             [random, +/-50 ppm]\n"
+    "  --seed N               seed for the random offset and drift     [time and pid]\n"
+    "  --connect-timeout SEC  give up when not connected for this long [30]\n"
+    "  --log FILE             write JSON-lines events to FILE\n"
+    "  --quiet                print only errors\n"
+    "  --help, --version\n";
+
+constexpr int64_t DEFAULT_CONNECT_TIMEOUT_NS = 30 * NS_PER_S;
+constexpr int64_t FIRST_RETRY_NS = 50 * NS_PER_MS;  // back-off doubles from here
+constexpr int64_t MAX_RETRY_NS = 1 * NS_PER_S;
+
+struct Options {
+    std::string host = "127.0.0.1";
+    uint16_t port = 8080;
+    std::string id;
+    std::optional<int64_t> offset_ns;
+    std::optional<int64_t> rate_ppb;
+    uint64_t seed = 0;
+    int64_t connect_timeout_ns = DEFAULT_CONNECT_TIMEOUT_NS;
+    std::string log_path;
+    bool quiet = false;
+};
+
+Options parse_options(int argc, char** argv) {
+    Options o;
+    o.seed = static_cast<uint64_t>(realtime_ns()) ^ (static_cast<uint64_t>(getpid()) << 32);
+    o.id = "slave-" + std::to_string(getpid());
+    Args a(argc, argv, USAGE);
+    while (a.next()) {
+        const std::string_view f = a.current();
+        if (f == "--help" || f == "-h") {
+            std::printf("%s", USAGE);
+            std::exit(0);
+        } else if (f == "--version") {
+            std::printf("slave (berkeley-sync) %s\n", PROGRAM_VERSION);
+            std::exit(0);
+        } else if (f == "--host") o.host = a.value();
+        else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(1, 65535));
+        else if (f == "--id") o.id = a.value();
+        else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
+        else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
+        else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
+        else if (f == "--connect-timeout") o.connect_timeout_ns = a.scaled(9, 0, 86400 * NS_PER_S);
+        else if (f == "--log") o.log_path = a.value();
+        else if (f == "--quiet") o.quiet = true;
+        else a.fail("unknown argument " + std::string(f));
+    }
+    // The id travels in HELLO: hold it to the protocol's rules here, not there.
+    Parsed hello = parse_message("HELLO " + o.id);
+    if (!hello.message) a.fail("bad --id '" + o.id + "': " + hello.error);
+    return o;
+}
+
+class Slave {
+public:
+    enum class State { Waiting, Connecting, Connected, Done };
+
+    Slave(const Options& o, EventLoop& loop, EventLog& log, std::string id, SimClock clock, uint64_t token)
+        : opt_(o), loop_(loop), log_(log), id_(std::move(id)), clock_(clock), token_(token), console_{o.quiet} {}
+
+    void start(int64_t now);
+    void on_ready(uint32_t events);
+    void on_timer(int64_t now);
+    int64_t next_deadline_ns() const { return state_ == State::Waiting ? retry_at_ns_ : -1; }
+    bool done() const { return state_ == State::Done; }
+    int exit_code() const { return exit_code_; }
+    void stop(const char* why);
+
+private:
+    void try_connect(int64_t now);
+    void on_connected(int64_t now);
+    bool on_line(const std::string& line);
+    void on_time_query(const Message& m);
+    void on_adjust(const Message& m);
+    void lose_master(const std::string& why);
+    void finish(int code, const std::string& why);
+
+    EventLog::Line event(std::string_view name) {
+        const int64_t real = realtime_ns();
+        return log_.event(name, id_, read_clock(clock_, real), real);
+    }
+    EventLog::Line event_at(std::string_view name, int64_t clock_ns, int64_t real_ns) {
+        return log_.event(name, id_, clock_ns, real_ns);
+    }
+
+    const Options& opt_;
+    EventLoop& loop_;
+    EventLog& log_;
+    std::string id_;
+    SimClock clock_;
+    uint64_t token_;
+    Console console_;
+    State state_ = State::Waiting;
+    Fd connecting_;                  // while the TCP handshake is under way
+    std::unique_ptr<LineConn> conn_;  // once connected
+    std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed on the next event
+    int64_t retry_at_ns_ = 0;         // monotonic
+    int64_t retry_delay_ns_ = FIRST_RETRY_NS;
+    int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
+    uint64_t last_adjust_round_ = 0;
+    std::string failure_;             // why the last attempt failed, for the final error
+    int exit_code_ = 0;
+};
+
+void Slave::start(int64_t now) {
+    const int64_t real = realtime_ns();
+    const int64_t clock = read_clock(clock_, real);
+    console_.say("%s: clock starts at %s (offset %s, drift %+.3f ppm)\n", id_.c_str(), format_time(clock).c_str(),
+                 format_ms(clock - real).c_str(), static_cast<double>(clock_.rate_ppb) / PPB_PER_PPM);
+    event_at("start", clock, real).num("offset_ns", clock - real).num("rate_ppb", clock_.rate_ppb)
+        .num("seed", static_cast<int64_t>(opt_.seed & INT64_MAX));
+    give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    try_connect(now);
+}
+
+void Slave::try_connect(int64_t now) {
+    std::string error;
+    connecting_ = connect_tcp(opt_.host, opt_.port, error);
+    if (connecting_.valid() && loop_.add(connecting_.get(), EPOLLOUT, token_, error)) {
+        state_ = State::Connecting;
+        return;
+    }
+    connecting_.reset();
+    failure_ = error;
+    state_ = State::Waiting;
+    retry_at_ns_ = now + retry_delay_ns_;
+}
+
+void Slave::on_timer(int64_t now) {
+    retired_.reset();
+    if (state_ != State::Waiting || now < retry_at_ns_) return;
+    if (now >= give_up_at_ns_) {
+        return finish(1, "could not reach the master at " + opt_.host + ":" + std::to_string(opt_.port) +
+                             (failure_.empty() ? "" : " (" + failure_ + ")") + "; is ./master running?");
+    }
+    retry_delay_ns_ = std::min(retry_delay_ns_ * 2, MAX_RETRY_NS);
+    try_connect(now);
+}
+
+void Slave::on_ready(uint32_t events) {
+    retired_.reset();
+    const int64_t now = monotonic_ns();
+    if (state_ == State::Connecting) {
+        loop_.remove(connecting_.get());
+        const int err = connect_error(connecting_.get());
+        if (err == 0) return on_connected(now);
+        failure_ = std::string("connect: ") + std::strerror(err);
+        connecting_.reset();
+        state_ = State::Waiting;
+        retry_at_ns_ = now + retry_delay_ns_;
+        return;
+    }
+    if (state_ != State::Connected) return;
+    if ((events & EPOLLOUT) && !conn_->flush()) return lose_master(conn_->error());
+    auto status = conn_->read_lines([this](const std::string& line, int64_t) { return on_line(line); });
+    if (state_ != State::Connected) return;  // on_line ended the connection
+    if (status == LineConn::Status::Closed) lose_master("the master closed the connection");
+    else if (status == LineConn::Status::Failed) lose_master(conn_->error());
+}
+
+void Slave::on_connected(int64_t now) {
+    std::string error;
+    conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
+    if (!conn_->start(error) || !conn_->send(format_message(Message::hello(id_)))) {
+        return lose_master(error.empty() ? conn_->error() : error);
+    }
+    state_ = State::Connected;
+    retry_delay_ns_ = FIRST_RETRY_NS;
+    (void)now;
+    console_.say("%s: connected to the master at %s:%u\n", id_.c_str(), opt_.host.c_str(), opt_.port);
+    event("connected").str("master", opt_.host + ":" + std::to_string(opt_.port));
+}
+
+// Dispatch one line from the master. False: stop reading, the connection is gone.
+bool Slave::on_line(const std::string& line) {
+    Parsed parsed = parse_message(line);
+    if (!parsed.message) {
+        (void)conn_->send(format_message(Message::error("bad message: " + parsed.error)));
+        lose_master("bad message from the master: " + parsed.error);
+        return false;
+    }
+    const Message& m = *parsed.message;
+    switch (m.verb) {
+        case Verb::TimeQuery: on_time_query(m); break;
+        case Verb::Adjust: on_adjust(m); break;
+        case Verb::Bye: finish(0, "the master said BYE"); break;
+        case Verb::Error: finish(1, "the master refused us: " + m.text); break;
+        case Verb::Hello:
+        case Verb::Clock:
+        case Verb::Ack:
+            (void)conn_->send(format_message(Message::error(std::string(verb_name(m.verb)) + " is a slave's message")));
+            lose_master(std::string("the master sent ") + verb_name(m.verb));
+            break;
+    }
+    return state_ == State::Connected;
+}
+
+// Answer at once. The clock is read after the request is parsed and the
+// reply's prefix built, right before the send: the master assumes the
+// reading happened mid-way through the round trip.
+void Slave::on_time_query(const Message& m) {
+    std::string line = "CLOCK " + std::to_string(m.round) + " " + std::to_string(m.probe) + " ";
+    const int64_t real = realtime_ns();
+    const int64_t clock = read_clock(clock_, real);
+    line += std::to_string(clock);
+    line += '\n';
+    if (!conn_->send(line)) return lose_master(conn_->error());
+    event_at("reply", clock, real).num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+}
+
+void Slave::on_adjust(const Message& m) {
+    if (m.round <= last_adjust_round_) {  // a duplicate: applying it twice would double the step
+        event("duplicate_adjust").num("round", static_cast<int64_t>(m.round));
+        return;
+    }
+    const int64_t real = realtime_ns();
+    auto stepped = step_clock(clock_, real, m.value_ns);
+    if (!stepped) {
+        (void)conn_->send(format_message(Message::error("correction out of range")));
+        return lose_master("the master sent a correction out of range: " + std::to_string(m.value_ns));
+    }
+    clock_ = *stepped;
+    last_adjust_round_ = m.round;
+    const int64_t clock = read_clock(clock_, real);
+    event_at("adjust", clock, real).num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.value_ns);
+    console_.say("%s: Synchronized time at the client is: %s (correction %s)\n", id_.c_str(),
+                 format_time(clock).c_str(), format_ms(m.value_ns).c_str());
+    if (!conn_->send(format_message(Message::ack(m.round)))) lose_master(conn_->error());
+}
+
+// The master went away without BYE: try again until the connect timeout.
+void Slave::lose_master(const std::string& why) {
+    console_.say("%s: lost the master: %s; reconnecting\n", id_.c_str(), why.c_str());
+    event("lost").str("reason", why);
+    retired_ = std::move(conn_);
+    failure_ = why;
+    state_ = State::Waiting;
+    const int64_t now = monotonic_ns();
+    give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    retry_at_ns_ = now + retry_delay_ns_;
+}
+
+void Slave::stop(const char* why) {
+    if (state_ != State::Done) finish(0, why);
+}
+
+void Slave::finish(int code, const std::string& why) {
+    if (code != 0) std::fprintf(stderr, "%s: %s\n", id_.c_str(), why.c_str());
+    else console_.say("%s: %s; exiting\n", id_.c_str(), why.c_str());
+    event("exit").num("code", code).str("reason", why);
+    retired_ = std::move(conn_);
+    connecting_.reset();
+    state_ = State::Done;
+    exit_code_ = code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    const Options opt = parse_options(argc, argv);
+    install_signal_handlers();
+    raise_fd_limit();
+
+    std::string error;
+    EventLog log;
+    if (!opt.log_path.empty() && !log.open(opt.log_path, error)) {
+        std::fprintf(stderr, "slave: %s\n", error.c_str());
+        return 1;
+    }
+    EventLoop loop;
+    if (!loop.open(error)) {
+        std::fprintf(stderr, "slave: %s\n", error.c_str());
+        return 1;
+    }
+    const ClockParams random = random_clock_params(opt.seed);
+    const SimClock clock = make_clock(realtime_ns(), opt.offset_ns.value_or(random.offset_ns),
+                                      opt.rate_ppb.value_or(random.rate_ppb));
+    Slave slave(opt, loop, log, opt.id, clock, 0);
+    slave.start(monotonic_ns());
+    while (!slave.done()) {
+        if (g_stop_signal) {
+            slave.stop(g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+            break;
+        }
+        const int64_t now = monotonic_ns();
+        const int64_t deadline = slave.next_deadline_ns();
+        for (const Ready& r : loop.wait(deadline < 0 ? -1 : std::max<int64_t>(0, deadline - now)))
+            slave.on_ready(r.events);
+        slave.on_timer(monotonic_ns());
+    }
+    return slave.exit_code();
+}

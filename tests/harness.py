@@ -1,0 +1,123 @@
+"""Helpers for the integration tests: start the real binaries on free
+loopback ports, wait on what they log (never on sleeps), read their JSON-lines
+logs and measure the true spread of their clocks against the host clock.
+
+Every process started here is remembered and killed by PID at the end; no
+other process is touched."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MASTER = os.path.join(ROOT, "master")
+SLAVE = os.path.join(ROOT, "slave")
+WAIT_S = 60  # generous: a loaded 2-core CI machine can be slow
+
+
+def free_port():
+    """A port that was free a moment ago (for tests that must start slaves
+    before the master; elsewhere the master binds port 0 itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_log(path):
+    """The JSON objects of a log, skipping nothing silently: a bad line fails."""
+    events = []
+    if not os.path.exists(path):
+        return events
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                events.append(json.loads(line))
+    return events
+
+
+def wait_until(predicate, what, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Run:
+    """One test's processes and their logs in a temporary directory."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="berkeley-test-")
+        self.procs = []
+
+    def log(self, name):
+        return os.path.join(self.dir, name + ".log")
+
+    def start(self, argv, name):
+        out = open(os.path.join(self.dir, name + ".out"), "w")
+        err = open(os.path.join(self.dir, name + ".err"), "w")
+        p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        out.close()
+        err.close()
+        p.name = name
+        self.procs.append(p)
+        return p
+
+    def output(self, name):
+        with open(os.path.join(self.dir, name + ".out")) as f:
+            out = f.read()
+        with open(os.path.join(self.dir, name + ".err")) as f:
+            return out, f.read()
+
+    def master(self, n, *args, port=0, name="master"):
+        argv = [MASTER, str(n), "--port", str(port), "--log", self.log(name), *map(str, args)]
+        p = self.start(argv, name)
+        if port == 0:
+            start = wait_until(lambda: [e for e in read_log(self.log(name)) if e["event"] == "start"],
+                               "the master to listen")
+            p.port = start[0]["port"]
+        else:
+            p.port = port
+        return p
+
+    def slave(self, port, ident, *args):
+        argv = [SLAVE, "--port", str(port), "--id", ident, "--log", self.log(ident), *map(str, args)]
+        return self.start(argv, ident)
+
+    def wait(self, p, timeout=WAIT_S):
+        return p.wait(timeout=timeout)
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+
+
+def true_offset_at(events, t_real):
+    """The clock's true offset (simulated minus host time) at host time
+    t_real, extrapolated from its last logged event at its logged rate."""
+    rate = next(e["rate_ppb"] for e in events if e["event"] == "start")
+    last = events[-1]
+    base = last["clock_ns"] - last["real_ns"]
+    return base + (t_real - last["real_ns"]) * rate // 1_000_000_000
+
+
+def final_spread_ns(logs):
+    """Largest minus smallest true offset of all clocks at one common host
+    instant after the last correction (the latest last-adjust time)."""
+    finals = []
+    for events in logs:
+        adjusts = [e for e in events if e["event"] == "adjust"]
+        assert adjusts, "a clock was never adjusted"
+        upto = events.index(adjusts[-1]) + 1
+        finals.append(events[:upto])
+    t = max(ev[-1]["real_ns"] for ev in finals)
+    offsets = [true_offset_at(ev, t) for ev in finals]
+    return max(offsets) - min(offsets)

@@ -1,0 +1,227 @@
+// Tests for net.hpp and eventlog.hpp: the Fd owner, the epoll loop, the
+// buffered line connection over real sockets, the TCP helpers on loopback
+// (port 0, never a fixed one) and the JSON-lines event log.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <fstream>
+#include <sys/socket.h>
+
+#include "eventlog.hpp"
+#include "net.hpp"
+
+using namespace berkeley;
+
+namespace {
+
+bool fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
+
+struct Pair {
+    Fd a, b;
+    Pair() {
+        int sv[2];
+        REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+        a = Fd(sv[0]);
+        b = Fd(sv[1]);
+    }
+};
+
+void write_all(int fd, std::string_view s) {
+    REQUIRE(::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
+}
+
+}  // namespace
+
+TEST_CASE("Fd owns exactly one descriptor and closes it once") {
+    Pair p;
+    const int raw = p.a.get();
+    Fd moved(std::move(p.a));
+    CHECK(!p.a.valid());
+    CHECK(moved.get() == raw);
+    CHECK(fd_is_open(raw));
+    Fd assigned;
+    assigned = std::move(moved);
+    CHECK(!moved.valid());
+    CHECK(fd_is_open(raw));
+    assigned.reset();
+    CHECK(!assigned.valid());
+    CHECK(!fd_is_open(raw));
+}
+
+TEST_CASE("EventLoop reports the caller's token, times out, and forgets removed fds") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    Pair p;
+    REQUIRE(loop.add(p.a.get(), EPOLLIN, 42, error));
+
+    const int64_t before = monotonic_ns();
+    CHECK(loop.wait(20 * NS_PER_MS).empty());
+    CHECK(monotonic_ns() - before >= 15 * NS_PER_MS);
+
+    write_all(p.b.get(), "x");
+    auto& ready = loop.wait(5 * NS_PER_S);
+    REQUIRE(ready.size() == 1);
+    CHECK(ready[0].token == 42);
+    CHECK((ready[0].events & EPOLLIN));
+
+    loop.remove(p.a.get());
+    CHECK(loop.wait(10 * NS_PER_MS).empty());
+    CHECK(!loop.modify(p.a.get(), EPOLLIN, 42, error));
+    CHECK(error.find("epoll_ctl") == 0);
+}
+
+TEST_CASE("LineConn frames lines fed in pieces and stamps them right after the read") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    Pair p;
+    LineConn conn(loop, std::move(p.a), 1);
+    REQUIRE(conn.start(error));
+
+    std::vector<std::string> lines;
+    std::vector<int64_t> stamps;
+    auto collect = [&](const std::string& l, int64_t t) {
+        lines.push_back(l);
+        stamps.push_back(t);
+        return true;
+    };
+    write_all(p.b.get(), "CLOCK 1 1 ");
+    CHECK(conn.read_lines(collect) == LineConn::Status::Open);
+    CHECK(lines.empty());
+    const int64_t before = realtime_ns();
+    write_all(p.b.get(), "123\r\nACK 1\nBY");
+    CHECK(conn.read_lines(collect) == LineConn::Status::Open);
+    const int64_t after = realtime_ns();
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "CLOCK 1 1 123");
+    CHECK(lines[1] == "ACK 1");
+    CHECK(stamps[0] >= before);
+    CHECK(stamps[0] <= after);
+    write_all(p.b.get(), "E\n");
+    CHECK(conn.read_lines(collect) == LineConn::Status::Open);
+    CHECK(lines.back() == "BYE");
+
+    SUBCASE("returning false stops at that line") {
+        write_all(p.b.get(), "one\ntwo\n");
+        int seen = 0;
+        CHECK(conn.read_lines([&](const std::string&, int64_t) { return ++seen < 1; }) == LineConn::Status::Open);
+        CHECK(seen == 1);
+    }
+    SUBCASE("end of stream is Closed") {
+        p.b.reset();
+        CHECK(conn.read_lines(collect) == LineConn::Status::Closed);
+    }
+    SUBCASE("an over-long line is Failed with a reason, even without a newline") {
+        write_all(p.b.get(), std::string(MAX_LINE_BYTES + 1, 'a'));
+        CHECK(conn.read_lines(collect) == LineConn::Status::Failed);
+        CHECK(conn.error().find("longer than") != std::string::npos);
+    }
+}
+
+TEST_CASE("LineConn keeps what the socket would not take and sends it on EPOLLOUT") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    Pair p;
+    int small = 4096;
+    setsockopt(p.a.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(p.b.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    LineConn conn(loop, std::move(p.a), 7);
+    REQUIRE(conn.start(error));
+
+    std::string big;
+    for (int i = 0; big.size() < MAX_OUTPUT_BYTES / 2; ++i) big += "TIME? " + std::to_string(i + 1) + " 1\n";
+    REQUIRE(conn.send(big));
+    REQUIRE(conn.has_output());  // the peer has not read yet
+
+    SUBCASE("the peer drains, EPOLLOUT fires, everything arrives in order") {
+        std::string received;
+        char buf[8192];
+        for (int spins = 0; spins < 10000 && received.size() < big.size(); ++spins) {
+            ssize_t n = ::recv(p.b.get(), buf, sizeof buf, 0);
+            if (n > 0) received.append(buf, static_cast<size_t>(n));
+            for (const Ready& r : loop.wait(1 * NS_PER_MS))
+                if (r.token == 7 && (r.events & EPOLLOUT)) REQUIRE(conn.flush());
+        }
+        CHECK(received == big);
+        CHECK(!conn.has_output());
+        // EPOLLOUT is disarmed once the buffer is empty: no busy wake-ups.
+        CHECK(loop.wait(10 * NS_PER_MS).empty());
+    }
+    SUBCASE("a peer that never reads cannot make us buffer without bound") {
+        bool refused = false;
+        for (int i = 0; i < 1000 && !refused; ++i) refused = !conn.send(big);
+        CHECK(refused);
+        CHECK(conn.error().find("not reading") != std::string::npos);
+    }
+}
+
+TEST_CASE("TCP on loopback: port 0 listens, connect and accept meet, a taken port is a clear error") {
+    std::string error;
+    Fd listener = listen_tcp("127.0.0.1", 0, error);
+    REQUIRE(listener.valid());
+    const uint16_t port = local_port(listener.get());
+    CHECK(port != 0);
+
+    Fd client = connect_tcp("127.0.0.1", port, error);
+    REQUIRE(client.valid());
+    EventLoop loop;
+    REQUIRE(loop.open(error));
+    REQUIRE(loop.add(client.get(), EPOLLOUT, 3, error));
+    REQUIRE(!loop.wait(5 * NS_PER_S).empty());
+    CHECK(connect_error(client.get()) == 0);
+
+    std::string peer;
+    Fd server;
+    for (int i = 0; i < 1000 && !server.valid(); ++i) server = accept_tcp(listener.get(), peer, error);
+    REQUIRE(server.valid());
+    CHECK(error.empty());
+    CHECK(peer.rfind("127.0.0.1:", 0) == 0);
+
+    // Nothing pending: an invalid Fd and no error.
+    std::string none_error;
+    CHECK(!accept_tcp(listener.get(), peer, none_error).valid());
+    CHECK(none_error.empty());
+
+    std::string taken_error;
+    CHECK(!listen_tcp("127.0.0.1", port, taken_error).valid());
+    CHECK(taken_error.find("Address already in use") != std::string::npos);
+
+    std::string bad_host;
+    CHECK(!listen_tcp("no.such.host.invalid", 0, bad_host).valid());
+    CHECK(bad_host.find("getaddrinfo") == 0);
+}
+
+TEST_CASE("EventLog writes one JSON object per line with the clock pair, escaped") {
+    char path[] = "/tmp/berkeley-eventlog-XXXXXX";
+    const int tmp = mkstemp(path);
+    REQUIRE(tmp >= 0);
+    Fd cleanup(tmp);
+    {
+        EventLog log;
+        std::string error;
+        REQUIRE(log.open(path, error));
+        log.event("start", "s-1", -5, 7).num("port", 8080).flag("ok", true);
+        log.event("lost", "s-1", 1, 2).str("reason", "said \"no\"\\\n\x01");
+    }
+    std::ifstream in(path);
+    std::string line1, line2, extra;
+    REQUIRE(std::getline(in, line1));
+    REQUIRE(std::getline(in, line2));
+    CHECK(!std::getline(in, extra));
+    CHECK(line1 == R"({"event":"start","id":"s-1","clock_ns":-5,"real_ns":7,"port":8080,"ok":true})");
+    CHECK(line2 == R"({"event":"lost","id":"s-1","clock_ns":1,"real_ns":2,"reason":"said \"no\"\\\u000a\u0001"})");
+    unlink(path);
+
+    SUBCASE("without a file nothing is written and nothing fails") {
+        EventLog none;
+        none.event("start", "x", 0, 0).num("a", 1);
+    }
+    SUBCASE("an unwritable path is an error naming the path") {
+        EventLog bad;
+        std::string error;
+        CHECK(!bad.open("/nonexistent-dir/x.log", error));
+        CHECK(error.find("/nonexistent-dir/x.log") != std::string::npos);
+    }
+}
