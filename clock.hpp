@@ -56,17 +56,16 @@ constexpr int64_t read_clock(const SimClock& c, int64_t real_ns) {
     return c.anchor_clock_ns + floor_div(elapsed * (NS_PER_S + c.rate_ppb), NS_PER_S);
 }
 
-// Step the clock by `correction_ns` at host time `real_ns`. Re-anchoring at
-// every correction keeps the arithmetic exact: no rounding error accumulates.
-// Returns nullopt (and the caller keeps the old clock) if the result would
-// leave the representable range.
+// Step the clock by `correction_ns` at host time `real_ns`. The step goes
+// into the anchor's clock reading, not a new anchor, so no drift is ever
+// re-rounded: a thousand steps add up to exactly their sum. Returns nullopt
+// (the caller keeps the old clock) if the result would leave +/-MAX_OFFSET_NS.
 constexpr std::optional<SimClock> step_clock(const SimClock& c, int64_t real_ns,
                                              int64_t correction_ns) {
     if (correction_ns > 2 * MAX_OFFSET_NS || correction_ns < -2 * MAX_OFFSET_NS) return std::nullopt;
-    int64_t now = read_clock(c, real_ns);
-    int64_t stepped = now + correction_ns;
-    if (stepped - real_ns > MAX_OFFSET_NS || stepped - real_ns < -MAX_OFFSET_NS) return std::nullopt;
-    return SimClock{real_ns, stepped, c.rate_ppb};
+    const __int128 offset_after = static_cast<__int128>(read_clock(c, real_ns)) + correction_ns - real_ns;
+    if (offset_after > MAX_OFFSET_NS || offset_after < -MAX_OFFSET_NS) return std::nullopt;
+    return SimClock{c.anchor_real_ns, c.anchor_clock_ns + correction_ns, c.rate_ppb};
 }
 
 // A random clock for a process started without --offset/--drift: offset
@@ -99,7 +98,8 @@ inline ClockParams random_clock_params(uint64_t seed) {
 // The slave is assumed to have read its clock `s` at the midpoint of the
 // round trip, when the master's clock read t0 + rtt/2. So
 //   offset = s - (t0 + rtt/2),  rtt = t1 - t0,
-// and the estimate is off by at most rtt/2 (less the fixed processing time).
+// and the estimate is off by at most rtt/2 (rounded up: the midpoint is
+// truncated to a whole nanosecond).
 struct Probe {
     int64_t t0_ns = 0;     // master clock just before the request was sent
     int64_t slave_ns = 0;  // the slave's clock reading in its reply
@@ -237,7 +237,7 @@ constexpr CivilDate civil_from_days(int64_t days) {
 // "YYYY-MM-DD HH:MM:SS.ffffff" in UTC, truncated to the microsecond.
 inline std::string format_time(int64_t ns) {
     const int64_t sec = floor_div(ns, NS_PER_S);
-    const int64_t us = (ns - sec * NS_PER_S) / NS_PER_US;
+    const int64_t us = (ns % NS_PER_S + NS_PER_S) % NS_PER_S / NS_PER_US;
     const int64_t days = floor_div(sec, 86400);
     const int64_t sod = sec - days * 86400;
     const CivilDate d = civil_from_days(days);

@@ -28,7 +28,7 @@ constexpr const char* USAGE =
     "  --interval SEC    time from one round's start to the next's     [1]\n"
     "  --probes P        clock requests per slave per round            [4]\n"
     "  --timeout-ms MS   how long to wait for one reply                [500]\n"
-    "  --max-skew MS     leave out readings this far from the median, 0 = keep all [10000]\n"
+    "  --max-skew MS     leave out readings further from the median (0: none) [10000]\n"
     "  --offset MS       the master's simulated clock offset           [random, +/-5 s]\n"
     "  --drift PPM       the master's simulated clock drift            [random, +/-50 ppm]\n"
     "  --seed N          seed for the random offset and drift          [time and pid]\n"

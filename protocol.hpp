@@ -96,6 +96,7 @@ std::optional<T> parse_int(std::string_view s) {
     std::string_view digits = s;
     if (!digits.empty() && digits[0] == '-') digits.remove_prefix(1);
     if (digits.empty() || (digits.size() > 1 && digits[0] == '0')) return std::nullopt;
+    if (digits.size() < s.size() && digits == "0") return std::nullopt;  // "-0": not canonical
     T value{};
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
     if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
@@ -222,7 +223,11 @@ public:
     // stream cannot be resynchronised, the caller should close it.
     Status next_line(std::string& line) {
         const size_t nl = buf_.find('\n', start_);
-        if (nl == std::string::npos) return pending() > max_ ? Status::TooLong : Status::NeedMore;
+        if (nl == std::string::npos) {
+            // A trailing '\r' may be the start of "\r\n": it does not count yet.
+            const size_t partial = pending() - (pending() > 0 && buf_.back() == '\r' ? 1 : 0);
+            return partial > max_ ? Status::TooLong : Status::NeedMore;
+        }
         size_t end = nl;
         if (end > start_ && buf_[end - 1] == '\r') --end;
         if (end - start_ > max_) return Status::TooLong;
