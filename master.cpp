@@ -170,7 +170,8 @@ private:
     int64_t round_started_ns = 0;
     int64_t ack_deadline_ns_ = 0;
     int64_t close_deadline_ns_ = 0;
-    int64_t last_spread_ns_ = -1;  // largest |correction| among slaves, last round
+    size_t last_answered_ = 0;     // slaves with an estimate in the last round
+    int64_t last_spread_ns_ = 0;   // their largest |correction|
 };
 
 bool Master::listen(std::string& error) {
@@ -200,8 +201,9 @@ int Master::run() {
         advance(monotonic_ns());
     }
     const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
-    console_.say("finished: %" PRIu64 " round(s), %zu slave(s) connected at the end", round_, peers_.size());
-    if (last_spread_ns_ >= 0) console_.say(", last corrections within %s", format_ms(last_spread_ns_).c_str());
+    console_.say("finished: %" PRIu64 " round(s); %zu slave(s) answered the last one", round_, last_answered_);
+    if (last_answered_ > 0)
+        console_.say(", their corrections within %.1f us", static_cast<double>(last_spread_ns_) / NS_PER_US);
     console_.say("\n");
     event("exit").num("rounds", static_cast<int64_t>(round_)).flag("complete", complete);
     peers_.clear();
@@ -426,6 +428,7 @@ void Master::finish_probing(int64_t now) {
     console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_ms(0).c_str(), "-",
                  format_ms(agreed.average_ns).c_str(), agreed.included[0] ? "" : "  (left out of average)");
     last_spread_ns_ = 0;
+    last_answered_ = answered.size();
     for (size_t i = 0; i < answered.size(); ++i) {
         Peer& p = *answered[i];
         const int64_t correction = correction_for(agreed.average_ns, best[i].offset_ns);
