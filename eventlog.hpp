@@ -6,12 +6,14 @@
 // nothing is lost when a process is killed.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -145,6 +147,40 @@ private:
     const char* usage_;
     int i_ = 0;
 };
+
+// Read the shared secret from its file (its first line, without trailing
+// white space). Like ssh with its keys, refuse a file that group or others
+// may read: a secret that anyone on the host can read keeps nobody out.
+[[nodiscard]] inline bool read_secret_file(const std::string& path, std::string& secret, std::string& error) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd.valid() || fstat(fd.get(), &st) != 0) {
+        error = sys_error("open") + " (" + path + ")";
+        return false;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+        error = "secret file " + path + " has mode " + mode + ": it must not be accessible by group or others (chmod 600 " + path + ")";
+        return false;
+    }
+    char buf[MAX_SECRET_BYTES + 2];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+        error = sys_error("read") + " (" + path + ")";
+        return false;
+    }
+    secret.assign(buf, static_cast<size_t>(n));
+    secret = secret.substr(0, secret.find('\n'));
+    while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ' || secret.back() == '\t')) secret.pop_back();
+    const bool printable = std::all_of(secret.begin(), secret.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    if (secret.empty() || secret.size() > MAX_SECRET_BYTES || !printable) {
+        error = "secret file " + path + ": the first line must be 1 to " + std::to_string(MAX_SECRET_BYTES) +
+                " printable characters without spaces";
+        return false;
+    }
+    return true;
+}
 
 // Console output, silenced by --quiet. Line-buffered even into a pipe, so a
 // parent (analyze.py) sees each line as it happens.

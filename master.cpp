@@ -29,6 +29,9 @@ constexpr const char* USAGE =
     "  --probes P        clock requests per slave per round            [4]\n"
     "  --timeout-ms MS   how long to wait for one reply                [500]\n"
     "  --max-skew MS     leave out readings further from the median (0: none) [10000]\n"
+    "  --max-missed K    drop a slave after K missed rounds in a row   [3]\n"
+    "  --max-slaves M    most connections at once; more get ERROR      [10000]\n"
+    "  --secret-file F   slaves must present the secret in F (mode 600)\n"
     "  --offset MS       the master's simulated clock offset           [random, +/-5 s]\n"
     "  --drift PPM       the master's simulated clock drift            [random, +/-50 ppm]\n"
     "  --seed N          seed for the random offset and drift          [time and pid]\n"
@@ -44,8 +47,14 @@ constexpr int64_t DEFAULT_TIMEOUT_NS = 500 * NS_PER_MS;
 // Twice the default random offset range: honest simulated clocks can start
 // up to 10 s apart, so only a reading beyond that is taken for a fault.
 constexpr int64_t DEFAULT_MAX_SKEW_NS = 10 * NS_PER_S;
-constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the slaves
+constexpr uint32_t DEFAULT_MAX_MISSED = 3;
+constexpr size_t DEFAULT_MAX_SLAVES = 10'000;
 constexpr size_t MAX_SLAVES = 100'000;
+constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the slaves
+constexpr int64_t HELLO_TIMEOUT_NS = 5 * NS_PER_S;   // a connection must say HELLO by then
+// An honest slave sends at most HELLO, one CLOCK per probe and an ACK per
+// round; a peer sending far more is flooding and is dropped.
+constexpr uint32_t FLOOD_SLACK_LINES = 8;
 constexpr uint64_t LISTENER_TOKEN = 0;
 
 struct Options {
@@ -57,6 +66,9 @@ struct Options {
     uint32_t probes = DEFAULT_PROBES;
     int64_t timeout_ns = DEFAULT_TIMEOUT_NS;
     int64_t max_skew_ns = DEFAULT_MAX_SKEW_NS;
+    uint32_t max_missed = DEFAULT_MAX_MISSED;
+    size_t max_slaves = DEFAULT_MAX_SLAVES;
+    std::string secret;  // empty: no authentication
     std::optional<int64_t> offset_ns;
     std::optional<int64_t> rate_ppb;
     uint64_t seed = 0;
@@ -84,7 +96,15 @@ Options parse_options(int argc, char** argv) {
         else if (f == "--probes") o.probes = static_cast<uint32_t>(a.integer(1, MAX_PROBES));
         else if (f == "--timeout-ms") o.timeout_ns = a.scaled(6, NS_PER_MS, 3600 * NS_PER_S);
         else if (f == "--max-skew") o.max_skew_ns = a.scaled(6, 0, MAX_OFFSET_NS);
-        else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
+        else if (f == "--max-missed") o.max_missed = static_cast<uint32_t>(a.integer(1, 1'000'000));
+        else if (f == "--max-slaves") o.max_slaves = static_cast<size_t>(a.integer(1, MAX_SLAVES));
+        else if (f == "--secret-file") {
+            std::string error;
+            if (!read_secret_file(std::string(a.value()), o.secret, error)) {
+                std::fprintf(stderr, "master: %s\n", error.c_str());
+                std::exit(1);
+            }
+        } else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
         else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
         else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
         else if (f == "--log") o.log_path = a.value();
@@ -100,6 +120,7 @@ Options parse_options(int argc, char** argv) {
         }
     }
     if (!have_n) a.fail("missing N, the number of slaves to wait for");
+    if (o.slaves > o.max_slaves) a.fail("N is larger than --max-slaves");
     return o;
 }
 
@@ -109,6 +130,9 @@ struct Peer {
     std::string address;           // "127.0.0.1:53491"
     std::string id;                // from HELLO; empty until then
     std::string drop_reason;       // set: remove this peer at the next reap()
+    int64_t accepted_ns = 0;       // monotonic; HELLO is due HELLO_TIMEOUT_NS later
+    uint32_t lines_this_round = 0; // for flood detection
+    uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
     bool in_round = false;         // probed in the current round
     uint32_t probes_sent = 0;
     int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
@@ -150,6 +174,7 @@ private:
     void finish_round(int64_t now_ns);
     void begin_shutdown(int64_t now_ns, const char* why);
     int64_t next_deadline_ns() const;
+    int64_t round_deadline_ns() const;
     size_t joined() const;
 
     EventLog::Line event(std::string_view name) {
@@ -219,6 +244,12 @@ void Master::on_listener_ready() {
             return;
         }
         if (phase_ == Phase::Closing) continue;  // the Fd closes it
+        if (peers_.size() >= opt_.max_slaves) {
+            send_now(fd.get(), format_message(Message::error("too many slaves (--max-slaves " +
+                                                             std::to_string(opt_.max_slaves) + ")")));
+            event("refused").str("address", address).str("reason", "too many slaves");
+            continue;
+        }
         const uint64_t token = next_token_++;
         auto conn = std::make_unique<LineConn>(loop_, std::move(fd), token);
         if (!conn->start(error)) {
@@ -228,6 +259,7 @@ void Master::on_listener_ready() {
         Peer& p = peers_[token];
         p.conn = std::move(conn);
         p.address = address;
+        p.accepted_ns = monotonic_ns();
     }
 }
 
@@ -249,6 +281,10 @@ void Master::on_peer_ready(uint64_t token, uint32_t events) {
 
 // Dispatch one line. False stops reading from this peer (it is being dropped).
 bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
+    if (++p.lines_this_round > 2 * opt_.probes + FLOOD_SLACK_LINES) {
+        refuse(p, "flooding: more than " + std::to_string(2 * opt_.probes + FLOOD_SLACK_LINES) + " lines in a round");
+        return false;
+    }
     Parsed parsed = parse_message(line);
     if (!parsed.message) {
         refuse(p, "bad message: " + parsed.error);
@@ -273,6 +309,10 @@ bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
 
 void Master::on_hello(Peer& p, const Message& m) {
     if (!p.id.empty()) return refuse(p, "HELLO sent twice");
+    // Checked before anything else is revealed; the secret itself is never logged.
+    if (!opt_.secret.empty() && !secrets_equal(opt_.secret, m.secret))
+        return refuse(p, m.secret.empty() ? "authentication required (no secret in HELLO)"
+                                          : "authentication failed (wrong secret)");
     for (const auto& [token, other] : peers_)
         if (other.id == m.text) return refuse(p, "id " + m.text + " is already connected");
     p.id = m.text;
@@ -331,6 +371,16 @@ size_t Master::joined() const {
 }
 
 int64_t Master::next_deadline_ns() const {
+    int64_t hello_due = -1;  // the earliest HELLO deadline, -1 for none
+    for (const auto& [token, p] : peers_)
+        if (p.id.empty() && p.drop_reason.empty() && (hello_due < 0 || p.accepted_ns + HELLO_TIMEOUT_NS < hello_due))
+            hello_due = p.accepted_ns + HELLO_TIMEOUT_NS;
+    const int64_t round_due = round_deadline_ns();
+    if (hello_due < 0) return round_due;
+    return round_due < 0 ? hello_due : std::min(hello_due, round_due);
+}
+
+int64_t Master::round_deadline_ns() const {
     switch (phase_) {
         case Phase::Waiting: return -1;
         case Phase::Probing: {
@@ -348,6 +398,9 @@ int64_t Master::next_deadline_ns() const {
 
 // Move the round forward as far as its state allows.
 void Master::advance(int64_t now) {
+    for (auto& [token, p] : peers_)  // slow loris: connected, but no HELLO in time
+        if (p.id.empty() && p.drop_reason.empty() && now >= p.accepted_ns + HELLO_TIMEOUT_NS)
+            refuse(p, "no HELLO within " + std::to_string(HELLO_TIMEOUT_NS / NS_PER_S) + " s");
     if (phase_ == Phase::Waiting && joined() >= opt_.slaves) start_round(now);
     if (phase_ == Phase::Probing) {
         bool all_done = true;
@@ -387,6 +440,7 @@ void Master::start_round(int64_t now) {
         p.probes_sent = 0;
         p.estimates.clear();
         p.adjusted = p.acked = false;
+        p.lines_this_round = 0;
         if (p.in_round) ++n;
     }
     console_.say("Number of clients to be synchronized: %zu\n", n);
@@ -444,10 +498,17 @@ void Master::finish_probing(int64_t now) {
         p.adjusted = true;
     }
     for (auto& [token, p] : peers_) {
-        if (p.in_round && p.estimates.empty() && p.drop_reason.empty()) {
-            console_.say("  %-24s %20s\n", p.id.c_str(), "no reply");
-            event("missed").str("slave", p.id).num("round", static_cast<int64_t>(round_));
+        if (!p.in_round || !p.drop_reason.empty()) continue;
+        if (!p.estimates.empty()) {
+            p.missed_rounds = 0;
+            continue;
         }
+        ++p.missed_rounds;
+        console_.say("  %-24s %20s\n", p.id.c_str(), "no reply");
+        event("missed").str("slave", p.id).num("round", static_cast<int64_t>(round_))
+            .num("missed_rounds", p.missed_rounds);
+        if (p.missed_rounds >= opt_.max_missed)
+            refuse(p, "missed " + std::to_string(p.missed_rounds) + " rounds in a row");
     }
     // The master is a participant too: it corrects itself by the average.
     const int64_t real = realtime_ns();

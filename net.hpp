@@ -280,6 +280,11 @@ inline int connect_error(int fd) {
     return err;
 }
 
+// Best effort, never blocking: a last word to a connection about to be closed.
+inline void send_now(int fd, std::string_view bytes) {
+    [[maybe_unused]] ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 // ---------------------------------------------------------------------------
 // A connection that speaks lines: bounded input framing, an output buffer
 // for partial writes with EPOLLOUT armed only while it holds data.

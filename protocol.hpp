@@ -18,9 +18,10 @@ constexpr const char* PROGRAM_VERSION = "1.0.0";
 constexpr size_t MAX_LINE_BYTES = 256;   // longer than any valid message
 constexpr size_t MAX_ID_BYTES = 64;
 constexpr size_t MAX_REASON_BYTES = 200;
+constexpr size_t MAX_SECRET_BYTES = 128;
 constexpr uint32_t MAX_PROBES = 100;
 
-//   slave  -> master   HELLO <id>                    join, once, first
+//   slave  -> master   HELLO <id> [<secret>]         join, once, first
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
 //   slave  -> master   CLOCK <round> <probe> <ns>    the clock, read just before sending
 //   master -> slave    ADJUST <round> <ns>           correction to add to the clock
@@ -32,17 +33,20 @@ enum class Verb { Hello, TimeQuery, Clock, Adjust, Ack, Bye, Error };
 struct Message {
     Verb verb = Verb::Bye;
     std::string text;     // Hello: the slave's id; Error: the reason
+    std::string secret;   // Hello: the shared secret, when the master asks for one
     uint64_t round = 0;   // TimeQuery, Clock, Adjust, Ack (>= 1)
     uint32_t probe = 0;   // TimeQuery, Clock (1 .. MAX_PROBES)
     int64_t value_ns = 0; // Clock: clock reading; Adjust: correction
 
-    static Message hello(std::string id) { return {Verb::Hello, std::move(id), 0, 0, 0}; }
-    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, round, probe, 0}; }
-    static Message clock(uint64_t round, uint32_t probe, int64_t ns) { return {Verb::Clock, {}, round, probe, ns}; }
-    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, round, 0, ns}; }
-    static Message ack(uint64_t round) { return {Verb::Ack, {}, round, 0, 0}; }
-    static Message bye() { return {Verb::Bye, {}, 0, 0, 0}; }
-    static Message error(std::string reason) { return {Verb::Error, std::move(reason), 0, 0, 0}; }
+    static Message hello(std::string id, std::string secret = {}) {
+        return {Verb::Hello, std::move(id), std::move(secret), 0, 0, 0};
+    }
+    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, {}, round, probe, 0}; }
+    static Message clock(uint64_t round, uint32_t probe, int64_t ns) { return {Verb::Clock, {}, {}, round, probe, ns}; }
+    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, {}, round, 0, ns}; }
+    static Message ack(uint64_t round) { return {Verb::Ack, {}, {}, round, 0, 0}; }
+    static Message bye() { return {Verb::Bye, {}, {}, 0, 0, 0}; }
+    static Message error(std::string reason) { return {Verb::Error, std::move(reason), {}, 0, 0, 0}; }
     bool operator==(const Message&) const = default;
 };
 
@@ -65,6 +69,10 @@ inline std::string format_message(const Message& m) {
     auto field = [&out](auto value) { out += ' '; out += std::to_string(value); };
     switch (m.verb) {
         case Verb::Hello:
+            out += ' ';
+            out += m.text;
+            if (!m.secret.empty()) { out += ' '; out += m.secret; }
+            break;
         case Verb::Error: out += ' '; out += m.text; break;
         case Verb::TimeQuery: field(m.round); field(m.probe); break;
         case Verb::Clock: field(m.round); field(m.probe); field(m.value_ns); break;
@@ -117,6 +125,15 @@ inline std::vector<std::string_view> split_fields(std::string_view line) {
 
 }  // namespace detail
 
+// nullptr for a valid slave id, else what is wrong with it.
+inline const char* id_problem(std::string_view id) {
+    if (id.empty()) return "id is empty";
+    if (id.size() > MAX_ID_BYTES) return "id too long";
+    for (char c : id)
+        if (!detail::is_id_char(c)) return "id may hold only letters, digits and -_.:";
+    return nullptr;
+}
+
 // Parse one line (without its newline). Strict: exactly one known verb,
 // exactly its fields separated by single spaces, numbers in range.
 inline Parsed parse_message(std::string_view line) {
@@ -156,11 +173,10 @@ inline Parsed parse_message(std::string_view line) {
     };
 
     if (verb == "HELLO") {
-        if (auto e = want(1); !e.empty()) return fail(e);
-        if (f[1].size() > MAX_ID_BYTES) return fail("HELLO id too long");
-        for (char c : f[1])
-            if (!detail::is_id_char(c)) return fail("HELLO id may hold only letters, digits and -_.:");
-        return Parsed{Message::hello(std::string(f[1])), {}};
+        if (nfields != 1 && nfields != 2) return fail("HELLO takes an id and an optional secret");
+        if (auto why = id_problem(f[1])) return fail(std::string("HELLO ") + why);
+        if (nfields == 2 && f[2].size() > MAX_SECRET_BYTES) return fail("HELLO secret too long");
+        return Parsed{Message::hello(std::string(f[1]), nfields == 2 ? std::string(f[2]) : std::string()), {}};
     }
     if (verb == "TIME?") {
         if (auto e = want(2); !e.empty()) return fail(e);
@@ -199,6 +215,17 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{Message::bye(), {}};
     }
     return fail("unknown verb");
+}
+
+// Compare a presented secret with the expected one in time that depends only
+// on the expected secret's length, so timing does not tell how much matched.
+inline bool secrets_equal(std::string_view expected, std::string_view presented) {
+    unsigned char diff = expected.size() == presented.size() ? 0 : 1;
+    for (size_t i = 0; i < expected.size(); ++i) {
+        const unsigned char p = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
+        diff |= static_cast<unsigned char>(static_cast<unsigned char>(expected[i]) ^ p);
+    }
+    return diff == 0;
 }
 
 // Splits a byte stream into lines. Bounded: a line longer than the limit is

@@ -25,6 +25,7 @@ constexpr const char* USAGE =
     "  --drift PPM            this clock's simulated drift             [random, +/-50 ppm]\n"
     "  --seed N               seed for the random offset and drift     [time and pid]\n"
     "  --connect-timeout SEC  give up when not connected for this long [30]\n"
+    "  --secret-file FILE     present the secret in FILE (mode 600) in HELLO\n"
     "  --log FILE             write JSON-lines events to FILE\n"
     "  --quiet                print only errors\n"
     "  --help, --version\n";
@@ -41,6 +42,7 @@ struct Options {
     std::optional<int64_t> rate_ppb;
     uint64_t seed = 0;
     int64_t connect_timeout_ns = DEFAULT_CONNECT_TIMEOUT_NS;
+    std::string secret;
     std::string log_path;
     bool quiet = false;
 };
@@ -65,13 +67,17 @@ Options parse_options(int argc, char** argv) {
         else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
         else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
         else if (f == "--connect-timeout") o.connect_timeout_ns = a.scaled(9, 0, 86400 * NS_PER_S);
-        else if (f == "--log") o.log_path = a.value();
+        else if (f == "--secret-file") {
+            std::string error;
+            if (!read_secret_file(std::string(a.value()), o.secret, error)) {
+                std::fprintf(stderr, "slave: %s\n", error.c_str());
+                std::exit(1);
+            }
+        } else if (f == "--log") o.log_path = a.value();
         else if (f == "--quiet") o.quiet = true;
         else a.fail("unknown argument " + std::string(f));
     }
-    // The id travels in HELLO: hold it to the protocol's rules here, not there.
-    Parsed hello = parse_message("HELLO " + o.id);
-    if (!hello.message) a.fail("bad --id '" + o.id + "': " + hello.error);
+    if (const char* why = id_problem(o.id)) a.fail("bad --id '" + o.id + "': " + why);
     return o;
 }
 
@@ -122,6 +128,8 @@ private:
     int64_t retry_delay_ns_ = FIRST_RETRY_NS;
     int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
     uint64_t last_adjust_round_ = 0;
+    uint64_t last_query_round_ = 0;   // (round, probe) of the last TIME? answered:
+    uint32_t last_query_probe_ = 0;   // a repeat or an older one is not answered
     std::string failure_;             // why the last attempt failed, for the final error
     int exit_code_ = 0;
 };
@@ -185,7 +193,7 @@ void Slave::on_ready(uint32_t events) {
 void Slave::on_connected(int64_t now) {
     std::string error;
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
-    if (!conn_->start(error) || !conn_->send(format_message(Message::hello(id_)))) {
+    if (!conn_->start(error) || !conn_->send(format_message(Message::hello(id_, opt_.secret)))) {
         return lose_master(error.empty() ? conn_->error() : error);
     }
     state_ = State::Connected;
@@ -223,6 +231,12 @@ bool Slave::on_line(const std::string& line) {
 // reply's prefix built, right before the send: the master assumes the
 // reading happened mid-way through the round trip.
 void Slave::on_time_query(const Message& m) {
+    if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_)) {
+        event("stale").num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+        return;  // a repeated or out-of-order probe: answering would only feed a flood
+    }
+    last_query_round_ = m.round;
+    last_query_probe_ = m.probe;
     std::string line = "CLOCK " + std::to_string(m.round) + " " + std::to_string(m.probe) + " ";
     const int64_t real = realtime_ns();
     const int64_t clock = read_clock(clock_, real);

@@ -130,7 +130,7 @@ class IntegrationTest(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", m.port), timeout=WAIT_S) as bad:
             bad.sendall(b"HELLO bad guy with spaces\n")
             reply = bad.makefile().readline()
-            self.assertTrue(reply.startswith("ERROR bad message: HELLO takes 1 field(s)"), reply)
+            self.assertTrue(reply.startswith("ERROR bad message: HELLO takes an id and an optional secret"), reply)
         s = r.slave(m.port, "good")
         self.assertEqual(r.wait(m), 0)
         self.assertEqual(r.wait(s), 0)

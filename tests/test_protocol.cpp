@@ -147,7 +147,7 @@ TEST_CASE("parse_message: rejections carry a reason") {
         "ERROR", "ERROR ", "error x", "BYEBYE",
         // missing and extra fields
         "HELLO", "TIME?", "TIME? 1", "CLOCK", "CLOCK 1", "CLOCK 1 1", "ADJUST", "ADJUST 1", "ACK",
-        "HELLO a b", "TIME? 1 1 1", "CLOCK 1 1 1 1", "ADJUST 1 1 1", "ACK 1 1", "BYE now", "BYE 1",
+        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1", "ADJUST 1 1 1", "ACK 1 1", "BYE now", "BYE 1",
         // spacing
         "TIME?  1 1", "TIME? 1  1", "CLOCK 1 1  5", "HELLO  x", "ACK  1", " BYE", "BYE ", " ACK 1", "ACK 1 ",
         "HELLO x ", " HELLO x", "TIME? 1 1 ", " ", "  ", "HELLO ",
@@ -516,4 +516,39 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
     CHECK(lines_seen > 10'000);
     CHECK(accepted > 3'000);
     CHECK(too_long > 0);
+}
+
+// ---------------------------------------------------------------------------
+TEST_CASE("HELLO carries an optional shared secret") {
+    CHECK(format_message(Message::hello("s1", "k3y/with+punct")) == "HELLO s1 k3y/with+punct\n");
+    auto p = parse_message("HELLO s1 k3y/with+punct");
+    REQUIRE(p.message);
+    CHECK(p.message->text == "s1");
+    CHECK(p.message->secret == "k3y/with+punct");
+    CHECK(parse_message("HELLO s1").message->secret.empty());
+    CHECK(parse_message("HELLO s1 " + std::string(MAX_SECRET_BYTES, 'k')).message.has_value());
+    auto too_long = parse_message("HELLO s1 " + std::string(MAX_SECRET_BYTES + 1, 'k'));
+    CHECK_FALSE(too_long.message);
+    CHECK(too_long.error == "HELLO secret too long");
+    // The parse error never repeats the secret.
+    CHECK(too_long.error.find("kkk") == std::string::npos);
+}
+
+TEST_CASE("secrets_equal: equal only when identical, whatever the lengths") {
+    struct Case {
+        const char* expected;
+        const char* presented;
+        bool equal;
+    };
+    const Case cases[] = {
+        {"s3cret", "s3cret", true}, {"s3cret", "s3cre", false}, {"s3cret", "s3cretX", false},
+        {"s3cret", "S3cret", false}, {"s3cret", "", false},      {"", "", true},
+        {"", "x", false},           {"a", "b", false},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.expected);
+        CAPTURE(c.presented);
+        CHECK(secrets_equal(c.expected, c.presented) == c.equal);
+    }
+    CHECK_FALSE(secrets_equal(std::string_view("ab"), std::string_view("ab\0", 3)));
 }
