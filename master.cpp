@@ -358,9 +358,7 @@ void Master::reap() {
             continue;
         }
         if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p.name(), p.drop_reason.c_str());
-        if (!p.id.empty()) {
-            event("disconnected").str("slave", p.id).str("address", p.address).str("reason", p.drop_reason);
-        }
+        event("disconnected").str("slave", p.id).str("address", p.address).str("reason", p.drop_reason);
         it = peers_.erase(it);
     }
 }

@@ -103,6 +103,7 @@ private:
     void on_time_query(const Message& m);
     void on_adjust(const Message& m);
     void lose_master(const std::string& why);
+    void violation(const std::string& what);
     void finish(int code, const std::string& why);
 
     EventLog::Line event(std::string_view name) {
@@ -128,8 +129,8 @@ private:
     int64_t retry_delay_ns_ = FIRST_RETRY_NS;
     int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
     uint64_t last_adjust_round_ = 0;
-    uint64_t last_query_round_ = 0;   // (round, probe) of the last TIME? answered:
-    uint32_t last_query_probe_ = 0;   // a repeat or an older one is not answered
+    uint64_t last_query_round_ = 0;   // (round, probe) of the last TIME? answered on
+    uint32_t last_query_probe_ = 0;   // this connection: an honest master only goes forward
     std::string failure_;             // why the last attempt failed, for the final error
     int exit_code_ = 0;
 };
@@ -198,6 +199,8 @@ void Slave::on_connected(int64_t now) {
     }
     state_ = State::Connected;
     retry_delay_ns_ = FIRST_RETRY_NS;
+    last_query_round_ = last_adjust_round_ = 0;  // a new master counts rounds anew
+    last_query_probe_ = 0;
     (void)now;
     console_.say("%s: connected to the master at %s:%u\n", id_.c_str(), opt_.host.c_str(), opt_.port);
     event("connected").str("master", opt_.host + ":" + std::to_string(opt_.port));
@@ -207,8 +210,7 @@ void Slave::on_connected(int64_t now) {
 bool Slave::on_line(const std::string& line) {
     Parsed parsed = parse_message(line);
     if (!parsed.message) {
-        (void)conn_->send(format_message(Message::error("bad message: " + parsed.error)));
-        lose_master("bad message from the master: " + parsed.error);
+        violation("bad message: " + parsed.error);
         return false;
     }
     const Message& m = *parsed.message;
@@ -219,10 +221,7 @@ bool Slave::on_line(const std::string& line) {
         case Verb::Error: finish(1, "the master refused us: " + m.text); break;
         case Verb::Hello:
         case Verb::Clock:
-        case Verb::Ack:
-            (void)conn_->send(format_message(Message::error(std::string(verb_name(m.verb)) + " is a slave's message")));
-            lose_master(std::string("the master sent ") + verb_name(m.verb));
-            break;
+        case Verb::Ack: violation(std::string(verb_name(m.verb)) + " is a slave's message"); break;
     }
     return state_ == State::Connected;
 }
@@ -231,10 +230,8 @@ bool Slave::on_line(const std::string& line) {
 // reply's prefix built, right before the send: the master assumes the
 // reading happened mid-way through the round trip.
 void Slave::on_time_query(const Message& m) {
-    if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_)) {
-        event("stale").num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
-        return;  // a repeated or out-of-order probe: answering would only feed a flood
-    }
+    if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_))
+        return violation("TIME? " + std::to_string(m.round) + " " + std::to_string(m.probe) + " repeats or goes back");
     last_query_round_ = m.round;
     last_query_probe_ = m.probe;
     std::string line = "CLOCK " + std::to_string(m.round) + " " + std::to_string(m.probe) + " ";
@@ -247,16 +244,11 @@ void Slave::on_time_query(const Message& m) {
 }
 
 void Slave::on_adjust(const Message& m) {
-    if (m.round <= last_adjust_round_) {  // a duplicate: applying it twice would double the step
-        event("duplicate_adjust").num("round", static_cast<int64_t>(m.round));
-        return;
-    }
+    if (m.round <= last_adjust_round_)  // applying it twice would double the step
+        return violation("ADJUST " + std::to_string(m.round) + " repeats or goes back");
     const int64_t real = realtime_ns();
     auto stepped = step_clock(clock_, real, m.value_ns);
-    if (!stepped) {
-        (void)conn_->send(format_message(Message::error("correction out of range")));
-        return lose_master("the master sent a correction out of range: " + std::to_string(m.value_ns));
-    }
+    if (!stepped) return violation("correction " + std::to_string(m.value_ns) + " out of range");
     clock_ = *stepped;
     last_adjust_round_ = m.round;
     const int64_t clock = read_clock(clock_, real);
@@ -264,6 +256,13 @@ void Slave::on_adjust(const Message& m) {
     console_.say("%s: Synchronized time at the client is: %s (correction %s)\n", id_.c_str(),
                  format_time(clock).c_str(), format_ms(m.value_ns).c_str());
     if (!conn_->send(format_message(Message::ack(m.round)))) lose_master(conn_->error());
+}
+
+// The master broke the protocol: tell it why, close, and start over (an
+// honest master that restarted will be found again).
+void Slave::violation(const std::string& what) {
+    (void)conn_->send(format_message(Message::error(what.substr(0, MAX_REASON_BYTES))));
+    lose_master("protocol violation: " + what);
 }
 
 // The master went away without BYE: try again until the connect timeout.

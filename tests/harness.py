@@ -14,8 +14,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MASTER = os.path.join(ROOT, "master")
-SLAVE = os.path.join(ROOT, "slave")
+# BERKELEY_BIN_DIR runs the same tests against other builds (the sanitizer
+# build in build/asan, say).
+BIN_DIR = os.environ.get("BERKELEY_BIN_DIR", ROOT)
+MASTER = os.path.join(BIN_DIR, "master")
+SLAVE = os.path.join(BIN_DIR, "slave")
 WAIT_S = 60  # generous: a loaded 2-core CI machine can be slow
 
 
@@ -121,3 +124,49 @@ def final_spread_ns(logs):
     t = max(ev[-1]["real_ns"] for ev in finals)
     offsets = [true_offset_at(ev, t) for ev in finals]
     return max(offsets) - min(offsets)
+
+
+class RawPeer:
+    """A scripted peer speaking raw TCP: a misbehaving slave (connect) or,
+    from an accepted socket, a misbehaving master."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sock.settimeout(WAIT_S)
+        self.buf = b""
+
+    @classmethod
+    def connect(cls, port):
+        return cls(socket.create_connection(("127.0.0.1", port), timeout=WAIT_S))
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        """The next line without its newline, or None at end of stream."""
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def lines_until_closed(self):
+        """Everything the other side says until it closes the connection;
+        then our end is closed too."""
+        out = []
+        while True:
+            line = self.line()
+            if line is None:
+                self.close()
+                return out
+            out.append(line)
+
+    def close(self):
+        self.sock.close()

@@ -1,0 +1,416 @@
+"""Fault and hostile-input tests: scripted misbehaving peers (raw TCP from
+Python) against the real master, and a scripted hostile master against the
+real slave. Each asserts that the service survives, that honest clocks still
+end within 1 ms of each other (measured from the logs against the host
+clock), and that the log names what happened."""
+
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+import unittest
+
+from harness import (WAIT_S, RawPeer, Run, final_spread_ns, free_port, read_log, true_offset_at,
+                     wait_until)
+
+MS = 1_000_000
+HOUR_NS = 3_600_000 * MS
+
+
+def in_thread(fn, *args):
+    """Run a scripted peer next to the test; its result (or exception) is
+    collected with .join_result()."""
+    box = {}
+
+    def body():
+        try:
+            box["result"] = fn(*args)
+        except Exception as e:  # reported by join_result
+            box["error"] = e
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+
+    def join_result():
+        t.join(WAIT_S)
+        assert not t.is_alive(), "scripted peer still running"
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    t.join_result = join_result
+    return t
+
+
+def addr(peer):
+    host, port = peer.sock.getsockname()[:2]
+    return "%s:%d" % (host, port)
+
+
+class FaultTest(unittest.TestCase):
+    def setUp(self):
+        self.run_ = Run()
+        self.addCleanup(self.run_.close)
+
+    def events(self, name, kind=None):
+        return [e for e in read_log(self.run_.log(name)) if kind is None or e["event"] == kind]
+
+    def disconnect_reason(self, **match):
+        for e in self.events("master", "disconnected"):
+            if all(e.get(k) == v for k, v in match.items()):
+                return e["reason"]
+        self.fail("no disconnected event for %r" % match)
+
+    def assert_honest_in_sync(self, names):
+        spread = final_spread_ns([read_log(self.run_.log(n)) for n in names])
+        self.assertLess(spread, 1 * MS, "true spread %d ns among %s" % (spread, names))
+
+    # -- hostile input to the master ------------------------------------------------
+
+    def test_hostile_peers_are_refused_while_rounds_go_on(self):
+        r = self.run_
+        m = r.master(2, "--rounds", 7, "--interval", 1, "--timeout-ms", 300, "--offset", 0, "--drift", 0)
+
+        def say(data, expect_error=True):
+            peer = RawPeer.connect(m.port)
+            a = addr(peer)
+            try:
+                peer.send(data)
+            except OSError:
+                pass  # the master may close before taking it all: that is the point
+            return a, peer.lines_until_closed()
+
+        def honest_but_repeats_itself():
+            # Answers every probe twice and adds a reply for another round:
+            # the extras are stale, logged and ignored; it stays in the game.
+            peer = RawPeer.connect(m.port)
+            peer.send("HELLO echo\n")
+            rounds = 0
+            while True:
+                line = peer.line()
+                if line is None or line == "BYE":
+                    peer.close()
+                    return rounds, line
+                verb, *f = line.split()
+                if verb == "TIME?":
+                    reply = "CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns())
+                    peer.send(reply + reply)
+                elif verb == "ADJUST":
+                    rounds += 1
+                    peer.send("ACK %s\nCLOCK 999 1 5\n" % f[0])
+
+        def slow_loris():
+            peer = RawPeer.connect(m.port)
+            a = addr(peer)
+            peer.send("HEL")  # and nothing more
+            said = peer.lines_until_closed()
+            return a, said
+
+        scripts = {
+            "overlong": (say, b"A" * (1 << 20)),
+            "binary": (say, b"HELLO x\x00\xff\n"),
+            "unknown verb": (say, "HELLO unk\nFOO 1\n"),
+            "missing field": (say, "HELLO mis\nCLOCK 1 1\n"),
+            "extra field": (say, "HELLO ext\nACK 1 2\n"),
+            "int64 overflow": (say, "HELLO ovf\nCLOCK 1 1 99999999999999999999\n"),
+            "hello twice": (say, "HELLO tw\nHELLO tw\n"),
+            "reply before hello": (say, "CLOCK 1 1 5\n"),
+            "flood": (say, "HELLO fl\n" + "ACK 1\n" * 5000),
+        }
+        expected = {
+            "overlong": "line longer than 256 bytes",
+            "binary": "bad message: non-printable byte",
+            "unknown verb": "bad message: unknown verb",
+            "missing field": "bad message: CLOCK takes 3 field(s), got 2",
+            "extra field": "bad message: ACK takes 1 field(s), got 2",
+            "int64 overflow": "bad message: bad clock reading",
+            "hello twice": "HELLO sent twice",
+            "reply before hello": "CLOCK before HELLO",
+            "flood": "flooding",
+        }
+        threads = {name: in_thread(fn, arg) for name, (fn, arg) in scripts.items()}
+        loris = in_thread(slow_loris)
+        echo = in_thread(honest_but_repeats_itself)
+        h1 = r.slave(m.port, "h1", "--offset", 1500, "--drift", 0)
+        h2 = r.slave(m.port, "h2", "--offset", -700, "--drift", 0)
+
+        for name, t in threads.items():
+            with self.subTest(name):
+                a, said = t.join_result()
+                self.assertTrue(said and said[0].startswith("ERROR "), said)
+                self.assertIn(expected[name], self.disconnect_reason(address=a))
+        a, said = loris.join_result()
+        self.assertEqual(said, ["ERROR no HELLO within 5 s"])
+        self.assertIn("no HELLO within", self.disconnect_reason(address=a))
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(r.wait(h1), 0)
+        self.assertEqual(r.wait(h2), 0)
+        rounds, last = echo.join_result()
+        self.assertEqual(last, "BYE")
+        self.assertGreaterEqual(rounds, 5)
+        stale = [e for e in self.events("master", "stale") if e["slave"] == "echo"]
+        self.assertGreaterEqual(len(stale), rounds)
+        self.assertTrue(any(e["round"] == 999 for e in stale))
+        self.assertTrue(self.events("master", "exit")[0]["complete"])
+        self.assert_honest_in_sync(["master", "h1", "h2"])
+
+    def test_lying_slaves_cannot_pull_the_honest_clocks(self):
+        r = self.run_
+        max_skew_ms = 200
+        m = r.master(4, "--rounds", 5, "--interval", 0.2, "--max-skew", max_skew_ms, "--offset", 0, "--drift", 0)
+
+        def liar(ident, lie):
+            peer = RawPeer.connect(m.port)
+            peer.send("HELLO %s\n" % ident)
+            while True:
+                line = peer.line()
+                if line is None or line == "BYE":
+                    peer.close()
+                    return line
+                verb, *f = line.split()
+                if verb == "TIME?":
+                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns() + lie()))
+                elif verb == "ADJUST":
+                    peer.send("ACK %s\n" % f[0])
+
+        import random
+        rng = random.Random(7)
+        hours_off = in_thread(liar, "hours-off", lambda: 3 * HOUR_NS)
+        # A different wrong value on every probe, within the filter's reach:
+        # it cannot move the agreed time by more than max-skew / participants.
+        jitter = in_thread(liar, "jitter", lambda: rng.randint(-max_skew_ms // 2, max_skew_ms // 2) * MS)
+        h1 = r.slave(m.port, "h1", "--offset", 20, "--drift", 0)
+        h2 = r.slave(m.port, "h2", "--offset", -20, "--drift", 0)
+        self.assertEqual(r.wait(m), 0)
+        for p in (h1, h2):
+            self.assertEqual(r.wait(p), 0)
+        self.assertEqual(hours_off.join_result(), "BYE")
+        self.assertEqual(jitter.join_result(), "BYE")
+
+        estimates = self.events("master", "estimate")
+        self.assertTrue(all(not e["included"] for e in estimates if e["slave"] == "hours-off"))
+        self.assertTrue(all(e["included"] for e in estimates if e["slave"] in ("h1", "h2")))
+        # Each round moves the agreed time by the master's own correction; with
+        # five participants (the liar left out: four) a lie within the filter
+        # moves it by at most max_skew / 4 (plus the honest spread, tiny here).
+        for adj in self.events("master", "adjust"):
+            if adj["round"] > 1:
+                self.assertLessEqual(abs(adj["correction_ns"]), max_skew_ms * MS // 4 + 1 * MS, adj)
+        # The honest clocks agree, and stay within max-skew of where they began.
+        self.assert_honest_in_sync(["master", "h1", "h2"])
+        final = read_log(r.log("master"))
+        t = final[-1]["real_ns"]
+        self.assertLess(abs(true_offset_at(final, t)), max_skew_ms * MS)
+
+    # -- slow, silent and vanishing slaves --------------------------------------------
+
+    def test_silent_vanishing_and_late_slaves(self):
+        r = self.run_
+        m = r.master(2, "--rounds", 6, "--interval", 0.3, "--timeout-ms", 100, "--max-missed", 3)
+
+        def silent():
+            peer = RawPeer.connect(m.port)
+            peer.send("HELLO silent\n")
+            return peer.lines_until_closed()  # hears TIME?s, answers none
+
+        def close_on(verb_to_die_on, ident):
+            peer = RawPeer.connect(m.port)
+            peer.send("HELLO %s\n" % ident)
+            while True:
+                line = peer.line()
+                verb, *f = line.split()
+                if verb == verb_to_die_on:
+                    peer.close()
+                    return line
+                if verb == "TIME?":
+                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns()))
+
+        def close_before_hello():
+            peer = RawPeer.connect(m.port)
+            a = addr(peer)
+            peer.close()
+            return a
+
+        quiet = in_thread(silent)
+        mid_probe = in_thread(close_on, "TIME?", "mid-probe")
+        before_ack = in_thread(close_on, "ADJUST", "before-ack")
+        early = in_thread(close_before_hello)
+        h1 = r.slave(m.port, "h1")
+        h2 = r.slave(m.port, "h2")
+        wait_until(lambda: self.events("h1", "adjust"), "h1's first correction")
+        late = r.slave(m.port, "late")
+        for p in (m, h1, h2, late):
+            self.assertEqual(r.wait(p), 0)
+
+        said = quiet.join_result()
+        self.assertIn("ERROR missed 3 rounds in a row", said)
+        self.assertEqual(self.disconnect_reason(slave="silent"), "missed 3 rounds in a row")
+        self.assertEqual([e["missed_rounds"] for e in self.events("master", "missed") if e["slave"] == "silent"],
+                         [1, 2, 3])
+        self.assertTrue(mid_probe.join_result().startswith("TIME? "))
+        self.assertEqual(self.disconnect_reason(slave="mid-probe"), "closed the connection")
+        self.assertTrue(before_ack.join_result().startswith("ADJUST "))
+        self.assertEqual(self.disconnect_reason(slave="before-ack"), "closed the connection")
+        self.assertEqual(self.disconnect_reason(address=early.join_result()), "closed the connection")
+        late_rounds = [e["round"] for e in self.events("master", "estimate") if e["slave"] == "late"]
+        self.assertTrue(late_rounds and min(late_rounds) >= 2 and max(late_rounds) == 6, late_rounds)
+        self.assertTrue(self.events("master", "exit")[0]["complete"])
+        # A round never outlasts its timeouts: probes x timeout plus ACK wait.
+        marks = [e for e in self.events("master") if e["event"] in ("round", "adjust")]
+        for start, done in zip(marks[::2], marks[1::2]):
+            self.assertLess(done["real_ns"] - start["real_ns"], (4 * 100 + 500) * MS)
+        self.assert_honest_in_sync(["master", "h1", "h2", "late"])
+
+    def test_a_slave_reconnects_to_a_restarted_master(self):
+        r = self.run_
+        port = free_port()
+        first = r.master(1, "--rounds", 0, "--interval", 0.1, port=port, name="first")
+        s = r.slave(port, "faithful", "--connect-timeout", 20)
+        wait_until(lambda: len(self.events("faithful", "adjust")) >= 2, "two corrections")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = r.master(1, "--rounds", 2, "--interval", 0.1, port=port, name="second")
+        self.assertEqual(r.wait(second), 0)
+        self.assertEqual(r.wait(s), 0)
+        self.assertEqual(len(self.events("faithful", "connected")), 2)
+        self.assertEqual(len(self.events("faithful", "lost")), 1)
+        self.assertEqual(len(self.events("second", "estimate")), 2)
+        self.assert_honest_in_sync(["second", "faithful"])
+
+    def test_connections_over_max_slaves_get_error_and_master_stays_responsive(self):
+        r = self.run_
+        m = r.master(2, "--rounds", 3, "--interval", 0.2, "--max-slaves", 2)
+        h1 = r.slave(m.port, "h1")
+        h2 = r.slave(m.port, "h2")
+        wait_until(lambda: len(self.events("master", "connected")) == 2, "two slaves")
+        extra = RawPeer.connect(m.port)
+        self.assertEqual(extra.lines_until_closed(), ["ERROR too many slaves (--max-slaves 2)"])
+        for p in (m, h1, h2):
+            self.assertEqual(r.wait(p), 0)
+        self.assertEqual(len(self.events("master", "refused")), 1)
+        self.assert_honest_in_sync(["master", "h1", "h2"])
+
+    # -- a hostile master -----------------------------------------------------------
+
+    def test_the_slave_survives_a_hostile_master(self):
+        r = self.run_
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(WAIT_S)
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        s = r.slave(port, "target", "--connect-timeout", 20)
+
+        def session():
+            conn, _ = listener.accept()
+            peer = RawPeer(conn)
+            self.assertEqual(peer.line(), "HELLO target")
+            return peer
+
+        # 1. Honest first; then a repeated probe and a repeated ADJUST are violations.
+        p = session()
+        p.send("TIME? 1 1\n")
+        self.assertRegex(p.line(), r"^CLOCK 1 1 -?\d+$")
+        p.send("ADJUST 1 1000000\n")
+        self.assertEqual(p.line(), "ACK 1")
+        p.send("ADJUST 1 1000000\n")
+        self.assertEqual(p.lines_until_closed(), ["ERROR ADJUST 1 repeats or goes back"])
+        p = session()
+        p.send("TIME? 5 2\nTIME? 5 2\n" + "TIME? 5 1\n" * 10000)
+        said = p.lines_until_closed()
+        self.assertEqual(said[0][:10], "CLOCK 5 2 ")
+        self.assertEqual(said[1], "ERROR TIME? 5 2 repeats or goes back")
+        # 2. Garbage, unknown verbs, a correction out of range, an endless line.
+        for payload, error in ((b"\x00\xff garbage\n", "ERROR bad message: non-printable byte in line"),
+                               (b"WHAT 1\n", "ERROR bad message: unknown verb"),
+                               (b"ADJUST 3 9000000000000000000\n", "ERROR correction 9000000000000000000 out of range"),
+                               (b"ADJUST 3 99999999999999999999\n", "ERROR bad message: bad correction"),
+                               (b"ACK 1\n", "ERROR ACK is a slave's message")):
+            p = session()
+            p.send(payload)
+            self.assertEqual(p.lines_until_closed(), [error])
+        p = session()
+        try:
+            p.send(b"T" * (1 << 20))
+        except OSError:
+            pass
+        self.assertEqual(p.lines_until_closed(), [])
+        # 3. Its clock took only the one good correction; BYE ends it cleanly.
+        p = session()
+        p.send("BYE\n")
+        self.assertEqual(r.wait(s), 0)
+        p.close()
+        self.assertEqual(len(self.events("target", "adjust")), 1)
+        self.assertEqual(len(self.events("target", "lost")), 8)
+        self.assertEqual(self.events("target", "exit")[0]["code"], 0)
+
+    # -- access control -------------------------------------------------------------
+
+    def secret_file(self, name, text, mode=0o600):
+        path = os.path.join(self.run_.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def test_shared_secret_keeps_out_strangers(self):
+        r = self.run_
+        good = self.secret_file("good", "s3cret-value\n")
+        wrong = self.secret_file("wrong", "guessed-value\n")
+        m = r.master(1, "--rounds", 2, "--interval", 0.1, "--secret-file", good)
+        stranger = r.slave(m.port, "stranger")
+        guesser = r.slave(m.port, "guesser", "--secret-file", wrong)
+        self.assertEqual(r.wait(stranger), 1)
+        self.assertEqual(r.wait(guesser), 1)
+        self.assertIn("authentication required", r.output("stranger")[1])
+        self.assertIn("authentication failed", r.output("guesser")[1])
+        friend = r.slave(m.port, "friend", "--secret-file", good)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(r.wait(friend), 0)
+        reasons = sorted(e["reason"] for e in self.events("master", "disconnected") if e["slave"] == "")
+        self.assertEqual(reasons, ["authentication failed (wrong secret)",
+                                   "authentication required (no secret in HELLO)"])
+        with open(r.log("master")) as f:
+            master_log = f.read()
+        self.assertNotIn("guessed-value", master_log + r.output("master")[0])
+        self.assertNotIn("s3cret-value", master_log + r.output("master")[0])
+        self.assert_honest_in_sync(["master", "friend"])
+
+    def test_a_secret_file_readable_by_others_is_refused(self):
+        loose = self.secret_file("loose", "s3cret\n", 0o644)
+        import subprocess
+        from harness import MASTER, SLAVE
+        for argv in ([MASTER, "1", "--port", "0", "--secret-file", loose], [SLAVE, "--secret-file", loose]):
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S)
+            self.assertEqual(p.returncode, 1, argv)
+            self.assertIn("must not be accessible by group or others (chmod 600", p.stderr)
+        empty = self.secret_file("empty", "\n")
+        p = subprocess.run([SLAVE, "--secret-file", empty], capture_output=True, text=True, timeout=WAIT_S)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("printable characters", p.stderr)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def test_sigterm_stops_master_and_slave_cleanly(self):
+        r = self.run_
+        m = r.master(2, "--rounds", 0, "--interval", 0.05)
+        a = r.slave(m.port, "a")
+        b = r.slave(m.port, "b")
+        wait_until(lambda: len(self.events("b", "adjust")) >= 2, "two corrections")
+        b.send_signal(signal.SIGTERM)
+        self.assertEqual(r.wait(b), 0)
+        self.assertEqual(self.events("b", "exit")[0]["reason"], "terminated (SIGTERM)")
+        wait_until(lambda: [e for e in self.events("master", "disconnected") if e["slave"] == "b"], "b's leaving")
+        m.send_signal(signal.SIGTERM)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(r.wait(a), 0)
+        self.assertEqual(self.events("a", "exit")[0]["reason"], "the master said BYE")
+        self.assertEqual(self.events("master", "shutdown")[0]["reason"], "signal")
+        self.assertEqual(self.events("master")[-1]["event"], "exit")
+
+
+if __name__ == "__main__":
+    unittest.main()
