@@ -1,4 +1,5 @@
 # Build, test, demo and benchmark the Berkeley clock synchronization.
+#   make demo      build, run ./master 3 and analyze.py 3, report, plot demo.svg
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make fuzz      libFuzzer over framing, parsing and arithmetic (FUZZ_SECONDS=60)
@@ -10,7 +11,7 @@ HEADERS  := clock.hpp protocol.hpp net.hpp eventlog.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps
+.PHONY: all compile test clean deps fuzz fuzz-deps demo
 
 all: compile
 compile: master slave
@@ -20,6 +21,23 @@ master: master.cpp $(HEADERS)
 
 slave: slave.cpp $(HEADERS)
 	$(CXX) $(CXXFLAGS) -o $@ slave.cpp
+
+# The README's first command: a master on a free port, analyze.py starting
+# three slaves against it, the master's console prefixed [master], then the
+# report; logs stay in build/demo, the picture in demo.svg.
+DEMO_DIR := build/demo
+demo: compile
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@./master 3 --port 0 --rounds 5 --interval 0.5 --log $(DEMO_DIR)/master.log \
+	    > >(sed -u 's/^/[master]  /') 2>&1 & master=$$!; \
+	  trap 'kill $$master 2>/dev/null' EXIT; port=; \
+	  for i in $$(seq 200); do \
+	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(DEMO_DIR)/master.log 2>/dev/null); \
+	    [ -n "$$port" ] && break; sleep 0.05; done; \
+	  [ -n "$$port" ] || { echo "demo: the master did not start"; exit 1; }; \
+	  $(PYTHON) analyze.py 3 --port $$port --master-log $(DEMO_DIR)/master.log --logs $(DEMO_DIR) \
+	    --plot demo.svg --json $(DEMO_DIR)/report.json; rc=$$?; \
+	  wait $$master; trap - EXIT; echo "picture: demo.svg  logs: $(DEMO_DIR)/"; exit $$rc
 
 # doctest is a header; Debian ships it as doctest-dev.
 DOCTEST_H := /usr/include/doctest/doctest.h
