@@ -37,35 +37,106 @@ constexpr int64_t floor_div(__int128 a, int64_t b) {
 
 // ---------------------------------------------------------------------------
 // The simulated clock. Every process pretends to have a clock of its own:
-//   clock(real) = anchor_clock + (real - anchor_real) * (1 + rate_ppb / 1e9)
+//   clock(real) = anchor_clock + (real - anchor_real) * (1 + (rate + trim) / 1e9)
+//                 + the part of a slew applied so far
 // where `real` is the host's CLOCK_REALTIME. All processes on one host share
 // `real`, which is what lets a run be verified exactly: the true offset of a
-// clock is clock - real, read at the same instant.
+// clock is clock - real, read at the same instant. The anchor keeps the
+// sub-nanosecond fraction too, so re-anchoring never rounds anything away.
 struct SimClock {
-    int64_t anchor_real_ns = 0;   // host time of the last re-anchoring
-    int64_t anchor_clock_ns = 0;  // this clock's reading at that host time
-    int64_t rate_ppb = 0;         // how much faster than the host it runs
+    int64_t anchor_real_ns = 0;   // host time of the last correction (or the start)
+    int64_t anchor_clock_ns = 0;  // this clock's reading then: whole nanoseconds
+    int64_t anchor_frac = 0;      //   and the fraction, in 1e-9 ns, [0, 1e9)
+    int64_t rate_ppb = 0;         // simulated drift: how much faster than the host it runs
+    int64_t trim_ppb = 0;         // the frequency discipline's correction of that rate
+    int64_t slew_ns = 0;          // a correction being added gradually since the anchor,
+    int64_t slew_rate_ppb = 0;    //   at this rate (> 0 while slew_ns != 0)
+    bool corrected = false;       // has any correction been applied yet
 };
 
 constexpr SimClock make_clock(int64_t real_ns, int64_t offset_ns, int64_t rate_ppb) {
-    return SimClock{real_ns, real_ns + offset_ns, rate_ppb};
+    SimClock c;
+    c.anchor_real_ns = real_ns;
+    c.anchor_clock_ns = real_ns + offset_ns;
+    c.rate_ppb = rate_ppb;
+    return c;
 }
+
+namespace detail {
+// The clock at `real_ns`, in units of 1e-9 ns counted from anchor_clock_ns.
+// One floor at the end (in read_clock) of a numerator that only grows with
+// real_ns keeps the clock monotonic, mid-slew included.
+constexpr __int128 clock_units(const SimClock& c, int64_t real_ns) {
+    const __int128 elapsed = static_cast<__int128>(real_ns) - c.anchor_real_ns;
+    __int128 units = c.anchor_frac + elapsed * (NS_PER_S + c.rate_ppb + c.trim_ppb);
+    if (c.slew_ns != 0 && elapsed > 0) {
+        const __int128 whole = static_cast<__int128>(c.slew_ns < 0 ? -c.slew_ns : c.slew_ns) * NS_PER_S;
+        const __int128 done = std::min(whole, elapsed * c.slew_rate_ppb);
+        units += c.slew_ns < 0 ? -done : done;
+    }
+    return units;
+}
+}  // namespace detail
 
 constexpr int64_t read_clock(const SimClock& c, int64_t real_ns) {
-    __int128 elapsed = static_cast<__int128>(real_ns) - c.anchor_real_ns;
-    return c.anchor_clock_ns + floor_div(elapsed * (NS_PER_S + c.rate_ppb), NS_PER_S);
+    return c.anchor_clock_ns + floor_div(detail::clock_units(c, real_ns), NS_PER_S);
 }
 
-// Step the clock by `correction_ns` at host time `real_ns`. The step goes
-// into the anchor's clock reading, not a new anchor, so no drift is ever
-// re-rounded: a thousand steps add up to exactly their sum. Returns nullopt
-// (the caller keeps the old clock) if the result would leave +/-MAX_OFFSET_NS.
-constexpr std::optional<SimClock> step_clock(const SimClock& c, int64_t real_ns,
-                                             int64_t correction_ns) {
-    if (correction_ns > 2 * MAX_OFFSET_NS || correction_ns < -2 * MAX_OFFSET_NS) return std::nullopt;
+// The same clock, re-anchored at `real_ns`: it reads exactly the same at
+// every instant from then on, except that what is left of a slew is dropped.
+constexpr SimClock reanchor(const SimClock& c, int64_t real_ns) {
+    const __int128 units = detail::clock_units(c, real_ns);
+    const int64_t whole = floor_div(units, NS_PER_S);
+    SimClock r = c;
+    r.anchor_real_ns = real_ns;
+    r.anchor_clock_ns = c.anchor_clock_ns + whole;
+    r.anchor_frac = static_cast<int64_t>(units - static_cast<__int128>(whole) * NS_PER_S);
+    r.slew_ns = 0;
+    r.slew_rate_ppb = 0;
+    return r;
+}
+
+// How much of the current slew is still to be added at `real_ns` (signed).
+constexpr int64_t slew_remaining(const SimClock& c, int64_t real_ns) {
+    if (c.slew_ns == 0) return 0;
+    const __int128 elapsed = static_cast<__int128>(real_ns) - c.anchor_real_ns;
+    const __int128 whole = static_cast<__int128>(c.slew_ns < 0 ? -c.slew_ns : c.slew_ns) * NS_PER_S;
+    const __int128 left = whole - std::min(whole, std::max<__int128>(elapsed, 0) * c.slew_rate_ppb);
+    const int64_t left_ns = static_cast<int64_t>((left + NS_PER_S - 1) / NS_PER_S);
+    return c.slew_ns < 0 ? -left_ns : left_ns;
+}
+
+namespace detail {
+constexpr bool correction_fits(const SimClock& c, int64_t real_ns, int64_t correction_ns) {
+    if (correction_ns > 2 * MAX_OFFSET_NS || correction_ns < -2 * MAX_OFFSET_NS) return false;
     const __int128 offset_after = static_cast<__int128>(read_clock(c, real_ns)) + correction_ns - real_ns;
-    if (offset_after > MAX_OFFSET_NS || offset_after < -MAX_OFFSET_NS) return std::nullopt;
-    return SimClock{c.anchor_real_ns, c.anchor_clock_ns + correction_ns, c.rate_ppb};
+    return offset_after <= MAX_OFFSET_NS && offset_after >= -MAX_OFFSET_NS;
+}
+}  // namespace detail
+
+// Step the clock by `correction_ns` at host time `real_ns`, at once, ending
+// any slew. Exact: a thousand steps add up to exactly their sum. nullopt
+// (the caller keeps the old clock) if the result would leave +/-MAX_OFFSET_NS.
+constexpr std::optional<SimClock> step_clock(const SimClock& c, int64_t real_ns, int64_t correction_ns) {
+    if (!detail::correction_fits(c, real_ns, correction_ns)) return std::nullopt;
+    SimClock r = reanchor(c, real_ns);
+    r.anchor_clock_ns += correction_ns;
+    r.corrected = true;
+    return r;
+}
+
+// Slew the clock by `correction_ns` from host time `real_ns`: run faster (or
+// slower) by `slew_rate_ppb` until all of it is added, as adjtime() does.
+// The clock stays continuous and monotonic. It replaces what is left of an
+// earlier slew: the new correction was measured against the partly slewed clock.
+constexpr std::optional<SimClock> slew_clock(const SimClock& c, int64_t real_ns, int64_t correction_ns,
+                                             int64_t slew_rate_ppb) {
+    if (slew_rate_ppb <= 0 || !detail::correction_fits(c, real_ns, correction_ns)) return std::nullopt;
+    SimClock r = reanchor(c, real_ns);
+    r.slew_ns = correction_ns;
+    r.slew_rate_ppb = correction_ns == 0 ? 0 : slew_rate_ppb;
+    r.corrected = true;
+    return r;
 }
 
 // A random clock for a process started without --offset/--drift: offset
@@ -88,38 +159,51 @@ inline ClockParams random_clock_params(uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------
-// Step 1 of a round: estimate a slave's offset from one probe (Cristian).
+// Step 1 of a round: estimate a slave's offset from one probe.
 //
-//   master clock:  t0 ------------------------------------> t1
-//                     \ TIME?                       CLOCK s /
-//                      `-------------> s -------------------'
-//   slave clock:                       read here
+//   master clock:  T1 -------------------------------------------> T4
+//                    \ TIME?                               CLOCK /
+//                     `------> T2 ..(slave works).. T3 ----------'
+//   slave clock:               arrived            answered
 //
-// The slave is assumed to have read its clock `s` at the midpoint of the
-// round trip, when the master's clock read t0 + rtt/2. So
-//   offset = s - (t0 + rtt/2),  rtt = t1 - t0,
-// and the estimate is off by at most rtt/2 (rounded up: the midpoint is
-// truncated to a whole nanosecond).
+// Cristian's method: the slave reads its clock once (T2 = T3 = s) and is
+// assumed to have read it at the midpoint of the round trip, so
+//   offset = s - (T1 + (T4 - T1)/2),   round trip = T4 - T1.
+// With two slave readings, when the request arrived (T2) and when the answer
+// left (T3), the slave's own time in between drops out (the NTP formula):
+//   delay  = (T4 - T1) - (T3 - T2)            the time spent on the wire
+//   offset = ((T2 - T1) + (T3 - T4)) / 2 = (T2 - T1) - delay/2
+// which is Cristian's formula again when T2 = T3. Either way the estimate is
+// off by at most delay/2 (rounded up: the half is floored to whole ns), and
+// exactly right when the two directions take equally long.
 struct Probe {
-    int64_t t0_ns = 0;     // master clock just before the request was sent
-    int64_t slave_ns = 0;  // the slave's clock reading in its reply
-    int64_t t1_ns = 0;     // master clock just after the reply was read
+    int64_t t0_ns = 0;     // T1: master clock just before the request was sent
+    int64_t slave_ns = 0;  // T2: slave clock when the request arrived (or its only reading)
+    int64_t t1_ns = 0;     // T4: master clock when the reply arrived
+    int64_t slave_send_ns = 0;  // T3: slave clock as the reply left (= T2 for one reading)
+
+    constexpr Probe(int64_t t1, int64_t s, int64_t t4) : t0_ns(t1), slave_ns(s), t1_ns(t4), slave_send_ns(s) {}
+    constexpr Probe(int64_t t1, int64_t t2, int64_t t3, int64_t t4)
+        : t0_ns(t1), slave_ns(t2), t1_ns(t4), slave_send_ns(t3) {}
 };
 
 struct Estimate {
     int64_t offset_ns = 0;  // slave clock minus master clock
-    int64_t rtt_ns = 0;     // round trip, the bound on the estimate's error
+    int64_t rtt_ns = 0;     // the delay: round trip less the slave's own time; error bound x2
 };
 
-// nullopt for a reading that makes no sense: a negative round trip, or an
-// offset beyond MAX_OFFSET_NS (a broken or lying slave, not a clock).
+// nullopt for a reading that makes no sense: a negative delay, the reply
+// leaving before the request arrived, or an offset beyond MAX_OFFSET_NS (a
+// broken or lying slave, not a clock).
 constexpr std::optional<Estimate> estimate_offset(const Probe& p) {
-    __int128 rtt = static_cast<__int128>(p.t1_ns) - p.t0_ns;
-    if (rtt < 0 || rtt > MAX_OFFSET_NS) return std::nullopt;
-    __int128 midpoint = p.t0_ns + rtt / 2;
-    __int128 offset = static_cast<__int128>(p.slave_ns) - midpoint;
+    const __int128 t2 = p.slave_ns;
+    const __int128 t3 = p.slave_send_ns;
+    const __int128 held = t3 - t2;
+    const __int128 delay = static_cast<__int128>(p.t1_ns) - p.t0_ns - held;
+    if (held < 0 || delay < 0 || delay > MAX_OFFSET_NS) return std::nullopt;
+    const __int128 offset = t2 - p.t0_ns - delay / 2;
     if (offset > MAX_OFFSET_NS || offset < -MAX_OFFSET_NS) return std::nullopt;
-    return Estimate{static_cast<int64_t>(offset), static_cast<int64_t>(rtt)};
+    return Estimate{static_cast<int64_t>(offset), static_cast<int64_t>(delay)};
 }
 
 // Step 2: of several probes to one slave keep the one with the smallest round
@@ -172,6 +256,61 @@ inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_
 // Both arguments are within MAX_OFFSET_NS, so the difference cannot overflow.
 constexpr int64_t correction_for(int64_t average_ns, int64_t offset_ns) {
     return average_ns - offset_ns;
+}
+
+// ---------------------------------------------------------------------------
+// Step 5, what a time service adds to the textbook: apply a correction the
+// way adjtime() does, and learn the clock's rate error from the corrections.
+//
+// - A correction of at least `step_threshold_ns` is stepped at once; a
+//   smaller one is slewed at `slew_rate_ppb`, so a clock that is in step
+//   never jumps, least of all backwards.
+// - Frequency discipline (BSD timed had none): a clock that needs a
+//   correction c after running t since the last one runs c/t too slow.
+//   The trim moves by c / (t + tau), so noise in c moves it little however
+//   short t is, and stays within +/-MAX_TRIM_PPB. It learns only in lock:
+//   when the previous correction was fully applied and c is small enough
+//   to be drift (|c/t| within the trim's range), never from a step.
+constexpr int64_t DEFAULT_STEP_THRESHOLD_NS = 128 * NS_PER_MS;  // as NTP
+constexpr int64_t DEFAULT_SLEW_RATE_PPB = 500'000;             // 500 ppm, as adjtime
+constexpr int64_t MAX_TRIM_PPB = 500'000;
+constexpr int64_t FREQUENCY_TAU_NS = 1 * NS_PER_S;
+
+struct Discipline {
+    int64_t step_threshold_ns = DEFAULT_STEP_THRESHOLD_NS;
+    int64_t slew_rate_ppb = DEFAULT_SLEW_RATE_PPB;
+    bool frequency = true;
+};
+
+// The trim after a correction of `correction_ns` that the clock needed
+// `since_ns` after its previous one.
+constexpr int64_t next_trim(int64_t trim_ppb, int64_t correction_ns, int64_t since_ns) {
+    if (since_ns <= 0) return trim_ppb;
+    const __int128 c = correction_ns;
+    if ((c < 0 ? -c : c) * NS_PER_S > static_cast<__int128>(MAX_TRIM_PPB) * since_ns) return trim_ppb;
+    const __int128 trim = trim_ppb + c * NS_PER_S / (static_cast<__int128>(since_ns) + FREQUENCY_TAU_NS);
+    return static_cast<int64_t>(std::clamp<__int128>(trim, -MAX_TRIM_PPB, MAX_TRIM_PPB));
+}
+
+enum class Applied { Step, Slew };
+struct Corrected {
+    SimClock clock;
+    Applied how = Applied::Step;
+};
+
+constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t real_ns, int64_t correction_ns,
+                                                    const Discipline& d) {
+    const int64_t magnitude = correction_ns < 0 ? -correction_ns : correction_ns;
+    if (magnitude >= d.step_threshold_ns) {
+        auto stepped = step_clock(c, real_ns, correction_ns);
+        if (!stepped) return std::nullopt;
+        return Corrected{*stepped, Applied::Step};
+    }
+    auto slewed = slew_clock(c, real_ns, correction_ns, d.slew_rate_ppb);
+    if (!slewed) return std::nullopt;
+    if (d.frequency && c.corrected && slew_remaining(c, real_ns) == 0)
+        slewed->trim_ppb = next_trim(c.trim_ppb, correction_ns, real_ns - c.anchor_real_ns);
+    return Corrected{*slewed, Applied::Slew};
 }
 
 // ---------------------------------------------------------------------------

@@ -767,3 +767,259 @@ TEST_CASE("format_ms") {
 TEST_CASE("format_time(INT64_MIN): no signed overflow") {
     CHECK(format_time(I64_MIN) == std::string("1677-09-21 00:12:43.145224"));
 }
+
+// ---------------------------------------------------------------------------
+// Clock discipline: slew, step, frequency.
+
+TEST_CASE("slew_clock: monotonic, continuous, and exactly the full correction in the end") {
+    struct Case {
+        int64_t rate_ppb, correction_ns, slew_rate_ppb;
+    };
+    const Case cases[] = {
+        {0, 1'000'000, 500'000},  {0, -1'000'000, 500'000}, {50'000, -333'333, 500'000},
+        {-50'000, 777'777, 500'000}, {12'345, -1, 500'000},  {0, 127'999'999, 500'000},
+        {-100'000, -50'000, 1},      {0, 3, 7},
+    };
+    for (const Case& k : cases) {
+        CAPTURE(k.rate_ppb);
+        CAPTURE(k.correction_ns);
+        CAPTURE(k.slew_rate_ppb);
+        const SimClock base = make_clock(EPOCH_2025_NS, 5 * NS_PER_S, k.rate_ppb);
+        const int64_t at = EPOCH_2025_NS + 123'456'789;
+        const auto slewed = slew_clock(base, at, k.correction_ns, k.slew_rate_ppb);
+        REQUIRE(slewed.has_value());
+        // No jump at the instant of the correction.
+        CHECK(read_clock(*slewed, at) == read_clock(base, at));
+        CHECK(slew_remaining(*slewed, at) == k.correction_ns);
+        // Duration: |c| / rate, rounded up.
+        const __int128 whole = static_cast<__int128>(k.correction_ns < 0 ? -k.correction_ns : k.correction_ns) * NS_PER_S;
+        const int64_t duration = static_cast<int64_t>((whole + k.slew_rate_ppb - 1) / k.slew_rate_ppb);
+        const int64_t end = at + duration;
+        // Exactly the full correction once the slew is over, and forever after.
+        for (int64_t later : {end, end + 1, end + 10 * NS_PER_S}) {
+            CAPTURE(later);
+            CHECK(read_clock(*slewed, later) == read_clock(base, later) + k.correction_ns);
+            CHECK(slew_remaining(*slewed, later) == 0);
+        }
+        if (duration > 1) CHECK(slew_remaining(*slewed, end - 1) != 0);
+        // Monotonic, 1 ns steps around the start and the end, coarse across.
+        int64_t prev = read_clock(*slewed, at - 1000);
+        auto probe = [&](int64_t real) {
+            const int64_t now = read_clock(*slewed, real);
+            CHECK(now >= prev);
+            prev = now;
+        };
+        for (int64_t t = at - 999; t <= at + 2000; ++t) probe(t);
+        const int64_t step = std::max<int64_t>(1, duration / 2000);
+        for (int64_t t = at + 2001; t < end - 2000; t += step) probe(t);
+        for (int64_t t = std::max(end - 2000, at + 2001); t <= end + 2000; ++t) probe(t);
+    }
+}
+
+TEST_CASE("a new correction replaces what is left of the previous slew") {
+    const SimClock base = make_clock(EPOCH_2025_NS, 0, 0);
+    auto first = slew_clock(base, EPOCH_2025_NS, 10 * NS_PER_MS, 500'000);  // 20 s to apply
+    REQUIRE(first);
+    const int64_t mid = EPOCH_2025_NS + 4 * NS_PER_S;                     // 2 ms applied
+    CHECK(read_clock(*first, mid) - mid == 2 * NS_PER_MS);
+    CHECK(slew_remaining(*first, mid) == 8 * NS_PER_MS);
+    auto second = slew_clock(*first, mid, -1 * NS_PER_MS, 500'000);        // 2 s to apply
+    REQUIRE(second);
+    CHECK(read_clock(*second, mid) == read_clock(*first, mid));
+    const int64_t after = mid + 100 * NS_PER_S;
+    CHECK(read_clock(*second, after) - after == 1 * NS_PER_MS);  // 2 ms done, then -1 ms: the 8 ms left were dropped
+    // A step also ends a slew.
+    auto stepped = step_clock(*first, mid, 5);
+    REQUIRE(stepped);
+    CHECK(slew_remaining(*stepped, mid) == 0);
+    CHECK(read_clock(*stepped, after) - after == 2 * NS_PER_MS + 5);
+}
+
+TEST_CASE("reanchor changes nothing a reader can see, sub-nanosecond fractions included") {
+    SimClock c = make_clock(EPOCH_2025_NS, -7, 33'333);
+    c.trim_ppb = -1'234;
+    SimClock r = c;
+    int64_t real = EPOCH_2025_NS;
+    for (int i = 0; i < 5000; ++i) {
+        real += 1'000'003 + i;
+        r = reanchor(r, real);
+        CHECK(r.anchor_frac >= 0);
+        CHECK(r.anchor_frac < NS_PER_S);
+    }
+    for (int64_t t : {real, real + 1, real + 999'999'937, real + 86400 * NS_PER_S}) CHECK(read_clock(r, t) == read_clock(c, t));
+}
+
+TEST_CASE("apply_correction: step at and above the threshold, slew below it") {
+    const Discipline d;  // 128 ms, 500 ppm
+    const SimClock base = make_clock(EPOCH_2025_NS, 0, 0);
+    const int64_t at = EPOCH_2025_NS + NS_PER_S;
+    struct Case {
+        int64_t correction_ns;
+        Applied how;
+    };
+    const Case cases[] = {
+        {0, Applied::Slew},
+        {1, Applied::Slew},
+        {-1, Applied::Slew},
+        {d.step_threshold_ns - 1, Applied::Slew},
+        {-(d.step_threshold_ns - 1), Applied::Slew},
+        {d.step_threshold_ns, Applied::Step},
+        {-d.step_threshold_ns, Applied::Step},
+        {3 * 3600 * NS_PER_S, Applied::Step},
+    };
+    for (const Case& k : cases) {
+        CAPTURE(k.correction_ns);
+        auto r = apply_correction(base, at, k.correction_ns, d);
+        REQUIRE(r);
+        CHECK(r->how == k.how);
+        const int64_t jump = read_clock(r->clock, at) - read_clock(base, at);
+        CHECK(jump == (k.how == Applied::Step ? k.correction_ns : 0));
+        CHECK(read_clock(r->clock, at + 1000 * NS_PER_S) - read_clock(base, at + 1000 * NS_PER_S) == k.correction_ns);
+    }
+    // Threshold 0 steps everything; out-of-range corrections are refused either way.
+    CHECK(apply_correction(base, at, 1, Discipline{0, DEFAULT_SLEW_RATE_PPB, true})->how == Applied::Step);
+    CHECK_FALSE(apply_correction(base, at, 2 * MAX_OFFSET_NS + 1, d));
+    CHECK_FALSE(apply_correction(base, at, MAX_OFFSET_NS + 1, Discipline{INT64_MAX, 1, true}));
+}
+
+TEST_CASE("many slewed corrections accumulate no rounding error") {
+    Discipline d;
+    d.frequency = false;
+    SimClock c = make_clock(EPOCH_2025_NS, 0, 41'999);
+    const SimClock untouched = c;
+    int64_t real = EPOCH_2025_NS;
+    int64_t total = 0;
+    for (int i = 0; i < 1000; ++i) {
+        real += 1'000'000'007;  // > 3 us / 500 ppm: each slew completes before the next
+        const int64_t corr = (i % 2 ? 3'001 : -1'777);
+        auto r = apply_correction(c, real, corr, d);
+        REQUIRE(r);
+        c = r->clock;
+        total += corr;
+    }
+    const int64_t end = real + NS_PER_S;
+    CHECK(read_clock(c, end) == read_clock(untouched, end) + total);
+}
+
+namespace {
+// A clock with `drift_ppb` corrected every `interval_ns` by an ideal master
+// (the exact offset from the host), plus `noise_ns` of deterministic noise.
+struct Loop {
+    SimClock clock;
+    int64_t real;
+    Discipline d;
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    int64_t noise(int64_t amplitude) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (amplitude == 0) return 0;
+        return static_cast<int64_t>((rng >> 33) % static_cast<uint64_t>(2 * amplitude + 1)) - amplitude;
+    }
+    int64_t round(int64_t interval_ns, int64_t noise_ns) {
+        real += interval_ns;
+        const int64_t offset = read_clock(clock, real) - real;
+        auto r = apply_correction(clock, real, -offset + noise(noise_ns), d);
+        REQUIRE(r);
+        clock = r->clock;
+        return offset;
+    }
+};
+}  // namespace
+
+TEST_CASE("frequency discipline learns the drift and stops the clocks drifting apart") {
+    for (int64_t drift : {int64_t{40'000}, int64_t{-50'000}, int64_t{7}, int64_t{0}}) {
+        CAPTURE(drift);
+        Loop loop{make_clock(EPOCH_2025_NS, 3 * NS_PER_S, drift), EPOCH_2025_NS, Discipline{}};
+        loop.round(NS_PER_S, 0);  // the first correction is a 3 s step: not learned from
+        CHECK(loop.clock.trim_ppb == 0);
+        for (int i = 0; i < 40; ++i) loop.round(NS_PER_S, 0);
+        CHECK(std::abs(loop.clock.trim_ppb + drift) <= 50);
+        // Once learned, a second without correction drifts apart by < 0.1 us.
+        CHECK(std::abs(loop.round(NS_PER_S, 0)) < 100);
+        // And without frequency discipline the same clock keeps drifting by drift x 1 s.
+        Loop plain{make_clock(EPOCH_2025_NS, 0, drift), EPOCH_2025_NS, Discipline{}};
+        plain.d.frequency = false;
+        for (int i = 0; i < 10; ++i) plain.round(NS_PER_S, 0);
+        CHECK(std::abs(plain.round(NS_PER_S, 0) - drift) <= 1);
+    }
+}
+
+TEST_CASE("frequency discipline under noise: no oscillation, no runaway, bounded") {
+    SUBCASE("+/-2 us of noise every second") {
+        Loop loop{make_clock(EPOCH_2025_NS, 0, 30'000), EPOCH_2025_NS, Discipline{}};
+        for (int i = 0; i < 50; ++i) loop.round(NS_PER_S, 2'000);
+        int64_t worst_trim_error = 0, worst_offset = 0;
+        for (int i = 0; i < 2000; ++i) {
+            worst_offset = std::max(worst_offset, std::abs(loop.round(NS_PER_S, 2'000)));
+            worst_trim_error = std::max(worst_trim_error, std::abs(loop.clock.trim_ppb + 30'000));
+        }
+        CHECK(worst_trim_error < 5'000);  // 5 ppm, against 2 us / 1 s of noise
+        CHECK(worst_offset < 10'000);     // the clock stays within 10 us
+    }
+    SUBCASE("short intervals do not amplify the noise") {
+        Loop loop{make_clock(EPOCH_2025_NS, 0, -20'000), EPOCH_2025_NS, Discipline{}};
+        for (int i = 0; i < 5000; ++i) loop.round(10 * NS_PER_MS, 2'000);
+        CHECK(std::abs(loop.clock.trim_ppb - 20'000) < 10'000);
+    }
+    SUBCASE("large corrections, unfinished slews and steps teach nothing") {
+        const SimClock start = make_clock(EPOCH_2025_NS, 0, 0);
+        auto first = apply_correction(start, EPOCH_2025_NS + NS_PER_S, 1'000, Discipline{});
+        REQUIRE(first);
+        // 100 ms one second later: too large to be drift (100000 ppm).
+        auto big = apply_correction(first->clock, EPOCH_2025_NS + 2 * NS_PER_S, 100 * NS_PER_MS, Discipline{});
+        REQUIRE(big);
+        CHECK(big->clock.trim_ppb == 0);
+        // 100 us while that 100 ms slew (200 s long) is still running: not learned.
+        auto during = apply_correction(big->clock, EPOCH_2025_NS + 3 * NS_PER_S, 100'000, Discipline{});
+        REQUIRE(during);
+        CHECK(during->clock.trim_ppb == 0);
+        // A step keeps the trim as it was.
+        SimClock trimmed = first->clock;
+        trimmed.trim_ppb = 1'234;
+        auto stepped = apply_correction(trimmed, EPOCH_2025_NS + 9 * NS_PER_S, 5 * NS_PER_S, Discipline{});
+        REQUIRE(stepped);
+        CHECK(stepped->how == Applied::Step);
+        CHECK(stepped->clock.trim_ppb == 1'234);
+    }
+    SUBCASE("an adversarial sequence cannot push the trim past +/-500 ppm") {
+        SimClock c = make_clock(EPOCH_2025_NS, 0, 0);
+        int64_t real = EPOCH_2025_NS;
+        for (int i = 0; i < 1000; ++i) {
+            real += NS_PER_S;
+            auto r = apply_correction(c, real, (i % 7 == 0 ? -1 : 1) * 499 * NS_PER_US, Discipline{});
+            REQUIRE(r);
+            c = r->clock;
+            CHECK(std::abs(c.trim_ppb) <= MAX_TRIM_PPB);
+        }
+    }
+    CHECK(next_trim(0, 1'000, 0) == 0);
+    CHECK(next_trim(0, 1'000, -5) == 0);
+    CHECK(next_trim(0, 1'000, NS_PER_S) == 500);          // 1 us over 1 s + tau 1 s
+    CHECK(next_trim(MAX_TRIM_PPB, 400'000, NS_PER_S) == MAX_TRIM_PPB);
+}
+
+TEST_CASE("estimate_offset with two slave readings (NTP's four timestamps)") {
+    // Symmetric 10 us each way, slave holds the request 30 us, offset +5 s:
+    // exact, whatever the holding time.
+    const int64_t t1 = EPOCH_2025_NS, off = 5 * NS_PER_S;
+    for (int64_t held : {int64_t{0}, int64_t{30'000}, int64_t{5'000'000}}) {
+        CAPTURE(held);
+        const Probe p(t1, t1 + 10'000 + off, t1 + 10'000 + held + off, t1 + 20'000 + held);
+        auto e = estimate_offset(p);
+        REQUIRE(e);
+        CHECK(e->offset_ns == off);
+        CHECK(e->rtt_ns == 20'000);
+    }
+    // Equal readings: exactly Cristian's midpoint.
+    for (int64_t s : {int64_t{-17}, int64_t{0}, int64_t{1001}, int64_t{99'999}}) {
+        CAPTURE(s);
+        CHECK(estimate_offset(Probe(1000, s, s, 1003))->offset_ns == estimate_offset(Probe(1000, s, 1003))->offset_ns);
+    }
+    // Asymmetric delays: off by at most delay/2 (rounded up).
+    const auto e = estimate_offset(Probe(0, 1'000, 1'500, 2'000));  // out 1000, back 500
+    REQUIRE(e);
+    CHECK(e->rtt_ns == 1'500);
+    CHECK(std::abs(e->offset_ns) <= 750);
+    // Nonsense: the answer left before the request arrived; a negative delay.
+    CHECK_FALSE(estimate_offset(Probe(0, 500, 499, 1'000)));
+    CHECK_FALSE(estimate_offset(Probe(0, 0, 2'000, 1'000)));
+}
