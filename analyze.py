@@ -9,10 +9,12 @@ from their JSON-lines logs, how well the run synchronized their clocks.
 The truth comes from the logs alone, never from the master's estimates: every
 process logs its simulated clock together with the host clock read at the same
 instant, and all processes share the host clock, so a clock's true offset at an
-instant is clock_ns - real_ns. Between logged events a clock runs at its logged
-rate; it jumps only at its `adjust` events. The report gives the true spread
-(largest minus smallest offset, all clocks at one common instant) before and
-after every round, each clock's corrections, and the final verdict.
+instant is clock_ns - real_ns. From its `start` and each `adjust` event on, a
+clock runs at the rate that event logs; a correction is stepped (a jump) or
+slewed (a ramp, until all of it is in). The report gives the true spread
+(largest minus smallest offset, all clocks at one common instant) before every
+round and once its corrections are fully applied, each clock's corrections,
+and the final verdict.
 
 Layout: reading logs, the clock model, the analysis (pure functions), the text
 report, the SVG picture, launching the slaves, main(). Standard library only.
@@ -20,6 +22,7 @@ report, the SVG picture, launching the slaves, main(). Standard library only.
 
 import argparse
 import bisect
+import collections
 import glob
 import json
 import math
@@ -66,6 +69,15 @@ def check_event(event):
     for key in REQUIRED.get(event["event"], ()):
         if key not in event:
             return "%s event without '%s'" % (event["event"], key)
+    for key in ("correction_ns", "rate_ppb", "slew_rate_ppb"):
+        if key in event and not isinstance(event[key], int):
+            return "bad field '%s'" % key
+    if event["event"] == "adjust":
+        mode = event.get("mode", "step")  # older logs have no mode: every correction was a step
+        if mode not in ("step", "slew"):
+            return "adjust event with unknown mode %r" % mode
+        if mode == "slew" and not event.get("slew_rate_ppb", 0) > 0:
+            return "slewed adjust without a positive 'slew_rate_ppb'"
     return None
 
 
@@ -110,44 +122,94 @@ def group_by_id(events):
 
 # ---------------------------------------------------------------------------
 # The clock model
+#
+# A clock is pinned down at its anchors: its `start` event and every `adjust`.
+# From an anchor at host time R with true offset O (clock_ns - real_ns), rate
+# r ppb (drift + trim, logged as rate_ppb) and a slew of S ns at s ppb, the
+# clock's offset at host time t >= R, until its next anchor, is
+#
+#     offset(t) = O + (t - R) * r / 1e9 + sign(S) * min(|S|, (t - R) * s / 1e9)
+#                     `- drift and trim   `- the slew: a ramp of slope s until all of S is in
+#
+# floored once to whole ns, as clock.hpp does. A step (mode "step", or no mode
+# in older logs) has S = 0 and jumps at R: just before it the offset was
+# O - correction_ns. A slew does not jump at all. A new correction discards
+# what was left of the slew before it, so every anchor starts afresh.
+
+Anchor = collections.namedtuple("Anchor", "real_ns offset_before_ns offset_ns rate_ppb slew_ns slew_rate_ppb")
+
+
+def anchor_of(event, rate_ppb):
+    """The anchor a `start` or `adjust` event sets; rate_ppb is the rate in
+    force before it, kept when the event logs none (older logs)."""
+    offset = event["clock_ns"] - event["real_ns"]
+    rate = event.get("rate_ppb", rate_ppb)
+    if event["event"] != "adjust":
+        return Anchor(event["real_ns"], offset, offset, rate, 0, 0)
+    if event.get("mode", "step") == "slew":
+        return Anchor(event["real_ns"], offset, offset, rate, event["correction_ns"], event["slew_rate_ppb"])
+    return Anchor(event["real_ns"], offset - event["correction_ns"], offset, rate, 0, 0)
+
+
+def offset_from(anchor, t):
+    """offset(t) above, for t >= anchor.real_ns, in exact integers (ns x 1e9 until the floor)."""
+    elapsed = t - anchor.real_ns
+    slewed = min(abs(anchor.slew_ns) * NS_PER_S, elapsed * anchor.slew_rate_ppb)
+    return anchor.offset_ns + (elapsed * anchor.rate_ppb + (slewed if anchor.slew_ns >= 0 else -slewed)) // NS_PER_S
+
+
+def slew_end(anchor):
+    """Host time at which all of an anchor's slew is in (its own time when there is none)."""
+    if not anchor.slew_ns:
+        return anchor.real_ns
+    return anchor.real_ns + -(-abs(anchor.slew_ns) * NS_PER_S // anchor.slew_rate_ppb)  # rounded up
+
 
 class ClockTrack:
-    """One clock's history: known (host time, true offset) points, each with
-    the rate the clock runs at from there on. offset_at(t) extrapolates from
-    the last point at or before t (before the first point: backwards from it).
-    An `adjust` is a step: just before it the offset was correction_ns lower."""
+    """One clock's history: its events, and its anchors in host-time order.
+    offset_at(t) follows the last anchor at or before t; before the first one
+    it extrapolates backwards from it at its rate."""
 
     def __init__(self, clock_id, events):
         self.id = clock_id
         self.events = sorted(events, key=lambda e: e["real_ns"])  # stable: log order on ties
+        first = self.first("start") or self.events[0]  # a log cut before its start: begin where it begins
         rate = next((e["rate_ppb"] for e in self.events if "rate_ppb" in e), 0)
-        self.points = []  # (real_ns, offset before a step there, offset after, rate_ppb)
+        self.anchors = []
         for e in self.events:
-            rate = e.get("rate_ppb", rate)
-            after = e["clock_ns"] - e["real_ns"]
-            before = after - e["correction_ns"] if e["event"] == "adjust" else after
-            self.points.append((e["real_ns"], before, after, rate))
-        self.reals = [p[0] for p in self.points]
+            if e is first or e["event"] == "adjust":
+                self.anchors.append(anchor_of(e, rate))
+                rate = self.anchors[-1].rate_ppb
+        self.reals = [a.real_ns for a in self.anchors]
 
     def offset_at(self, t, before_step=False):
         """True offset (clock minus host time) at host time t; with before_step,
         the offset just before a step this clock takes at exactly t."""
         if before_step:
             i = bisect.bisect_left(self.reals, t)
-            if i < len(self.points) and self.reals[i] == t:
-                return self.points[i][1]
+            if i < len(self.anchors) and self.reals[i] == t:
+                return self.anchors[i].offset_before_ns
             i -= 1
         else:
             i = bisect.bisect_right(self.reals, t) - 1
-        real, before, after, rate = self.points[max(i, 0)]
-        base = before if i < 0 else after
-        return base + (t - real) * rate // NS_PER_S  # floor, as clock.hpp does
+        if i < 0:
+            first = self.anchors[0]
+            return first.offset_before_ns + (t - first.real_ns) * first.rate_ppb // NS_PER_S
+        return offset_from(self.anchors[i], t)
+
+    def applied_at(self, real_ns):
+        """Host time by which the correction this clock made at real_ns is all
+        in: at once for a step; at the end of its slew, or at the clock's next
+        anchor if that comes first (it discards the rest of the slew)."""
+        i = bisect.bisect_right(self.reals, real_ns) - 1
+        end = slew_end(self.anchors[i])
+        return min(end, self.reals[i + 1]) if i + 1 < len(self.reals) else end
 
     def first(self, name):
         return next((e for e in self.events if e["event"] == name), None)
 
     def adjusts(self):
-        """The step of each round, by round number (a duplicate is ignored)."""
+        """The correction of each round, by round number (a duplicate is ignored)."""
         steps = {}
         for e in self.events:
             if e["event"] == "adjust":
@@ -164,13 +226,33 @@ def natural_key(clock_id):
     return (clock_id != MASTER_ID, [int(p) if p.isdigit() else p for p in parts])
 
 
-def round_instants(tracks, steps, r):
-    """Host times to judge round r: before it (the master's `round` event, or
-    else the earliest round-r step) and after it (the latest round-r step)."""
-    times = [steps[c][r]["real_ns"] for c in tracks if r in steps[c]]
+def round_starts(tracks):
+    """Host time each round began, by round number: the master's `round` event,
+    or (without the master's log) the round's earliest adjust."""
+    starts = {}
     master = tracks.get(MASTER_ID)
-    starts = [e["real_ns"] for e in master.events if e["event"] == "round" and e["round"] == r] if master else []
-    return (starts[0] if starts else min(times)), max(times)
+    for e in master.events if master else []:
+        if e["event"] == "round":
+            starts.setdefault(e["round"], e["real_ns"])
+    from_adjusts = {}
+    for track in tracks.values():
+        for e in track.events:
+            if e["event"] == "adjust":
+                from_adjusts[e["round"]] = min(from_adjusts.get(e["round"], e["real_ns"]), e["real_ns"])
+    return {**from_adjusts, **starts}
+
+
+def round_instants(tracks, steps, starts, r):
+    """Host times to judge round r: before it (its start) and after it, once
+    every round-r correction is fully applied (the latest step, or the latest
+    end of a slew). A slew still running when the next round starts is judged
+    1 ns before that start, so that nothing of the next round is counted."""
+    adjusted = [(tracks[c], steps[c][r]["real_ns"]) for c in tracks if r in steps[c]]
+    after = max(track.applied_at(t) for track, t in adjusted)
+    next_start = min((t for q, t in starts.items() if q > r), default=None)
+    if next_start is not None and after >= next_start:
+        after = max(next_start - 1, max(t for _, t in adjusted))  # never before the round's own last correction
+    return starts[r], after
 
 
 def estimation_errors(tracks):
@@ -202,10 +284,11 @@ def analyse(tracks, tolerance_ns):
         raise NothingToAnalyse("no round corrected two clocks or more (no `adjust` events in common): "
                                "did the master run a round with its slaves?")
     errors = estimation_errors(tracks)
+    starts = round_starts(tracks)
     rounds = []
     for r in round_numbers:
         members = [c for c in ids if r in steps[c]]  # the clocks corrected in round r
-        t_before, t_after = round_instants(tracks, steps, r)
+        t_before, t_after = round_instants(tracks, steps, starts, r)
         before = [tracks[c].offset_at(t_before, before_step=True) for c in members]
         after = [tracks[c].offset_at(t_after) for c in members]
         entry = {"round": r, "clocks": members, "before_real_ns": t_before, "after_real_ns": t_after,
@@ -225,8 +308,9 @@ def analyse(tracks, tolerance_ns):
         clocks[c] = {
             "initial_offset_ns": start["offset_ns"] if start and "offset_ns" in start
             else first["clock_ns"] - first["real_ns"],
-            "drift_ppb": tracks[c].points[0][3],
+            "drift_ppb": tracks[c].anchors[0].rate_ppb,
             "corrections_ns": [steps[c][r]["correction_ns"] if r in steps[c] else None for r in round_numbers],
+            "correction_modes": [steps[c][r].get("mode", "step") if r in steps[c] else None for r in round_numbers],
             "final_offset_ns": round(final[c] - mean),
             "in_final_round": c in last["clocks"],
         }
@@ -296,13 +380,17 @@ def report(result, log_dir):
             row.append(fmt_ns(info.get("max_estimation_error_ns"), signed=False) if c != MASTER_ID else "-")
         rows.append(row)
     out.append(table(headers, rows))
-    out += ["", "Rounds (true spread = largest minus smallest offset, every clock at one instant)"]
+    out += ["", "Rounds (true spread = largest minus smallest offset, every clock at one instant;",
+            "        before = at the round's start, after = once the round's corrections are fully applied,"
+            " slews included)"]
     headers = ["round", "clocks", "spread before", "spread after"] + (["max |est. error|"] if has_master else [])
     rows = [[r["round"], len(r["clocks"]), fmt_ns(r["spread_before_ns"], False), fmt_ns(r["spread_after_ns"], False)]
             + ([fmt_ns(r.get("max_estimation_error_ns"), False)] if has_master else []) for r in rounds]
     out.append(table(headers, rows))
-    out += ["", "Corrections received"]
-    rows = [[r["round"]] + [fmt_ns(info["corrections_ns"][i]) for info in clocks.values()]
+    slewed = any(mode == "slew" for info in clocks.values() for mode in info["correction_modes"])
+    out += ["", "Corrections received" + (" (~ slewed, the others stepped)" if slewed else "")]
+    rows = [[r["round"]] + [("~" if info["correction_modes"][i] == "slew" else "")
+                            + fmt_ns(info["corrections_ns"][i]) for info in clocks.values()]
             for i, r in enumerate(rounds)]
     out.append(table(["round"] + list(clocks), rows))
     out += ["", "The ensemble ended %s from the host clock: Berkeley agrees on an average, not on true time."
@@ -317,6 +405,7 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
            "#bcbd22"]
 WIDTH, HEIGHT = 1000, 650
 LEFT, RIGHT, TOP, BOTTOM = 80, 820, 60, 580  # the plot area; the legend sits right of it
+SLEW_SAMPLES = 6  # points along a slew, its end included
 
 
 def symlog(ns):
@@ -334,11 +423,18 @@ def tick_label(decade):
 
 
 def plot_samples(tracks, t0, t1):
-    """(host time, {clock: offset from the mean}) at t0, t1 and every event of
-    any clock between, twice at a step (just before and just after) so that it
-    shows as a vertical jump."""
-    step_times = {e["real_ns"] for t in tracks.values() for e in t.events if e["event"] == "adjust"}
-    times = sorted({t0, t1} | {r for t in tracks.values() for r in t.reals if t0 <= r <= t1})
+    """(host time, {clock: offset from the mean}) at t0, t1, every event of
+    any clock between and SLEW_SAMPLES points along every slew up to its end,
+    so that a slew shows as a ramp; twice at a step (just before and just
+    after) so that it shows as a vertical jump."""
+    step_times = {a.real_ns for t in tracks.values() for a in t.anchors if a.offset_before_ns != a.offset_ns}
+    times = {e["real_ns"] for t in tracks.values() for e in t.events}
+    for track in tracks.values():
+        for a in track.anchors:
+            if a.slew_ns:
+                end = track.applied_at(a.real_ns)
+                times.update(a.real_ns + (end - a.real_ns) * k // SLEW_SAMPLES for k in range(1, SLEW_SAMPLES + 1))
+    times = sorted({t0, t1} | {t for t in times if t0 <= t <= t1})
     samples = []
     for t in times:
         for before in ((True, False) if t in step_times else (False,)):
@@ -349,8 +445,8 @@ def plot_samples(tracks, t0, t1):
 
 
 def draw_svg(tracks, result):
-    """From a little before round 1 to a little after the last judged step; x in
-    seconds since round 1 began, y on the symlog scale."""
+    """From a little before round 1 to a little after the last round's
+    corrections are in; x in seconds since round 1 began, y on the symlog scale."""
     t_round1 = result["rounds"][0]["before_real_ns"]
     t_last = result["final_real_ns"]
     margin = max((t_last - t_round1) // 15, NS_PER_MS)
@@ -425,11 +521,11 @@ def xml_escape(text):
 # ---------------------------------------------------------------------------
 # Launching the slaves
 
-def start_slaves(args, log_dir):
-    """Start slave-1..slave-N with offsets and drifts drawn from --seed; returns
-    [(id, Popen)]. Their output is streamed, prefixed, by one thread per pipe."""
+def start_slaves(args, log_dir, children, readers):
+    """Start slave-1..slave-N with offsets and drifts drawn from --seed, each
+    Popen appended to children at once (so that a Ctrl-C midway still stops
+    those started). Their output is streamed, prefixed, by one thread per pipe."""
     rng = random.Random(args.seed)
-    children, readers = [], []
     for i in range(1, args.n + 1):
         ident = "slave-%d" % i
         offset_ms = rng.uniform(-args.offset_range, args.offset_range)
@@ -444,7 +540,6 @@ def start_slaves(args, log_dir):
         for pipe, dest in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
             readers.append(threading.Thread(target=stream, args=(pipe, ident, dest, p.errors), daemon=True))
             readers[-1].start()
-    return children, readers
 
 
 PRINT_LOCK = threading.Lock()
@@ -493,7 +588,7 @@ def run_slaves(args):
           % (args.n, args.host, args.port, args.seed, log_dir), flush=True)
     children, readers = [], []
     try:
-        children, readers = start_slaves(args, log_dir)
+        start_slaves(args, log_dir, children, readers)
         if not wait_for(children, args.timeout):
             stop(children, "still running after %g s (--timeout)" % args.timeout)
     except KeyboardInterrupt:
@@ -563,8 +658,8 @@ def main(argv=None):
         paths.append(args.master_log)
     tracks = {c: ClockTrack(c, events) for c, events in read_logs(paths).items() if events}
     if MASTER_ID in tracks and len(tracks) > 1:  # a master log from another run would spoil every figure
-        first, last = tracks[MASTER_ID].reals[0], tracks[MASTER_ID].reals[-1]
-        if not any(first <= r <= last for c, t in tracks.items() if c != MASTER_ID for r in t.reals):
+        first, last = tracks[MASTER_ID].events[0]["real_ns"], tracks[MASTER_ID].events[-1]["real_ns"]
+        if not any(first <= e["real_ns"] <= last for c, t in tracks.items() if c != MASTER_ID for e in t.events):
             warn("the master's log and the slaves' logs do not overlap in time: are they from the same run?")
     try:
         result = analyse(tracks, round(args.tolerance_us * NS_PER_US))

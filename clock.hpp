@@ -264,7 +264,9 @@ constexpr int64_t correction_for(int64_t average_ns, int64_t offset_ns) {
 //
 // - A correction of at least `step_threshold_ns` is stepped at once; a
 //   smaller one is slewed at `slew_rate_ppb`, so a clock that is in step
-//   never jumps, least of all backwards.
+//   never jumps, least of all backwards. A clock's first correction is
+//   always stepped (as chrony's makestep does): it is not in step yet, and
+//   slewing 100 ms at 500 ppm would take 200 s.
 // - Frequency discipline (BSD timed had none): a clock that needs a
 //   correction c after running t since the last one runs c/t too slow.
 //   The trim moves by c / (t + tau), so noise in c moves it little however
@@ -301,7 +303,7 @@ struct Corrected {
 constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t real_ns, int64_t correction_ns,
                                                     const Discipline& d) {
     const int64_t magnitude = correction_ns < 0 ? -correction_ns : correction_ns;
-    if (magnitude >= d.step_threshold_ns) {
+    if (magnitude >= d.step_threshold_ns || !c.corrected) {
         auto stepped = step_clock(c, real_ns, correction_ns);
         if (!stepped) return std::nullopt;
         return Corrected{*stepped, Applied::Step};

@@ -182,6 +182,78 @@ private:
     return true;
 }
 
+// The options master and slave share: their simulated clock, how it takes
+// corrections, how they read time off the wire, their log and their secret.
+struct CommonOptions {
+    std::optional<int64_t> offset_ns;  // unset: random, from the seed
+    std::optional<int64_t> rate_ppb;
+    uint64_t seed = 0;
+    Discipline discipline;
+    bool kernel_timestamps = true;
+    std::string secret;                // empty: none
+    std::string log_path;
+    bool quiet = false;
+};
+
+constexpr const char* COMMON_USAGE =
+    "  --offset MS            simulated clock offset                   [random, +/-5 s]\n"
+    "  --drift PPM            simulated clock drift                    [random, +/-50 ppm]\n"
+    "  --seed N               seed for the random offset and drift     [time and pid]\n"
+    "  --step-threshold MS    step corrections this large, slew smaller ones [128]\n"
+    "  --slew-rate PPM        how fast to slew                         [500]\n"
+    "  --no-frequency         do not learn and trim the clock's rate error\n"
+    "  --timestamps MODE      kernel: arrival times stamped by the kernel, two\n"
+    "                         readings per reply; user: clock reads in this process,\n"
+    "                         one reading (Cristian's method)          [kernel]\n"
+    "  --secret-file FILE     shared secret for HELLO (mode 600)\n"
+    "  --log FILE             write JSON-lines events to FILE\n"
+    "  --quiet                print only errors\n"
+    "  --help, --version\n";
+
+inline uint64_t default_seed() {
+    return static_cast<uint64_t>(realtime_ns()) ^ (static_cast<uint64_t>(getpid()) << 32);
+}
+
+// Handle the flag under the cursor if it is a shared one; false if not.
+inline bool parse_common_option(Args& a, CommonOptions& o, const char* program) {
+    const std::string_view f = a.current();
+    if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
+    else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
+    else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
+    else if (f == "--step-threshold") o.discipline.step_threshold_ns = a.scaled(6, 0, MAX_OFFSET_NS);
+    else if (f == "--slew-rate") o.discipline.slew_rate_ppb = a.scaled(3, 1, 100'000'000);
+    else if (f == "--no-frequency") o.discipline.frequency = false;
+    else if (f == "--timestamps") {
+        const std::string_view mode = a.value();
+        if (mode != "kernel" && mode != "user") a.fail("--timestamps takes kernel or user");
+        o.kernel_timestamps = mode == "kernel";
+    } else if (f == "--secret-file") {
+        std::string error;
+        if (!read_secret_file(std::string(a.value()), o.secret, error)) {
+            std::fprintf(stderr, "%s: %s\n", program, error.c_str());
+            std::exit(1);
+        }
+    } else if (f == "--log") o.log_path = a.value();
+    else if (f == "--quiet") o.quiet = true;
+    else return false;
+    return true;
+}
+
+// The simulated clock the options ask for, started at host time real_ns.
+inline SimClock make_clock(const CommonOptions& o, uint64_t seed, int64_t real_ns) {
+    const ClockParams random = random_clock_params(seed);
+    return make_clock(real_ns, o.offset_ns.value_or(random.offset_ns), o.rate_ppb.value_or(random.rate_ppb));
+}
+
+// What analysis needs to replay a clock after a correction (README: adjust).
+inline EventLog::Line& correction_fields(EventLog::Line& line, const Corrected& c) {
+    line.str("mode", c.how == Applied::Step ? "step" : "slew")
+        .num("rate_ppb", c.clock.rate_ppb + c.clock.trim_ppb)
+        .num("trim_ppb", c.clock.trim_ppb);
+    if (c.how == Applied::Slew) line.num("slew_rate_ppb", c.clock.slew_rate_ppb);
+    return line;
+}
+
 // Console output, silenced by --quiet. Line-buffered even into a pipe, so a
 // parent (analyze.py) sees each line as it happens.
 struct Console {

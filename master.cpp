@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "clock.hpp"
@@ -22,22 +23,15 @@ using namespace berkeley;
 
 constexpr const char* USAGE =
     "usage: ./master N [options]        run Berkeley rounds for N slaves\n"
-    "  --port P          TCP port to listen on (0 picks a free one)   [8080]\n"
-    "  --bind ADDR       address to listen on                          [127.0.0.1]\n"
-    "  --rounds K        rounds to run, 0 = until SIGINT/SIGTERM       [5]\n"
-    "  --interval SEC    time from one round's start to the next's     [1]\n"
-    "  --probes P        clock requests per slave per round            [4]\n"
-    "  --timeout-ms MS   how long to wait for one reply                [500]\n"
-    "  --max-skew MS     leave out readings further from the median (0: none) [10000]\n"
-    "  --max-missed K    drop a slave after K missed rounds in a row   [3]\n"
-    "  --max-slaves M    most connections at once; more get ERROR      [10000]\n"
-    "  --secret-file F   slaves must present the secret in F (mode 600)\n"
-    "  --offset MS       the master's simulated clock offset           [random, +/-5 s]\n"
-    "  --drift PPM       the master's simulated clock drift            [random, +/-50 ppm]\n"
-    "  --seed N          seed for the random offset and drift          [time and pid]\n"
-    "  --log FILE        write JSON-lines events to FILE\n"
-    "  --quiet           print only errors\n"
-    "  --help, --version\n";
+    "  --port P               TCP port to listen on (0 picks a free one) [8080]\n"
+    "  --bind ADDR            address to listen on                     [127.0.0.1]\n"
+    "  --rounds K             rounds to run, 0 = until SIGINT/SIGTERM  [5]\n"
+    "  --interval SEC         from one round's start to the next's     [1]\n"
+    "  --probes P             clock requests per slave per round       [4]\n"
+    "  --timeout-ms MS        how long to wait for one reply           [500]\n"
+    "  --max-skew MS          leave out readings further from the median (0: none) [10000]\n"
+    "  --max-missed K         drop a slave after K missed rounds in a row [3]\n"
+    "  --max-slaves M         most connections at once; more get ERROR [10000]\n";
 
 constexpr uint16_t DEFAULT_PORT = 8080;
 constexpr uint64_t DEFAULT_ROUNDS = 5;
@@ -68,23 +62,19 @@ struct Options {
     int64_t max_skew_ns = DEFAULT_MAX_SKEW_NS;
     uint32_t max_missed = DEFAULT_MAX_MISSED;
     size_t max_slaves = DEFAULT_MAX_SLAVES;
-    std::string secret;  // empty: no authentication
-    std::optional<int64_t> offset_ns;
-    std::optional<int64_t> rate_ppb;
-    uint64_t seed = 0;
-    std::string log_path;
-    bool quiet = false;
+    CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
 Options parse_options(int argc, char** argv) {
     Options o;
-    o.seed = static_cast<uint64_t>(realtime_ns()) ^ (static_cast<uint64_t>(getpid()) << 32);
-    Args a(argc, argv, USAGE);
+    o.common.seed = default_seed();
+    const std::string usage = std::string(USAGE) + COMMON_USAGE;
+    Args a(argc, argv, usage.c_str());
     bool have_n = false;
     while (a.next()) {
         const std::string_view f = a.current();
         if (f == "--help" || f == "-h") {
-            std::printf("%s", USAGE);
+            std::printf("%s", usage.c_str());
             std::exit(0);
         } else if (f == "--version") {
             std::printf("master (berkeley-sync) %s\n", PROGRAM_VERSION);
@@ -98,17 +88,7 @@ Options parse_options(int argc, char** argv) {
         else if (f == "--max-skew") o.max_skew_ns = a.scaled(6, 0, MAX_OFFSET_NS);
         else if (f == "--max-missed") o.max_missed = static_cast<uint32_t>(a.integer(1, 1'000'000));
         else if (f == "--max-slaves") o.max_slaves = static_cast<size_t>(a.integer(1, MAX_SLAVES));
-        else if (f == "--secret-file") {
-            std::string error;
-            if (!read_secret_file(std::string(a.value()), o.secret, error)) {
-                std::fprintf(stderr, "master: %s\n", error.c_str());
-                std::exit(1);
-            }
-        } else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
-        else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
-        else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
-        else if (f == "--log") o.log_path = a.value();
-        else if (f == "--quiet") o.quiet = true;
+        else if (parse_common_option(a, o.common, "master")) continue;
         else if (!f.empty() && f[0] == '-') a.fail("unknown option " + std::string(f));
         else if (have_n) a.fail("unexpected argument " + std::string(f));
         else {
@@ -151,7 +131,7 @@ enum class Phase { Waiting, Probing, Adjusting, Idle, Closing };
 class Master {
 public:
     Master(const Options& o, EventLoop& loop, EventLog& log, SimClock clock)
-        : opt_(o), loop_(loop), log_(log), clock_(clock), console_{o.quiet} {}
+        : opt_(o), loop_(loop), log_(log), clock_(clock), console_{o.common.quiet} {}
 
     [[nodiscard]] bool listen(std::string& error);
     int run();
@@ -192,11 +172,14 @@ private:
     uint64_t next_token_ = LISTENER_TOKEN + 1;
     Phase phase_ = Phase::Waiting;
     uint64_t round_ = 0;
-    int64_t round_started_ns = 0;
+    int64_t round_started_ns_ = 0;
     int64_t ack_deadline_ns_ = 0;
+    int64_t last_ack_ns_ = 0;
     int64_t close_deadline_ns_ = 0;
     size_t last_answered_ = 0;     // slaves with an estimate in the last round
     int64_t last_spread_ns_ = 0;   // their largest |correction|
+    bool warned_timestamps_ = false;
+    std::unordered_set<std::string> ids_;  // of the slaves that said HELLO
 };
 
 bool Master::listen(std::string& error) {
@@ -207,7 +190,8 @@ bool Master::listen(std::string& error) {
     console_.say("master listening on %s:%u, waiting for %zu slave(s)\n", opt_.bind.c_str(), port, opt_.slaves);
     event("start").num("port", port).num("slaves", static_cast<int64_t>(opt_.slaves))
         .num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
-        .num("seed", static_cast<int64_t>(opt_.seed & INT64_MAX));
+        .num("seed", static_cast<int64_t>(opt_.common.seed & INT64_MAX))
+        .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
     return true;
 }
 
@@ -228,7 +212,7 @@ int Master::run() {
     const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
     console_.say("finished: %" PRIu64 " round(s); %zu slave(s) answered the last one", round_, last_answered_);
     if (last_answered_ > 0)
-        console_.say(", their corrections within %.1f us", static_cast<double>(last_spread_ns_) / NS_PER_US);
+        console_.say(", their corrections within %.3f us", static_cast<double>(last_spread_ns_) / NS_PER_US);
     console_.say("\n");
     event("exit").num("rounds", static_cast<int64_t>(round_)).flag("complete", complete);
     peers_.clear();
@@ -255,6 +239,10 @@ void Master::on_listener_ready() {
         if (!conn->start(error)) {
             std::fprintf(stderr, "master: %s\n", error.c_str());
             continue;
+        }
+        if (opt_.common.kernel_timestamps && !conn->enable_kernel_timestamps() && !warned_timestamps_) {
+            std::fprintf(stderr, "master: no kernel receive timestamps here; reading the clock after each read\n");
+            warned_timestamps_ = true;
         }
         Peer& p = peers_[token];
         p.conn = std::move(conn);
@@ -310,12 +298,12 @@ bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
 void Master::on_hello(Peer& p, const Message& m) {
     if (!p.id.empty()) return refuse(p, "HELLO sent twice");
     // Checked before anything else is revealed; the secret itself is never logged.
-    if (!opt_.secret.empty() && !secrets_equal(opt_.secret, m.secret))
+    if (!opt_.common.secret.empty() && !secrets_equal(opt_.common.secret, m.secret))
         return refuse(p, m.secret.empty() ? "authentication required (no secret in HELLO)"
                                           : "authentication failed (wrong secret)");
-    for (const auto& [token, other] : peers_)
-        if (other.id == m.text) return refuse(p, "id " + m.text + " is already connected");
+    if (ids_.count(m.text)) return refuse(p, "id " + m.text + " is already connected");
     p.id = m.text;
+    ids_.insert(p.id);
     console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
     event("connected").str("slave", p.id).str("address", p.address);
     if (phase_ == Phase::Waiting) console_.say("waiting for slaves: %zu/%zu\n", joined(), opt_.slaves);
@@ -330,7 +318,9 @@ void Master::on_clock(Peer& p, const Message& m, int64_t recv_real_ns) {
             .num("probe", m.probe);
         return;  // a late reply to a probe that already timed out: harmless
     }
-    Probe probe{read_clock(clock_, p.probe_sent_real_ns), m.value_ns, read_clock(clock_, recv_real_ns)};
+    const int64_t t1 = read_clock(clock_, p.probe_sent_real_ns);
+    const int64_t t4 = read_clock(clock_, recv_real_ns);
+    const Probe probe = m.sent_ns ? Probe(t1, m.value_ns, *m.sent_ns, t4) : Probe(t1, m.value_ns, t4);
     if (auto e = estimate_offset(probe)) p.estimates.push_back(*e);
     else event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_))
              .num("reading_ns", m.value_ns);
@@ -339,7 +329,9 @@ void Master::on_clock(Peer& p, const Message& m, int64_t recv_real_ns) {
 }
 
 void Master::on_ack(Peer& p, const Message& m) {
-    if (m.round == round_ && p.adjusted) p.acked = true;
+    if (m.round != round_ || !p.adjusted || p.acked) return;
+    p.acked = true;
+    last_ack_ns_ = monotonic_ns();
 }
 
 // Tell the peer why, then drop it at the next reap().
@@ -359,6 +351,7 @@ void Master::reap() {
         }
         if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p.name(), p.drop_reason.c_str());
         event("disconnected").str("slave", p.id).str("address", p.address).str("reason", p.drop_reason);
+        ids_.erase(p.id);
         it = peers_.erase(it);
     }
 }
@@ -388,7 +381,7 @@ int64_t Master::round_deadline_ns() const {
             return d == INT64_MAX ? 0 : d;
         }
         case Phase::Adjusting: return ack_deadline_ns_;
-        case Phase::Idle: return round_started_ns + opt_.interval_ns;
+        case Phase::Idle: return round_started_ns_ + opt_.interval_ns;
         case Phase::Closing: return close_deadline_ns_;
     }
     return -1;
@@ -414,7 +407,7 @@ void Master::advance(int64_t now) {
                                      [](const auto& kv) { return !kv.second.adjusted || kv.second.acked; });
         if (all_acked || now >= ack_deadline_ns_) finish_round(now);
     }
-    if (phase_ == Phase::Idle && now >= round_started_ns + opt_.interval_ns) start_round(now);
+    if (phase_ == Phase::Idle && now >= round_started_ns_ + opt_.interval_ns) start_round(now);
     if (phase_ == Phase::Closing) {
         for (auto& [token, p] : peers_) {
             if (p.write_shut || p.conn->has_output()) continue;
@@ -426,9 +419,9 @@ void Master::advance(int64_t now) {
 
 void Master::start_round(int64_t now) {
     ++round_;
-    round_started_ns = now;
+    round_started_ns_ = now;
     phase_ = Phase::Probing;
-    event("round").num("round", static_cast<int64_t>(round_));
+    event("round").num("round", static_cast<int64_t>(round_)).num("cpu_ns", cpu_time_ns());
     console_.say("\nNew synchronization cycle started (round %" PRIu64 "/%s)\n", round_,
                  opt_.rounds ? std::to_string(opt_.rounds).c_str() : "unlimited");
     size_t n = 0;
@@ -510,16 +503,28 @@ void Master::finish_probing(int64_t now) {
     }
     // The master is a participant too: it corrects itself by the average.
     const int64_t real = realtime_ns();
-    if (auto stepped = step_clock(clock_, real, agreed.average_ns)) clock_ = *stepped;
-    event("adjust").num("round", static_cast<int64_t>(round_)).num("correction_ns", agreed.average_ns);
+    if (auto corrected = apply_correction(clock_, real, agreed.average_ns, opt_.common.discipline)) {
+        clock_ = corrected->clock;
+        auto line = log_.event("adjust", "master", read_clock(clock_, real), real);
+        line.num("round", static_cast<int64_t>(round_)).num("correction_ns", agreed.average_ns);
+        correction_fields(line, *corrected);
+    }
     phase_ = Phase::Adjusting;
     ack_deadline_ns_ = now + opt_.timeout_ns;
 }
 
 void Master::finish_round(int64_t now) {
-    for (auto& [token, p] : peers_)
+    int64_t acked = 0;
+    for (auto& [token, p] : peers_) {
+        acked += p.acked;
         if (p.adjusted && !p.acked && p.drop_reason.empty())
             event("no_ack").str("slave", p.id).num("round", static_cast<int64_t>(round_));
+    }
+    // From the first probe to the last ACK (or the end of the wait for one),
+    // and the CPU this process has used so far: what the benchmarks measure.
+    const int64_t end = acked > 0 ? last_ack_ns_ : now;
+    event("round_done").num("round", static_cast<int64_t>(round_)).num("duration_ns", end - round_started_ns_)
+        .num("answered", static_cast<int64_t>(last_answered_)).num("acked", acked).num("cpu_ns", cpu_time_ns());
     if (opt_.rounds > 0 && round_ >= opt_.rounds) return begin_shutdown(now, "all rounds done");
     phase_ = Phase::Idle;
 }
@@ -549,19 +554,12 @@ int main(int argc, char** argv) {
 
     std::string error;
     EventLog log;
-    if (!opt.log_path.empty() && !log.open(opt.log_path, error)) {
-        std::fprintf(stderr, "master: %s\n", error.c_str());
-        return 1;
-    }
-    const ClockParams random = random_clock_params(opt.seed);
-    const SimClock clock = make_clock(realtime_ns(), opt.offset_ns.value_or(random.offset_ns),
-                                      opt.rate_ppb.value_or(random.rate_ppb));
     EventLoop loop;
-    if (!loop.open(error)) {
+    if ((!opt.common.log_path.empty() && !log.open(opt.common.log_path, error)) || !loop.open(error)) {
         std::fprintf(stderr, "master: %s\n", error.c_str());
         return 1;
     }
-    Master master(opt, loop, log, clock);
+    Master master(opt, loop, log, make_clock(opt.common, opt.common.seed, realtime_ns()));
     if (!master.listen(error)) {
         std::fprintf(stderr, "master: cannot listen: %s\n", error.c_str());
         return 1;

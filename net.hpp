@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 #include <netinet/tcp.h>
 #include <string>
 #include <string_view>
@@ -36,6 +38,7 @@ inline int64_t host_ns(clockid_t id) {
 }
 inline int64_t realtime_ns() { return host_ns(CLOCK_REALTIME); }
 inline int64_t monotonic_ns() { return host_ns(CLOCK_MONOTONIC); }
+inline int64_t cpu_time_ns() { return host_ns(CLOCK_PROCESS_CPUTIME_ID); }  // user + system
 
 inline std::string sys_error(const char* call) { return std::string(call) + ": " + std::strerror(errno); }
 
@@ -303,17 +306,36 @@ public:
 
     [[nodiscard]] bool start(std::string& error) { return loop_.add(fd_.get(), EPOLLIN, token_, error); }
 
+    // Ask the kernel to stamp every arriving segment with CLOCK_REALTIME as
+    // it reaches the socket (software receive timestamps). Then a reading
+    // marks when the bytes arrived, not when this process got round to
+    // reading them. False when the kernel refuses: user-space reads then.
+    bool enable_kernel_timestamps() {
+        int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+        kernel_stamps_ = setsockopt(fd_.get(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
+        return kernel_stamps_;
+    }
+
     // Read what is there and hand each complete line to on_line(line,
-    // recv_real_ns), where recv_real_ns is CLOCK_REALTIME read right after the
-    // read that completed the line, before any parsing. on_line returns false
-    // to stop reading (it is about to close us). At most a bounded number of
-    // reads per call, so one flooding peer cannot starve the rest.
+    // recv_real_ns). recv_real_ns is the kernel's arrival stamp of the data
+    // read (see enable_kernel_timestamps), or else CLOCK_REALTIME read right
+    // after the read that completed the line, before any parsing. on_line
+    // returns false to stop reading (it is about to close us). At most a
+    // bounded number of reads per call, so a flooding peer cannot starve the rest.
     template <typename OnLine>
     Status read_lines(OnLine&& on_line) {
         char buf[16 * 1024];
+        alignas(cmsghdr) char control[256];
         std::string line;
         for (int reads = 0; reads < 16; ++reads) {
-            ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+            iovec iov{buf, sizeof buf};
+            msghdr msg{};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = kernel_stamps_ ? sizeof control : 0;
+            ssize_t n = ::recvmsg(fd_.get(), &msg, 0);
+            int64_t recv_real_ns = realtime_ns();
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Status::Open;
             if (n < 0) {
@@ -321,7 +343,12 @@ public:
                 return Status::Failed;
             }
             if (n == 0) return Status::Closed;
-            const int64_t recv_real_ns = realtime_ns();
+            if (kernel_stamps_) {
+                if (const int64_t stamp = kernel_stamp(msg)) {
+                    recv_real_ns = stamp;
+                    ++kernel_stamped_reads_;
+                }
+            }
             in_.append(std::string_view(buf, static_cast<size_t>(n)));
             while (true) {
                 auto status = in_.next_line(line);
@@ -371,13 +398,28 @@ public:
     void shutdown_write() { ::shutdown(fd_.get(), SHUT_WR); }
 
     bool has_output() const { return !out_.empty(); }
+    uint64_t kernel_stamped_reads() const { return kernel_stamped_reads_; }
     const std::string& error() const { return error_; }
     int fd() const { return fd_.get(); }
 
 private:
+    // The software receive stamp (CLOCK_REALTIME) of the data just read, 0 if none.
+    static int64_t kernel_stamp(msghdr& msg) {
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPING) continue;
+            scm_timestamping ts;
+            std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            if (ts.ts[0].tv_sec == 0 && ts.ts[0].tv_nsec == 0) return 0;
+            return static_cast<int64_t>(ts.ts[0].tv_sec) * 1'000'000'000 + ts.ts[0].tv_nsec;
+        }
+        return 0;
+    }
+
     EventLoop& loop_;
     Fd fd_;
     uint64_t token_;
+    bool kernel_stamps_ = false;
+    uint64_t kernel_stamped_reads_ = 0;
     LineBuffer in_;
     std::string out_;
     bool armed_ = false;

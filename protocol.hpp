@@ -24,6 +24,8 @@ constexpr uint32_t MAX_PROBES = 100;
 //   slave  -> master   HELLO <id> [<secret>]         join, once, first
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
 //   slave  -> master   CLOCK <round> <probe> <ns>    the clock, read just before sending
+//   slave  -> master   CLOCK <round> <probe> <arrived_ns> <sent_ns>
+//                                                    the clock when TIME? arrived and as CLOCK left
 //   master -> slave    ADJUST <round> <ns>           correction to add to the clock
 //   slave  -> master   ACK <round>                   correction applied
 //   master -> slave    BYE                           end of the run; close
@@ -36,17 +38,23 @@ struct Message {
     std::string secret;   // Hello: the shared secret, when the master asks for one
     uint64_t round = 0;   // TimeQuery, Clock, Adjust, Ack (>= 1)
     uint32_t probe = 0;   // TimeQuery, Clock (1 .. MAX_PROBES)
-    int64_t value_ns = 0; // Clock: clock reading; Adjust: correction
+    int64_t value_ns = 0; // Clock: clock reading (when the request arrived); Adjust: correction
+    std::optional<int64_t> sent_ns;  // Clock: a second reading, as the reply left
 
     static Message hello(std::string id, std::string secret = {}) {
-        return {Verb::Hello, std::move(id), std::move(secret), 0, 0, 0};
+        return {Verb::Hello, std::move(id), std::move(secret), 0, 0, 0, {}};
     }
-    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, {}, round, probe, 0}; }
-    static Message clock(uint64_t round, uint32_t probe, int64_t ns) { return {Verb::Clock, {}, {}, round, probe, ns}; }
-    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, {}, round, 0, ns}; }
-    static Message ack(uint64_t round) { return {Verb::Ack, {}, {}, round, 0, 0}; }
-    static Message bye() { return {Verb::Bye, {}, {}, 0, 0, 0}; }
-    static Message error(std::string reason) { return {Verb::Error, std::move(reason), {}, 0, 0, 0}; }
+    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, {}, round, probe, 0, {}}; }
+    static Message clock(uint64_t round, uint32_t probe, int64_t ns) {
+        return {Verb::Clock, {}, {}, round, probe, ns, {}};
+    }
+    static Message clock(uint64_t round, uint32_t probe, int64_t arrived_ns, int64_t sent_ns) {
+        return {Verb::Clock, {}, {}, round, probe, arrived_ns, sent_ns};
+    }
+    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, {}, round, 0, ns, {}}; }
+    static Message ack(uint64_t round) { return {Verb::Ack, {}, {}, round, 0, 0, {}}; }
+    static Message bye() { return {Verb::Bye, {}, {}, 0, 0, 0, {}}; }
+    static Message error(std::string reason) { return {Verb::Error, std::move(reason), {}, 0, 0, 0, {}}; }
     bool operator==(const Message&) const = default;
 };
 
@@ -75,7 +83,12 @@ inline std::string format_message(const Message& m) {
             break;
         case Verb::Error: out += ' '; out += m.text; break;
         case Verb::TimeQuery: field(m.round); field(m.probe); break;
-        case Verb::Clock: field(m.round); field(m.probe); field(m.value_ns); break;
+        case Verb::Clock:
+            field(m.round);
+            field(m.probe);
+            field(m.value_ns);
+            if (m.sent_ns) field(*m.sent_ns);
+            break;
         case Verb::Adjust: field(m.round); field(m.value_ns); break;
         case Verb::Ack: field(m.round); break;
         case Verb::Bye: break;
@@ -187,14 +200,17 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{Message::time_query(*r, *p), {}};
     }
     if (verb == "CLOCK") {
-        if (auto e = want(3); !e.empty()) return fail(e);
+        if (nfields != 3 && nfields != 4) return fail("CLOCK takes 3 or 4 fields, got " + std::to_string(nfields));
         auto r = round_at(1);
         auto p = probe_at(2);
         auto ns = detail::parse_int<int64_t>(f[3]);
         if (!r) return fail("bad round");
         if (!p) return fail("bad probe");
         if (!ns) return fail("bad clock reading");
-        return Parsed{Message::clock(*r, *p, *ns), {}};
+        if (nfields == 3) return Parsed{Message::clock(*r, *p, *ns), {}};
+        auto sent = detail::parse_int<int64_t>(f[4]);
+        if (!sent) return fail("bad clock reading");
+        return Parsed{Message::clock(*r, *p, *ns, *sent), {}};
     }
     if (verb == "ADJUST") {
         if (auto e = want(2); !e.empty()) return fail(e);

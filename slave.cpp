@@ -3,9 +3,11 @@
 // each correction it is sent to that clock and acknowledges it. It never
 // receives an absolute time, only corrections. The clock model is clock.hpp,
 // the sockets net.hpp.
+#include <algorithm>
 #include <cinttypes>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "clock.hpp"
 #include "eventlog.hpp"
@@ -21,41 +23,33 @@ constexpr const char* USAGE =
     "  --host HOST            the master's address                     [127.0.0.1]\n"
     "  --port P               the master's port                        [8080]\n"
     "  --id NAME              name to announce (letters, digits, -_.:) [slave-<pid>]\n"
-    "  --offset MS            this clock's simulated offset            [random, +/-5 s]\n"
-    "  --drift PPM            this clock's simulated drift             [random, +/-50 ppm]\n"
-    "  --seed N               seed for the random offset and drift     [time and pid]\n"
-    "  --connect-timeout SEC  give up when not connected for this long [30]\n"
-    "  --secret-file FILE     present the secret in FILE (mode 600) in HELLO\n"
-    "  --log FILE             write JSON-lines events to FILE\n"
-    "  --quiet                print only errors\n"
-    "  --help, --version\n";
+    "  --count K              run K slaves in this process, ids NAME-1..NAME-K [1]\n"
+    "  --connect-timeout SEC  give up when not connected for this long [30]\n";
 
 constexpr int64_t DEFAULT_CONNECT_TIMEOUT_NS = 30 * NS_PER_S;
 constexpr int64_t FIRST_RETRY_NS = 50 * NS_PER_MS;  // back-off doubles from here
 constexpr int64_t MAX_RETRY_NS = 1 * NS_PER_S;
+constexpr int64_t MAX_COUNT = 100'000;
 
 struct Options {
     std::string host = "127.0.0.1";
     uint16_t port = 8080;
     std::string id;
-    std::optional<int64_t> offset_ns;
-    std::optional<int64_t> rate_ppb;
-    uint64_t seed = 0;
+    size_t count = 1;
     int64_t connect_timeout_ns = DEFAULT_CONNECT_TIMEOUT_NS;
-    std::string secret;
-    std::string log_path;
-    bool quiet = false;
+    CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
 Options parse_options(int argc, char** argv) {
     Options o;
-    o.seed = static_cast<uint64_t>(realtime_ns()) ^ (static_cast<uint64_t>(getpid()) << 32);
+    o.common.seed = default_seed();
     o.id = "slave-" + std::to_string(getpid());
-    Args a(argc, argv, USAGE);
+    const std::string usage = std::string(USAGE) + COMMON_USAGE;
+    Args a(argc, argv, usage.c_str());
     while (a.next()) {
         const std::string_view f = a.current();
         if (f == "--help" || f == "-h") {
-            std::printf("%s", USAGE);
+            std::printf("%s", usage.c_str());
             std::exit(0);
         } else if (f == "--version") {
             std::printf("slave (berkeley-sync) %s\n", PROGRAM_VERSION);
@@ -63,21 +57,12 @@ Options parse_options(int argc, char** argv) {
         } else if (f == "--host") o.host = a.value();
         else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(1, 65535));
         else if (f == "--id") o.id = a.value();
-        else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
-        else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
-        else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
+        else if (f == "--count") o.count = static_cast<size_t>(a.integer(1, MAX_COUNT));
         else if (f == "--connect-timeout") o.connect_timeout_ns = a.scaled(9, 0, 86400 * NS_PER_S);
-        else if (f == "--secret-file") {
-            std::string error;
-            if (!read_secret_file(std::string(a.value()), o.secret, error)) {
-                std::fprintf(stderr, "slave: %s\n", error.c_str());
-                std::exit(1);
-            }
-        } else if (f == "--log") o.log_path = a.value();
-        else if (f == "--quiet") o.quiet = true;
-        else a.fail("unknown argument " + std::string(f));
+        else if (!parse_common_option(a, o.common, "slave")) a.fail("unknown argument " + std::string(f));
     }
-    if (const char* why = id_problem(o.id)) a.fail("bad --id '" + o.id + "': " + why);
+    const std::string longest = o.count > 1 ? o.id + "-" + std::to_string(o.count) : o.id;
+    if (const char* why = id_problem(longest)) a.fail("bad --id '" + o.id + "': " + why);
     return o;
 }
 
@@ -85,8 +70,9 @@ class Slave {
 public:
     enum class State { Waiting, Connecting, Connected, Done };
 
-    Slave(const Options& o, EventLoop& loop, EventLog& log, std::string id, SimClock clock, uint64_t token)
-        : opt_(o), loop_(loop), log_(log), id_(std::move(id)), clock_(clock), token_(token), console_{o.quiet} {}
+    Slave(const Options& o, EventLoop& loop, EventLog& log, std::string id, uint64_t seed, uint64_t token)
+        : opt_(o), loop_(loop), log_(log), id_(std::move(id)), seed_(seed),
+          clock_(make_clock(o.common, seed, realtime_ns())), token_(token), console_{o.common.quiet} {}
 
     void start(int64_t now);
     void on_ready(uint32_t events);
@@ -99,8 +85,8 @@ public:
 private:
     void try_connect(int64_t now);
     void on_connected(int64_t now);
-    bool on_line(const std::string& line);
-    void on_time_query(const Message& m);
+    bool on_line(const std::string& line, int64_t recv_real_ns);
+    void on_time_query(const Message& m, int64_t recv_real_ns);
     void on_adjust(const Message& m);
     void lose_master(const std::string& why);
     void violation(const std::string& what);
@@ -118,6 +104,7 @@ private:
     EventLoop& loop_;
     EventLog& log_;
     std::string id_;
+    uint64_t seed_;
     SimClock clock_;
     uint64_t token_;
     Console console_;
@@ -140,8 +127,9 @@ void Slave::start(int64_t now) {
     const int64_t clock = read_clock(clock_, real);
     console_.say("%s: clock starts at %s (offset %s, drift %+.3f ppm)\n", id_.c_str(), format_time(clock).c_str(),
                  format_ms(clock - real).c_str(), static_cast<double>(clock_.rate_ppb) / PPB_PER_PPM);
-    event_at("start", clock, real).num("offset_ns", clock - real).num("rate_ppb", clock_.rate_ppb)
-        .num("seed", static_cast<int64_t>(opt_.seed & INT64_MAX));
+    event_at("start", clock, real).num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
+        .num("seed", static_cast<int64_t>(seed_ & INT64_MAX))
+        .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
     give_up_at_ns_ = now + opt_.connect_timeout_ns;
     try_connect(now);
 }
@@ -185,7 +173,8 @@ void Slave::on_ready(uint32_t events) {
     }
     if (state_ != State::Connected) return;
     if ((events & EPOLLOUT) && !conn_->flush()) return lose_master(conn_->error());
-    auto status = conn_->read_lines([this](const std::string& line, int64_t) { return on_line(line); });
+    auto status = conn_->read_lines(
+        [this](const std::string& line, int64_t recv_real_ns) { return on_line(line, recv_real_ns); });
     if (state_ != State::Connected) return;  // on_line ended the connection
     if (status == LineConn::Status::Closed) lose_master("the master closed the connection");
     else if (status == LineConn::Status::Failed) lose_master(conn_->error());
@@ -194,7 +183,9 @@ void Slave::on_ready(uint32_t events) {
 void Slave::on_connected(int64_t now) {
     std::string error;
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
-    if (!conn_->start(error) || !conn_->send(format_message(Message::hello(id_, opt_.secret)))) {
+    if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps())
+        console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", id_.c_str());
+    if (!conn_->start(error) || !conn_->send(format_message(Message::hello(id_, opt_.common.secret)))) {
         return lose_master(error.empty() ? conn_->error() : error);
     }
     state_ = State::Connected;
@@ -207,7 +198,7 @@ void Slave::on_connected(int64_t now) {
 }
 
 // Dispatch one line from the master. False: stop reading, the connection is gone.
-bool Slave::on_line(const std::string& line) {
+bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
     Parsed parsed = parse_message(line);
     if (!parsed.message) {
         violation("bad message: " + parsed.error);
@@ -215,7 +206,7 @@ bool Slave::on_line(const std::string& line) {
     }
     const Message& m = *parsed.message;
     switch (m.verb) {
-        case Verb::TimeQuery: on_time_query(m); break;
+        case Verb::TimeQuery: on_time_query(m, recv_real_ns); break;
         case Verb::Adjust: on_adjust(m); break;
         case Verb::Bye: finish(0, "the master said BYE"); break;
         case Verb::Error: finish(1, "the master refused us: " + m.text); break;
@@ -226,35 +217,46 @@ bool Slave::on_line(const std::string& line) {
     return state_ == State::Connected;
 }
 
-// Answer at once. The clock is read after the request is parsed and the
-// reply's prefix built, right before the send: the master assumes the
-// reading happened mid-way through the round trip.
-void Slave::on_time_query(const Message& m) {
+// Answer at once. With kernel timestamps the reply carries two readings:
+// the clock when the request arrived (the kernel's stamp, so the time this
+// process took to wake up does not count) and the clock as the reply leaves,
+// read after the reply's prefix is built, right before the send. With user
+// timestamps it is Cristian's single reading, taken at that last moment.
+void Slave::on_time_query(const Message& m, int64_t recv_real_ns) {
     if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_))
         return violation("TIME? " + std::to_string(m.round) + " " + std::to_string(m.probe) + " repeats or goes back");
     last_query_round_ = m.round;
     last_query_probe_ = m.probe;
+    const bool two = opt_.common.kernel_timestamps;
+    const int64_t arrived = read_clock(clock_, recv_real_ns);
     std::string line = "CLOCK " + std::to_string(m.round) + " " + std::to_string(m.probe) + " ";
+    if (two) line += std::to_string(arrived) + " ";
     const int64_t real = realtime_ns();
     const int64_t clock = read_clock(clock_, real);
     line += std::to_string(clock);
     line += '\n';
     if (!conn_->send(line)) return lose_master(conn_->error());
-    event_at("reply", clock, real).num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+    auto e = event_at("reply", clock, real);
+    e.num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+    if (two) e.num("arrived_ns", arrived).num("arrived_real_ns", recv_real_ns);
 }
 
 void Slave::on_adjust(const Message& m) {
     if (m.round <= last_adjust_round_)  // applying it twice would double the step
         return violation("ADJUST " + std::to_string(m.round) + " repeats or goes back");
     const int64_t real = realtime_ns();
-    auto stepped = step_clock(clock_, real, m.value_ns);
-    if (!stepped) return violation("correction " + std::to_string(m.value_ns) + " out of range");
-    clock_ = *stepped;
+    auto corrected = apply_correction(clock_, real, m.value_ns, opt_.common.discipline);
+    if (!corrected) return violation("correction " + std::to_string(m.value_ns) + " out of range");
+    clock_ = corrected->clock;
     last_adjust_round_ = m.round;
     const int64_t clock = read_clock(clock_, real);
-    event_at("adjust", clock, real).num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.value_ns);
-    console_.say("%s: Synchronized time at the client is: %s (correction %s)\n", id_.c_str(),
-                 format_time(clock).c_str(), format_ms(m.value_ns).c_str());
+    auto e = event_at("adjust", clock, real);
+    e.num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.value_ns);
+    correction_fields(e, *corrected);
+    // Slewed, the correction is still being added: show the time it is heading for.
+    console_.say("%s: Synchronized time at the client is: %s (correction %s, %s)\n", id_.c_str(),
+                 format_time(clock + slew_remaining(clock_, real)).c_str(), format_ms(m.value_ns).c_str(),
+                 corrected->how == Applied::Step ? "stepped" : "slewing");
     if (!conn_->send(format_message(Message::ack(m.round)))) lose_master(conn_->error());
 }
 
@@ -301,30 +303,41 @@ int main(int argc, char** argv) {
 
     std::string error;
     EventLog log;
-    if (!opt.log_path.empty() && !log.open(opt.log_path, error)) {
-        std::fprintf(stderr, "slave: %s\n", error.c_str());
-        return 1;
-    }
     EventLoop loop;
-    if (!loop.open(error)) {
+    if ((!opt.common.log_path.empty() && !log.open(opt.common.log_path, error)) || !loop.open(error)) {
         std::fprintf(stderr, "slave: %s\n", error.c_str());
         return 1;
     }
-    const ClockParams random = random_clock_params(opt.seed);
-    const SimClock clock = make_clock(realtime_ns(), opt.offset_ns.value_or(random.offset_ns),
-                                      opt.rate_ppb.value_or(random.rate_ppb));
-    Slave slave(opt, loop, log, opt.id, clock, 0);
-    slave.start(monotonic_ns());
-    while (!slave.done()) {
+    // --count K: K independent slaves on this one loop, each its own
+    // connection, clock (seed + i) and id; the token of each is its index.
+    std::vector<std::unique_ptr<Slave>> slaves;
+    for (size_t i = 0; i < opt.count; ++i) {
+        std::string id = opt.count == 1 ? opt.id : opt.id + "-" + std::to_string(i + 1);
+        slaves.push_back(std::make_unique<Slave>(opt, loop, log, std::move(id), opt.common.seed + i, i));
+    }
+    for (auto& s : slaves) s->start(monotonic_ns());
+    size_t running = slaves.size();
+    while (running > 0) {
         if (g_stop_signal) {
-            slave.stop(g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+            for (auto& s : slaves) s->stop(g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
             break;
         }
         const int64_t now = monotonic_ns();
-        const int64_t deadline = slave.next_deadline_ns();
+        int64_t deadline = -1;
+        for (const auto& s : slaves) {
+            const int64_t d = s->next_deadline_ns();
+            if (d >= 0 && (deadline < 0 || d < deadline)) deadline = d;
+        }
         for (const Ready& r : loop.wait(deadline < 0 ? -1 : std::max<int64_t>(0, deadline - now)))
-            slave.on_ready(r.events);
-        slave.on_timer(monotonic_ns());
+            if (r.token < slaves.size()) slaves[r.token]->on_ready(r.events);
+        const int64_t after = monotonic_ns();
+        running = 0;
+        for (auto& s : slaves) {
+            s->on_timer(after);
+            running += !s->done();
+        }
     }
-    return slave.exit_code();
+    int code = 0;
+    for (const auto& s : slaves) code = std::max(code, s->exit_code());
+    return code;
 }

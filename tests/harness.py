@@ -20,6 +20,7 @@ BIN_DIR = os.environ.get("BERKELEY_BIN_DIR", ROOT)
 MASTER = os.path.join(BIN_DIR, "master")
 SLAVE = os.path.join(BIN_DIR, "slave")
 WAIT_S = 60  # generous: a loaded 2-core CI machine can be slow
+NS_PER_S = 1_000_000_000
 
 
 def free_port():
@@ -104,25 +105,45 @@ class Run:
 
 
 def true_offset_at(events, t_real):
-    """The clock's true offset (simulated minus host time) at host time
-    t_real, extrapolated from its last logged event at its logged rate."""
-    rate = next(e["rate_ppb"] for e in events if e["event"] == "start")
-    last = events[-1]
-    base = last["clock_ns"] - last["real_ns"]
-    return base + (t_real - last["real_ns"]) * rate // 1_000_000_000
+    """The clock's true offset (simulated minus host time) at host time t_real,
+    from its last `start` or `adjust` event at or before t_real (before the
+    first: backwards from it at its rate). From that event on the clock runs at
+    the rate it logs (an adjust without rate_ppb keeps the rate), and a slewed
+    adjust (mode "slew") adds its correction at slew_rate_ppb until all of it
+    is in; a step (or an adjust without mode) is already in clock_ns."""
+    anchors = [e for e in events if e["event"] in ("start", "adjust")] or events[:1]
+    base, rate = anchors[0], anchors[0].get("rate_ppb", 0)
+    for e in anchors[1:]:
+        if e["real_ns"] > t_real:
+            break
+        base, rate = e, e.get("rate_ppb", rate)
+    elapsed = t_real - base["real_ns"]
+    slewed = 0  # in ns x 1e9, like the drift term: the sum is floored once
+    if base.get("mode") == "slew" and elapsed > 0:
+        slewed = min(abs(base["correction_ns"]) * NS_PER_S, elapsed * base["slew_rate_ppb"])
+        slewed = slewed if base["correction_ns"] >= 0 else -slewed
+    return base["clock_ns"] - base["real_ns"] + (elapsed * rate + slewed) // NS_PER_S
+
+
+def applied_at(adjust):
+    """Host time by which an adjust's correction is all in: at once for a step,
+    at the end of the slew (rounded up to whole ns) for a slew."""
+    if adjust.get("mode") != "slew":
+        return adjust["real_ns"]
+    return adjust["real_ns"] - (-abs(adjust["correction_ns"]) * NS_PER_S // adjust["slew_rate_ppb"])
 
 
 def final_spread_ns(logs):
     """Largest minus smallest true offset of all clocks at one common host
-    instant after the last correction (the latest last-adjust time)."""
-    finals = []
+    instant: once every clock's last correction is fully applied (the latest
+    step, or the latest end of a slew, among their last adjusts)."""
+    last_adjusts = []
     for events in logs:
         adjusts = [e for e in events if e["event"] == "adjust"]
         assert adjusts, "a clock was never adjusted"
-        upto = events.index(adjusts[-1]) + 1
-        finals.append(events[:upto])
-    t = max(ev[-1]["real_ns"] for ev in finals)
-    offsets = [true_offset_at(ev, t) for ev in finals]
+        last_adjusts.append(adjusts[-1])
+    t = max(applied_at(a) for a in last_adjusts)
+    offsets = [true_offset_at(events, t) for events in logs]
     return max(offsets) - min(offsets)
 
 

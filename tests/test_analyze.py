@@ -14,6 +14,7 @@ import tempfile
 import unittest
 import xml.etree.ElementTree as ET
 
+import harness
 from harness import ROOT, WAIT_S, Run, final_spread_ns, free_port, read_log, wait_until
 
 sys.path.insert(0, ROOT)
@@ -26,18 +27,22 @@ T0 = 1_700_000_000 * S  # host time of the synthetic run's start
 
 
 class Clock:
-    """A synthetic clock, written the way the binaries log: its true offset
-    at T0 + t_ms is offset + t_ms * ns_per_ms + the corrections made so far."""
+    """A synthetic clock, written the way the binaries log. Times are whole ms
+    after T0 and rates whole ppm, so every offset is a whole number of ns. From
+    each correction on, the clock gains rate_ppb / 1000 ns per ms and, while a
+    slew is in progress, slew_ppb / 1000 ns per ms more until it is all in."""
 
     def __init__(self, ident, offset_ns, rate_ppb):
         self.id, self.offset_ns, self.rate_ppb = ident, offset_ns, rate_ppb
-        self.ns_per_ms = rate_ppb // 1000  # exact for these rates
+        self.anchors = [(0, offset_ns, rate_ppb, 0, 0)]  # (t_ms, offset there, rate_ppb, slew_ns, slew_ppb)
         self.steps = []  # (t_ms, correction_ns)
         self.lines = []
 
     def offset(self, t_ms, before_step=False):
-        done = sum(c for t, c in self.steps if t < t_ms or (t == t_ms and not before_step))
-        return self.offset_ns + t_ms * self.ns_per_ms + done
+        since = [a for a in self.anchors if a[0] < t_ms or (a[0] == t_ms and not before_step)] or self.anchors[:1]
+        t0, offset, rate, slew, slew_ppb = since[-1]
+        ramp = min(abs(slew), (t_ms - t0) * slew_ppb // 1000)
+        return offset + (t_ms - t0) * rate // 1000 + (ramp if slew >= 0 else -ramp)
 
     def log(self, t_ms, event, **fields):
         real = T0 + t_ms * MS
@@ -45,9 +50,22 @@ class Clock:
         line.update(fields)
         self.lines.append(json.dumps(line))
 
-    def adjust(self, t_ms, rnd, correction_ns):
+    def adjust(self, t_ms, rnd, correction_ns, mode=None, rate_ppb=None, slew_ppb=500_000):
+        """Without mode, the old log format (a step, rate unchanged); with mode
+        "step" or "slew", the new one: also rate_ppb, trim_ppb, slew_rate_ppb."""
+        before = self.offset(t_ms, before_step=True)
+        rate = self.anchors[-1][2] if rate_ppb is None else rate_ppb
+        if mode == "slew":
+            self.anchors.append((t_ms, before, rate, correction_ns, slew_ppb))
+        else:
+            self.anchors.append((t_ms, before + correction_ns, rate, 0, 0))
         self.steps.append((t_ms, correction_ns))
-        self.log(t_ms, "adjust", round=rnd, correction_ns=correction_ns)
+        fields = {"round": rnd, "correction_ns": correction_ns}
+        if mode:
+            fields.update(mode=mode, rate_ppb=rate, trim_ppb=rate - self.rate_ppb)
+        if mode == "slew":
+            fields["slew_rate_ppb"] = slew_ppb
+        self.log(t_ms, "adjust", **fields)
 
     def write(self, directory):
         path = os.path.join(directory, self.id + ".log")
@@ -83,6 +101,45 @@ def synthetic_run():
     return m, s1, s2
 
 
+def slewing_run():
+    """The new log format. Master (0 ppm), slave-1 (+50 ppm), slave-2 (-20 ppm).
+    Round 1 steps all three to +0.5 s at 1012 ms and trims slave-1 to +10 ppm
+    and slave-2 to 0. Round 2: the master slews +2 us at 500 ppm (done at
+    2014 ms); slave-1 slews -200 us at 100 ppm, which would take 2 s: round 3
+    begins at 3000 ms with it still slewing, and its step at 3011 ms discards
+    the rest; slave-1 is trimmed to 0; slave-2 steps -1 us. Round 3: the
+    master slews -1 us (done at 3012 ms) and is trimmed to +1 ppm; slave-1
+    steps +90.002 us; slave-2 slews +1.5 us (done at 3015 ms), trimmed to +3 ppm.
+    The master's round-3 estimates are off by +100 and -100 ns."""
+    m, s1, s2 = Clock("master", 0, 0), Clock("slave-1", 3 * S, 50_000), Clock("slave-2", -1500 * MS, -20_000)
+    m.log(0, "start", port=1, slaves=2, offset_ns=0, rate_ppb=0, seed=1)
+    for s in (s1, s2):
+        s.log(0, "start", offset_ns=s.offset_ns, rate_ppb=s.rate_ppb, seed=1)
+    m.log(1000, "round", round=1)
+    m.adjust(1010, 1, 500 * MS, "step", rate_ppb=0)
+    s1.adjust(1011, 1, -2_500_050_560, "step", rate_ppb=10_000)  # to 500 ms - 10 ns, +10 ns by 1012 ms
+    s2.adjust(1012, 1, 2_000_020_240, "step", rate_ppb=0)
+    m.log(2000, "round", round=2)
+    m.adjust(2010, 2, 2000, "slew", rate_ppb=0)
+    s1.adjust(2011, 2, -200_000, "slew", rate_ppb=0, slew_ppb=100_000)
+    s2.adjust(2012, 2, -1000, "step", rate_ppb=0)
+    m.log(3000, "round", round=3)
+    for k, (s, error) in enumerate(((s1, 100), (s2, -100))):
+        s.log(3003 + k, "reply", round=3, probe=1)
+        m.log(3005, "estimate", slave=s.id, round=3, estimate_ns=s.offset(3003 + k) - m.offset(3003 + k) + error,
+              rtt_ns=1000, correction_ns=0, included=True)
+    m.adjust(3010, 3, -1000, "slew", rate_ppb=1000)
+    s1.adjust(3011, 3, 90_002, "step", rate_ppb=0)
+    s2.adjust(3012, 3, 1500, "slew", rate_ppb=3000)
+    for c in (m, s1, s2):
+        c.log(3100, "exit", code=0, reason="done")
+    return m, s1, s2
+
+
+def events_of(clock):
+    return [json.loads(line) for line in clock.lines]
+
+
 def tracks_of(*clocks):
     return {c.id: analyze.ClockTrack(c.id, [json.loads(line) for line in c.lines]) for c in clocks}
 
@@ -112,11 +169,89 @@ class ClockModelTest(unittest.TestCase):
         self.assertEqual(t.offset_at(1000), 60)
         self.assertEqual(t.offset_at(5000, before_step=True), 60)
 
-    def test_a_later_rate_applies_from_its_event_on(self):
+    def test_an_adjusts_rate_applies_from_it_on_and_a_missing_one_keeps_the_rate(self):
         t = self.track({"event": "start", "clock_ns": 0, "real_ns": 0, "rate_ppb": 1_000_000},
-                       {"event": "trim", "clock_ns": 1_000_000 + 1000, "real_ns": 1_000_000, "rate_ppb": -2_000_000})
+                       {"event": "adjust", "clock_ns": 1_000_000 + 1000, "real_ns": 1_000_000, "round": 1,
+                        "correction_ns": 0, "mode": "step", "rate_ppb": -2_000_000, "trim_ppb": -3_000_000},
+                       {"event": "adjust", "clock_ns": 3_000_000 - 3000, "real_ns": 3_000_000, "round": 2,
+                        "correction_ns": 0})  # the old format: no mode, no rate_ppb
         self.assertEqual(t.offset_at(500_000), 500)
         self.assertEqual(t.offset_at(2_000_000), 1000 - 2000)
+        self.assertEqual(t.offset_at(4_000_000), -3000 - 2000)
+        # Only start and adjust events are anchors: a reply or a trim elsewhere changes nothing.
+        t2 = self.track({"event": "start", "clock_ns": 0, "real_ns": 0, "rate_ppb": 1_000_000},
+                        {"event": "reply", "clock_ns": 1_000_000 + 999_999, "real_ns": 1_000_000, "round": 1,
+                         "rate_ppb": 5})
+        self.assertEqual(t2.offset_at(2_000_000), 2000)
+
+    SLEW = {"event": "adjust", "clock_ns": 1000 + 100, "real_ns": 1000, "round": 1, "correction_ns": -40,
+            "mode": "slew", "rate_ppb": 0, "trim_ppb": 0, "slew_rate_ppb": 10_000_000}  # 1 %: 40 ns in 4000 ns
+
+    def test_a_slew_ramps_in_without_a_jump_and_then_holds(self):
+        t = self.track({"event": "start", "clock_ns": 100, "real_ns": 0, "rate_ppb": 0}, self.SLEW)
+        # Floored: at 1050 the slew has put in -0.5 ns, at 4999 -39.99 ns.
+        self.assertEqual([t.offset_at(x) for x in (999, 1000, 1050, 1100, 3000, 4999, 5000, 9000)],
+                         [100, 100, 99, 99, 80, 60, 60, 60])
+        self.assertEqual(t.offset_at(1000, before_step=True), 100)
+        self.assertEqual(t.applied_at(1000), 5000)
+        self.assertEqual(t.applied_at(0), 0)  # the start: nothing to apply
+
+    def test_a_new_correction_discards_the_rest_of_a_slew(self):
+        # At 2000 the slew has put in -10 of -40; a step of +5 from there.
+        t = self.track({"event": "start", "clock_ns": 100, "real_ns": 0, "rate_ppb": 0}, self.SLEW,
+                       {"event": "adjust", "clock_ns": 2000 + 95, "real_ns": 2000, "round": 2, "correction_ns": 5,
+                        "mode": "step", "rate_ppb": 0, "trim_ppb": 0})
+        self.assertEqual(t.offset_at(2000, before_step=True), 90)
+        self.assertEqual([t.offset_at(x) for x in (2000, 5000, 9000)], [95, 95, 95])
+        self.assertEqual(t.applied_at(1000), 2000)  # cut short by the next correction
+        self.assertEqual(t.applied_at(2000), 2000)
+
+    def test_rate_and_slew_are_floored_once_and_a_slews_end_rounded_up(self):
+        # +10 % rate and +1 ns slewed at 30 %: 1 ns takes 3.33 ns, so it is all in at 4 ns.
+        t = self.track({"event": "start", "clock_ns": 0, "real_ns": 0, "rate_ppb": 0},
+                       {"event": "adjust", "clock_ns": 1000, "real_ns": 1000, "round": 1, "correction_ns": 1,
+                        "mode": "slew", "rate_ppb": 100_000_000, "trim_ppb": 100_000_000,
+                        "slew_rate_ppb": 300_000_000})
+        # 2 ns: 0.2 + 0.6 -> 0; 3 ns: 0.3 + 0.9 -> 1 (floored apart it would be 0); 20 ns: 2 + 1.
+        self.assertEqual([t.offset_at(1000 + x) for x in (2, 3, 20)], [0, 1, 3])
+        self.assertEqual(t.applied_at(1000), 1004)
+
+    def test_a_negative_slew_floors_towards_minus_infinity(self):
+        slew = dict(self.SLEW, correction_ns=-1, slew_rate_ppb=300_000_000, clock_ns=1000)
+        t = self.track({"event": "start", "clock_ns": 0, "real_ns": 0, "rate_ppb": 0}, slew)
+        self.assertEqual([t.offset_at(1000 + x) for x in (0, 1, 4)], [0, -1, -1])
+
+    def test_bad_slew_fields_are_refused(self):
+        self.assertIsNone(analyze.check_event(dict(self.SLEW, id="c")))
+        self.assertIn("slew_rate_ppb", analyze.check_event(dict(self.SLEW, id="c", slew_rate_ppb=0)))
+        self.assertIn("unknown mode", analyze.check_event(dict(self.SLEW, id="c", mode="smear")))
+
+
+class HarnessModelTest(unittest.TestCase):
+    """tests/harness.py's own copy of the model, used by the integration tests."""
+
+    def test_true_offset_at_follows_a_slew_and_its_replacement(self):
+        events = [dict(e, id="c") for e in (
+            {"event": "start", "clock_ns": 100, "real_ns": 0, "rate_ppb": 0},
+            {"event": "reply", "clock_ns": 600, "real_ns": 500, "round": 1, "probe": 1},
+            ClockModelTest.SLEW,
+            {"event": "adjust", "clock_ns": 2000 + 95, "real_ns": 2000, "round": 2, "correction_ns": 5,
+             "mode": "step", "rate_ppb": 2_000_000, "trim_ppb": 2_000_000})]
+        self.assertEqual([harness.true_offset_at(events, x) for x in (-1000, 1000, 1100, 1999, 2000, 3000)],
+                         [100, 100, 99, 90, 95, 97])  # 1999: -9.99 ns slewed, floored
+        self.assertEqual([harness.true_offset_at(events[:3], x) for x in (4999, 5000, 9000)], [60, 60, 60])
+
+    def test_final_spread_once_the_last_slews_are_in(self):
+        self.assertEqual(final_spread_ns([events_of(c) for c in slewing_run()]), 1013)
+        self.assertEqual(final_spread_ns([events_of(c) for c in synthetic_run()]), 300)
+
+    def test_it_agrees_with_analyze(self):
+        clocks = slewing_run()
+        tracks = tracks_of(*clocks)
+        for c in clocks:
+            for t_ms in range(0, 3200, 1):
+                t = T0 + t_ms * MS + 123_457  # between whole ms, where flooring shows
+                self.assertEqual(harness.true_offset_at(events_of(c), t), tracks[c.id].offset_at(t), (c.id, t_ms))
 
 
 class AnalysisTest(unittest.TestCase):
@@ -171,6 +306,81 @@ class AnalysisTest(unittest.TestCase):
         self.assertEqual([analyze.tick_label(d) for d in (1, 4, 7, 8)], ["1 us", "1 ms", "1 s", "10 s"])
 
 
+class SlewAnalysisTest(unittest.TestCase):
+    """The new log format: slews, trims, a slew cut short (see slewing_run)."""
+
+    def test_after_is_once_the_corrections_are_fully_applied(self):
+        r = analyze.analyse(tracks_of(*slewing_run()), 1000)
+        # Round 1: all stepped, the last at 1012 ms. Round 2: slave-1's slew is still running when
+        # round 3 begins, so it is judged 1 ns before 3000 ms. Round 3: slave-2's slew ends at 3015 ms.
+        self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 3000 * MS - 1, 3015 * MS])
+        self.assertEqual([x["before_real_ns"] - T0 for x in r["rounds"]], [1000 * MS, 2000 * MS, 3000 * MS])
+        # Round 1 before: +3 s + 50 us against -1.5 s - 20 us. Round 2 before: slave-1's +10 ppm for
+        # 988 ms. Round 2 after: the master +2 us in (500 ms + 2 us); slave-1, 500 ms + 9.99 us at
+        # 2011 ms, 98.9 us into its -200 us; slave-2 stepped -1 us. Nothing changes until round 3
+        # begins. Round 3 after: 500 ms + 1005 ns (master: +5 ns at +1 ppm, -1 us slewed) minus
+        # 500 ms - 8 ns (slave-1, stepped).
+        round2_after = 2000 - (9990 - 98_900)
+        self.assertEqual([(x["spread_before_ns"], x["spread_after_ns"]) for x in r["rounds"]],
+                         [(4500 * MS + 70_000, 0), (9880, round2_after), (round2_after, 1013)])
+        self.assertEqual(r["final_spread_ns"], 1013)
+        self.assertEqual(r["final_real_ns"], T0 + 3015 * MS)
+        self.assertFalse(r["synchronized"])  # the tolerance here is 1000 ns
+
+    def test_without_the_master_log_the_next_round_begins_at_its_first_adjust(self):
+        _, s1, s2 = slewing_run()
+        r = analyze.analyse(tracks_of(s1, s2), 1000)
+        # Round 2 is cut short 1 ns before slave-1's round-3 step at 3011 ms: the whole -100 us is in
+        # (a step taken at 3011 ms itself would be counted, and the spread be 992 ns).
+        self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 3011 * MS - 1, 3015 * MS])
+        self.assertEqual([(x["spread_before_ns"], x["spread_after_ns"]) for x in r["rounds"]],
+                         [(4500 * MS + 1011 * 70, 0), (9990, 89_010), (89_010, 517)])
+
+    def test_final_offsets_corrections_and_estimation_errors(self):
+        m, s1, s2 = slewing_run()
+        r = analyze.analyse(tracks_of(m, s1, s2), 1000)
+        clocks = r["clocks"]
+        # At 3015 ms: 500 ms + 1005 ns, 500 ms - 8 ns, 500 ms + 509 ns (-1 us stepped, +9 ns at +3 ppm,
+        # +1.5 us slewed); the mean is 500 ms + 502 ns.
+        self.assertEqual([clocks[c]["final_offset_ns"] for c in clocks], [503, -510, 7])
+        self.assertEqual(r["mean_offset_ns"], 500 * MS + 502)
+        self.assertEqual([clocks[c]["drift_ppb"] for c in clocks], [0, 50_000, -20_000])
+        self.assertEqual(clocks["slave-1"]["corrections_ns"], [-2_500_050_560, -200_000, 90_002])
+        self.assertEqual(clocks["slave-1"]["correction_modes"], ["step", "slew", "step"])
+        # The estimates were made while slave-1 slewed; the errors come out as they were put in.
+        self.assertEqual(r["estimation_error_ns"], {"slave-1": {"3": 100}, "slave-2": {"3": -100}})
+
+    def test_old_logs_are_judged_at_their_last_step(self):
+        r = analyze.analyse(tracks_of(*synthetic_run()), 1000)
+        self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 2012 * MS])
+        self.assertEqual(r["clocks"]["slave-1"]["correction_modes"], ["step", "step"])
+        self.assertNotIn("~", analyze.report(r, "logs"))
+
+    def test_report_marks_slews(self):
+        report = analyze.report(analyze.analyse(tracks_of(*slewing_run()), 1000), "logs")
+        self.assertIn("after = once the round's corrections are fully applied, slews included", report)
+        self.assertIn("Corrections received (~ slewed, the others stepped)", report)
+        self.assertIn("~-200.0 us", report)
+        self.assertIn("+90.0 us", report)
+
+    def test_the_plot_draws_a_slew_as_a_ramp_and_a_step_as_a_jump(self):
+        tracks = tracks_of(*slewing_run())
+        samples = analyze.plot_samples(tracks, T0, T0 + 5000 * MS)
+        times = [t - T0 for t, _ in samples]
+        # The master's 4 ms slew from 2010 ms: points along it, its end included, and no jump.
+        ramp = [2010 * MS + k * 4 * MS // analyze.SLEW_SAMPLES for k in range(analyze.SLEW_SAMPLES + 1)]
+        self.assertTrue(set(ramp) <= set(times))
+        self.assertEqual(times.count(2010 * MS), 1)
+        self.assertEqual(times.count(2012 * MS), 2)  # slave-2's step: before and after
+        # Slave-1's slew is sampled until round 3's step cut it short at 3011 ms, not to its would-be
+        # end at 4011 ms.
+        self.assertIn(2011 * MS + 1000 * MS // analyze.SLEW_SAMPLES, times)
+        self.assertNotIn(2011 * MS + 2000 * MS * (analyze.SLEW_SAMPLES - 1) // analyze.SLEW_SAMPLES, times)
+        master = [offs["master"] - offs["slave-2"] for t, offs in samples if 2010 * MS <= t - T0 <= 2011 * MS]
+        self.assertEqual(master, sorted(master))  # rising, no step
+        self.assertEqual(len(set(master)), len(master))
+
+
 class CommandLineTest(unittest.TestCase):
     """analyze.py --from-logs on synthetic logs, as a user runs it."""
 
@@ -194,6 +404,16 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(figures["clocks"]["slave-2"]["final_offset_ns"], 200)
         series = [e for e in ET.parse(out_svg).iter() if e.get("class") == "series"]
         self.assertEqual(sorted(e.get("data-clock") for e in series), ["master", "slave-1", "slave-2"])
+
+    def test_new_format_logs(self):
+        for c in slewing_run():
+            c.write(self.dir)
+        out_svg = os.path.join(self.dir, "p.svg")
+        p = run_analyze("--from-logs", self.dir, "--plot", out_svg)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 1.0 us <= tolerance 1000 us")
+        self.assertEqual(p.stderr, "")
+        ET.parse(out_svg)
 
     def test_not_synchronized_exits_1(self):
         p = run_analyze("--from-logs", self.dir, "--tolerance-us", "0.1")

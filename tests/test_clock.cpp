@@ -851,7 +851,7 @@ TEST_CASE("reanchor changes nothing a reader can see, sub-nanosecond fractions i
 
 TEST_CASE("apply_correction: step at and above the threshold, slew below it") {
     const Discipline d;  // 128 ms, 500 ppm
-    const SimClock base = make_clock(EPOCH_2025_NS, 0, 0);
+    const SimClock base = *step_clock(make_clock(EPOCH_2025_NS, 0, 0), EPOCH_2025_NS, 0);  // in step
     const int64_t at = EPOCH_2025_NS + NS_PER_S;
     struct Case {
         int64_t correction_ns;
@@ -878,6 +878,10 @@ TEST_CASE("apply_correction: step at and above the threshold, slew below it") {
     }
     // Threshold 0 steps everything; out-of-range corrections are refused either way.
     CHECK(apply_correction(base, at, 1, Discipline{0, DEFAULT_SLEW_RATE_PPB, true})->how == Applied::Step);
+    // A clock's first correction is stepped, however small: it is not in step yet.
+    const SimClock fresh = make_clock(EPOCH_2025_NS, 0, 0);
+    CHECK(apply_correction(fresh, at, 1, d)->how == Applied::Step);
+    CHECK(apply_correction(fresh, at, 1, d)->clock.corrected);
     CHECK_FALSE(apply_correction(base, at, 2 * MAX_OFFSET_NS + 1, d));
     CHECK_FALSE(apply_correction(base, at, MAX_OFFSET_NS + 1, Discipline{INT64_MAX, 1, true}));
 }

@@ -35,7 +35,8 @@ class IntegrationTest(unittest.TestCase):
         # The initial true offsets are what was asked for.
         for ident, off in offsets.items():
             start = self.events(ident, "start")[0]
-            self.assertAlmostEqual(start["clock_ns"] - start["real_ns"], off * MS, delta=1)
+            self.assertEqual(start["offset_ns"], round(off * MS))
+            self.assertAlmostEqual(start["clock_ns"] - start["real_ns"], off * MS, delta=1000)
         spread = final_spread_ns(logs)
         self.assertLess(spread, 1 * MS, "true spread after the last round: %d ns" % spread)
         # Every slave answered every round and got one correction per round.
@@ -166,6 +167,56 @@ class IntegrationTest(unittest.TestCase):
         self.assertEqual(r.wait(m), 0)
         self.assertEqual(r.wait(s), 0)
         self.assertEqual(self.events("until-stopped", "exit")[0]["reason"], "the master said BYE")
+
+    def test_user_timestamps_send_one_reading_and_still_synchronize(self):
+        r = self.run_
+        m = r.master(2, "--rounds", 2, "--interval", 0.1, "--timestamps", "user")
+        slaves = [r.slave(m.port, ident, "--timestamps", "user") for ident in ("u1", "u2")]
+        for p in [m] + slaves:
+            self.assertEqual(r.wait(p), 0)
+        replies = self.events("u1", "reply")
+        self.assertTrue(replies and all("arrived_ns" not in e for e in replies))
+        self.assertEqual(self.events("master", "start")[0]["timestamps"], "user")
+        self.assertLess(final_spread_ns([read_log(r.log(n)) for n in ("master", "u1", "u2")]), 1 * MS)
+
+    def test_count_runs_k_independent_slaves_in_one_process(self):
+        r = self.run_
+        m = r.master(5, "--rounds", 2, "--interval", 0.1)
+        s = r.slave(m.port, "many", "--count", 5, "--seed", 11)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(r.wait(s), 0)
+        ids = sorted(e["slave"] for e in self.events("master", "connected"))
+        self.assertEqual(ids, ["many-%d" % i for i in range(1, 6)])
+        events = read_log(r.log("many"))  # one log, lines tagged by id
+        starts = {e["id"]: e["offset_ns"] for e in events if e["event"] == "start"}
+        self.assertEqual(len(set(starts.values())), 5, "each slave has its own clock")
+        per_clock = [[e for e in events if e["id"] == ident] for ident in ids]
+        self.assertLess(final_spread_ns([read_log(r.log("master"))] + per_clock), 1 * MS)
+
+    def test_first_correction_steps_later_ones_slew_and_the_clock_never_goes_back(self):
+        r = self.run_
+        m = r.master(1, "--rounds", 4, "--interval", 0.1, "--offset", 0, "--drift", 0)
+        s = r.slave(m.port, "disciplined", "--offset", 60, "--drift", 30)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(r.wait(s), 0)
+        adjusts = self.events("disciplined", "adjust")
+        self.assertEqual([a["mode"] for a in adjusts], ["step", "slew", "slew", "slew"])
+        self.assertAlmostEqual(adjusts[0]["correction_ns"], -30 * MS, delta=1 * MS)
+        self.assertTrue(all(a["slew_rate_ppb"] == 500_000 for a in adjusts[1:]))
+        # In step after round 1: from then on both clocks only move forward.
+        for name in ("disciplined", "master"):
+            events = sorted(self.events(name), key=lambda e: e["real_ns"])
+            first_step = next(i for i, e in enumerate(events) if e["event"] == "adjust")
+            clocks = [e["clock_ns"] for e in events[first_step:]]
+            self.assertEqual(clocks, sorted(clocks), name + "'s clock went backwards")
+        # The frequency discipline has started learning the +30 ppm.
+        self.assertLess(adjusts[-1]["trim_ppb"], 0)
+        # With --step-threshold 0 every correction is a step.
+        m2 = r.master(1, "--rounds", 2, "--interval", 0.1, "--offset", 0, "--drift", 0, name="master2")
+        stepped = r.slave(m2.port, "stepped", "--offset", 60, "--drift", 0, "--step-threshold", 0)
+        self.assertEqual(r.wait(m2), 0)
+        self.assertEqual(r.wait(stepped), 0)
+        self.assertEqual([a["mode"] for a in self.events("stepped", "adjust")], ["step", "step"])
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ class FaultTest(unittest.TestCase):
             "overlong": "line longer than 256 bytes",
             "binary": "bad message: non-printable byte",
             "unknown verb": "bad message: unknown verb",
-            "missing field": "bad message: CLOCK takes 3 field(s), got 2",
+            "missing field": "bad message: CLOCK takes 3 or 4 fields, got 2",
             "extra field": "bad message: ACK takes 1 field(s), got 2",
             "int64 overflow": "bad message: bad clock reading",
             "hello twice": "HELLO sent twice",
@@ -313,7 +313,7 @@ class FaultTest(unittest.TestCase):
         # 1. Honest first; then a repeated probe and a repeated ADJUST are violations.
         p = session()
         p.send("TIME? 1 1\n")
-        self.assertRegex(p.line(), r"^CLOCK 1 1 -?\d+$")
+        self.assertRegex(p.line(), r"^CLOCK 1 1 -?\d+ -?\d+$")  # arrival and departure readings
         p.send("ADJUST 1 1000000\n")
         self.assertEqual(p.line(), "ACK 1")
         p.send("ADJUST 1 1000000\n")

@@ -225,3 +225,40 @@ TEST_CASE("EventLog writes one JSON object per line with the clock pair, escaped
         CHECK(error.find("/nonexistent-dir/x.log") != std::string::npos);
     }
 }
+
+TEST_CASE("kernel receive timestamps mark when the bytes arrived, not when they were read") {
+    std::string error;
+    Fd listener = listen_tcp("127.0.0.1", 0, error);
+    REQUIRE(listener.valid());
+    Fd client = connect_tcp("127.0.0.1", local_port(listener.get()), error);
+    REQUIRE(client.valid());
+    std::string peer;
+    Fd server;
+    for (int i = 0; i < 100000 && !server.valid(); ++i) server = accept_tcp(listener.get(), peer, error);
+    REQUIRE(server.valid());
+    CHECK(connect_error(client.get()) == 0);
+
+    EventLoop loop;
+    REQUIRE(loop.open(error));
+    LineConn conn(loop, std::move(server), 1);
+    REQUIRE(conn.start(error));
+    REQUIRE(conn.enable_kernel_timestamps());
+
+    const int64_t before_send = realtime_ns();
+    write_all(client.get(), "TIME? 1 1\n");
+    const int64_t after_send = realtime_ns();
+    // Read well after arrival: the stamp must still say when the data came.
+    timespec pause{0, 20'000'000};
+    nanosleep(&pause, nullptr);
+    int64_t stamp = 0;
+    const int64_t before_read = realtime_ns();
+    REQUIRE(conn.read_lines([&](const std::string& line, int64_t t) {
+        CHECK(line == "TIME? 1 1");
+        stamp = t;
+        return true;
+    }) == LineConn::Status::Open);
+    CHECK(conn.kernel_stamped_reads() == 1);
+    CHECK(stamp >= before_send);
+    CHECK(stamp <= after_send);
+    CHECK(before_read - stamp >= 15'000'000);
+}

@@ -147,7 +147,7 @@ TEST_CASE("parse_message: rejections carry a reason") {
         "ERROR", "ERROR ", "error x", "BYEBYE",
         // missing and extra fields
         "HELLO", "TIME?", "TIME? 1", "CLOCK", "CLOCK 1", "CLOCK 1 1", "ADJUST", "ADJUST 1", "ACK",
-        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1", "ADJUST 1 1 1", "ACK 1 1", "BYE now", "BYE 1",
+        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1 1", "ADJUST 1 1 1", "ACK 1 1", "BYE now", "BYE 1",
         // spacing
         "TIME?  1 1", "TIME? 1  1", "CLOCK 1 1  5", "HELLO  x", "ACK  1", " BYE", "BYE ", " ACK 1", "ACK 1 ",
         "HELLO x ", " HELLO x", "TIME? 1 1 ", " ", "  ", "HELLO ",
@@ -551,4 +551,23 @@ TEST_CASE("secrets_equal: equal only when identical, whatever the lengths") {
         CHECK(secrets_equal(c.expected, c.presented) == c.equal);
     }
     CHECK_FALSE(secrets_equal(std::string_view("ab"), std::string_view("ab\0", 3)));
+}
+
+TEST_CASE("CLOCK with two readings: arrival and departure") {
+    CHECK(format_message(Message::clock(3, 2, -5, 7)) == "CLOCK 3 2 -5 7\n");
+    auto p = parse_message("CLOCK 3 2 1764460800000000000 1764460800000030000");
+    REQUIRE(p.message);
+    CHECK(p.message->value_ns == 1764460800000000000);
+    REQUIRE(p.message->sent_ns.has_value());
+    CHECK(*p.message->sent_ns == 1764460800000030000);
+    // One reading: no second value, and the two forms stay distinct.
+    auto one = parse_message("CLOCK 3 2 5");
+    REQUIRE(one.message);
+    CHECK_FALSE(one.message->sent_ns.has_value());
+    CHECK(format_message(*parse_message("CLOCK 3 2 5 5").message) == "CLOCK 3 2 5 5\n");
+    for (const char* bad : {"CLOCK 1 1 5 x", "CLOCK 1 1 5 -0", "CLOCK 1 1 5 9223372036854775808", "CLOCK 1 1 5  6",
+                            "CLOCK 1 1 5 6 7"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_message(bad).message);
+    }
 }
