@@ -2,6 +2,7 @@
 #   make demo      build, run ./master 3 and analyze.py 3, report, plot demo.svg
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
+#   make bench     the benchmarks: figures printed and written to bench/results.md
 #   make fuzz      libFuzzer over framing, parsing and arithmetic (FUZZ_SECONDS=60)
 #   make clean     remove what the build made
 CXX      ?= g++
@@ -11,7 +12,7 @@ HEADERS  := clock.hpp protocol.hpp net.hpp eventlog.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps demo
+.PHONY: all compile test clean deps fuzz fuzz-deps demo bench
 
 all: compile
 compile: master slave
@@ -59,6 +60,9 @@ $(ASAN_DIR)/%: %.cpp $(HEADERS)
 
 test: deps compile tests/unit $(ASAN_DIR)/master $(ASAN_DIR)/slave
 	$(PYTHON) tests/run_tests.py
+
+bench: compile
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # libFuzzer needs clang's runtime, Debian's libclang-rt-14-dev.
 FUZZ_SECONDS ?= 60

@@ -358,9 +358,9 @@ def verdict(result):
     spread_us = result["final_spread_ns"] / NS_PER_US
     tolerance_us = result["tolerance_ns"] / NS_PER_US
     if result["synchronized"]:
-        return "synchronized: spread %.1f us <= tolerance %g us" % (spread_us, tolerance_us)
+        return "synchronized: spread %.3f us <= tolerance %g us" % (spread_us, tolerance_us)
     furthest = result["furthest"]
-    return "NOT synchronized: spread %.1f us > tolerance %g us (furthest: %s, %+.1f us from the mean)" % (
+    return "NOT synchronized: spread %.3f us > tolerance %g us (furthest: %s, %+.3f us from the mean)" % (
         spread_us, tolerance_us, furthest, result["clocks"][furthest]["final_offset_ns"] / NS_PER_US)
 
 

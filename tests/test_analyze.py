@@ -294,8 +294,8 @@ class AnalysisTest(unittest.TestCase):
     def test_verdict_names_the_furthest_clock(self):
         r = analyze.analyse(tracks_of(*synthetic_run()), 100)
         self.assertFalse(r["synchronized"])
-        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread 0.3 us > tolerance 0.1 us "
-                                             "(furthest: slave-2, +0.2 us from the mean)")
+        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread 0.300 us > tolerance 0.1 us "
+                                             "(furthest: slave-2, +0.200 us from the mean)")
 
     def test_nothing_to_analyse(self):
         with self.assertRaises(analyze.NothingToAnalyse):
@@ -394,7 +394,7 @@ class CommandLineTest(unittest.TestCase):
         out_json, out_svg = os.path.join(self.dir, "r.json"), os.path.join(self.dir, "p.svg")
         p = run_analyze("--from-logs", self.dir, "--json", out_json, "--plot", out_svg)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 0.3 us <= tolerance 1000 us")
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 0.300 us <= tolerance 1000 us")
         self.assertIn("slave-2", p.stdout)
         with open(out_json) as f:
             figures = json.load(f)
@@ -411,14 +411,14 @@ class CommandLineTest(unittest.TestCase):
         out_svg = os.path.join(self.dir, "p.svg")
         p = run_analyze("--from-logs", self.dir, "--plot", out_svg)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 1.0 us <= tolerance 1000 us")
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 1.013 us <= tolerance 1000 us")
         self.assertEqual(p.stderr, "")
         ET.parse(out_svg)
 
     def test_not_synchronized_exits_1(self):
         p = run_analyze("--from-logs", self.dir, "--tolerance-us", "0.1")
         self.assertEqual(p.returncode, 1)
-        self.assertIn("NOT synchronized: spread 0.3 us > tolerance 0.1 us (furthest: slave-2", p.stdout)
+        self.assertIn("NOT synchronized: spread 0.300 us > tolerance 0.1 us (furthest: slave-2", p.stdout)
 
     def test_a_corrupt_line_is_reported_and_skipped(self):
         with open(self.paths[1]) as f:
