@@ -76,7 +76,7 @@ def check_event(event):
         mode = event.get("mode", "step")  # older logs have no mode: every correction was a step
         if mode not in ("step", "slew"):
             return "adjust event with unknown mode %r" % mode
-        if mode == "slew" and not event.get("slew_rate_ppb", 0) > 0:
+        if mode == "slew" and event.get("correction_ns") and not event.get("slew_rate_ppb", 0) > 0:
             return "slewed adjust without a positive 'slew_rate_ppb'"
     return None
 
@@ -147,7 +147,7 @@ def anchor_of(event, rate_ppb):
     if event["event"] != "adjust":
         return Anchor(event["real_ns"], offset, offset, rate, 0, 0)
     if event.get("mode", "step") == "slew":
-        return Anchor(event["real_ns"], offset, offset, rate, event["correction_ns"], event["slew_rate_ppb"])
+        return Anchor(event["real_ns"], offset, offset, rate, event["correction_ns"], event.get("slew_rate_ppb", 0))
     return Anchor(event["real_ns"], offset - event["correction_ns"], offset, rate, 0, 0)
 
 

@@ -134,7 +134,7 @@ constexpr std::optional<SimClock> slew_clock(const SimClock& c, int64_t real_ns,
     if (slew_rate_ppb <= 0 || !detail::correction_fits(c, real_ns, correction_ns)) return std::nullopt;
     SimClock r = reanchor(c, real_ns);
     r.slew_ns = correction_ns;
-    r.slew_rate_ppb = correction_ns == 0 ? 0 : slew_rate_ppb;
+    r.slew_rate_ppb = slew_rate_ppb;
     r.corrected = true;
     return r;
 }

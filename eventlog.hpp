@@ -245,6 +245,20 @@ inline SimClock make_clock(const CommonOptions& o, uint64_t seed, int64_t real_n
     return make_clock(real_ns, o.offset_ns.value_or(random.offset_ns), o.rate_ppb.value_or(random.rate_ppb));
 }
 
+// The start-up both programs share, after their options are parsed:
+// signals, the open-file limit, the log and the event loop. False, after
+// printing why, when one of them fails.
+[[nodiscard]] inline bool start_up(const char* program, const CommonOptions& o, EventLog& log, EventLoop& loop) {
+    install_signal_handlers();
+    raise_fd_limit();
+    std::string error;
+    if ((!o.log_path.empty() && !log.open(o.log_path, error)) || !loop.open(error)) {
+        std::fprintf(stderr, "%s: %s\n", program, error.c_str());
+        return false;
+    }
+    return true;
+}
+
 // What analysis needs to replay a clock after a correction (README: adjust).
 inline EventLog::Line& correction_fields(EventLog::Line& line, const Corrected& c) {
     line.str("mode", c.how == Applied::Step ? "step" : "slew")

@@ -549,17 +549,11 @@ void Master::begin_shutdown(int64_t now, const char* why) {
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     const Options opt = parse_options(argc, argv);
-    install_signal_handlers();
-    raise_fd_limit();
-
-    std::string error;
     EventLog log;
     EventLoop loop;
-    if ((!opt.common.log_path.empty() && !log.open(opt.common.log_path, error)) || !loop.open(error)) {
-        std::fprintf(stderr, "master: %s\n", error.c_str());
-        return 1;
-    }
+    if (!start_up("master", opt.common, log, loop)) return 1;
     Master master(opt, loop, log, make_clock(opt.common, opt.common.seed, realtime_ns()));
+    std::string error;
     if (!master.listen(error)) {
         std::fprintf(stderr, "master: cannot listen: %s\n", error.c_str());
         return 1;

@@ -298,16 +298,9 @@ void Slave::finish(int code, const std::string& why) {
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     const Options opt = parse_options(argc, argv);
-    install_signal_handlers();
-    raise_fd_limit();
-
-    std::string error;
     EventLog log;
     EventLoop loop;
-    if ((!opt.common.log_path.empty() && !log.open(opt.common.log_path, error)) || !loop.open(error)) {
-        std::fprintf(stderr, "slave: %s\n", error.c_str());
-        return 1;
-    }
+    if (!start_up("slave", opt.common, log, loop)) return 1;
     // --count K: K independent slaves on this one loop, each its own
     // connection, clock (seed + i) and id; the token of each is its index.
     std::vector<std::unique_ptr<Slave>> slaves;

@@ -1,0 +1,488 @@
+#!/usr/bin/env python3
+"""bench/run.py - the benchmark suite: precision, steady state, scale (with the
+cost of a round) and soak, each judged against its target.
+
+    python3 bench/run.py                   the full suite (under 10 minutes)
+    python3 bench/run.py --quick           a reduced version for a fast check
+    python3 bench/run.py --only scale,soak a subset (precision, steady, scale, soak)
+
+It runs the ./master and ./slave already built in the repo root (make compile;
+it builds nothing), on free loopback ports, and judges every run from the logs
+alone through analyze.py's clock model. It prints each row as it comes in and
+writes bench/results.md. Exit status 1 when a run could not be measured (or,
+with --strict, when a target was missed). Standard library only.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in bench/ or the repo root
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import MASTER, ROOT, SLAVE, BenchError, Monitor, Procs, open_fds, proc_status  # noqa: E402
+from report import NS_PER_MS, NS_PER_US, Section, judge, median, ms, percentile, us, write_markdown  # noqa: E402
+
+sys.path.insert(0, ROOT)
+import analyze  # noqa: E402
+
+SKIPPED_LINES = []  # analyze.py's warnings, summarised once instead of one line each
+
+
+def _collect_warning(message):
+    SKIPPED_LINES.append(message)
+
+
+analyze.warn = _collect_warning
+
+
+NS_PER_S = 1_000_000_000
+NAMES = ("precision", "steady", "scale", "soak")
+
+FULL = {"precision_rounds": 30, "steady_s": 120, "scale": ((1000, 101, 0.15), (10000, 3, 2.0)), "soak_rounds": 5000}
+QUICK = {"precision_rounds": 10, "steady_s": 40, "scale": ((1000, 11, 0.15),), "soak_rounds": 500}
+STEADY_SKIP_S = 30  # steady state is judged after the first 30 s
+CONNECT_S_PER_SLAVE = 0.01  # generous time for the slaves to connect, beyond a fixed 20 s
+ROUND_S_PER_SLAVE = 0.0002  # generous time a round may take per slave, beyond its interval
+
+
+# ---------------------------------------------------------------------------
+# One synchronization run: a master and one ./slave --count N process
+#
+# Offsets: the master starts at offset 0 and every slave at -(N+1) s, with
+# --max-skew 0 (every reading counts). Round 1's average is then -N s, so
+# every slave is corrected by about +1 s and the master by about -N s: all
+# steps. With random offsets within +/-5 s, a clock that lands within 128 ms
+# of the average is slewed at 500 ppm for up to 256 s, and every later round
+# would measure that slew instead of the precision.
+
+def sync_flags(n, seed, rounds, interval_s, extra=()):
+    master = ["--rounds", str(rounds), "--interval", str(interval_s), "--offset", "0", "--max-skew", "0",
+              "--seed", str(seed), "--quiet", *extra]
+    slaves = ["--offset", str(-(n + 1) * 1000), "--seed", str(seed + 1000), *extra]
+    return master, slaves
+
+
+class SyncRun:
+    """A master for N slaves and one slave process, started at once; finish()
+    waits for both to exit and analyses their logs."""
+
+    def __init__(self, procs, name, n, master_flags, slave_flags, monitor=False):
+        self.procs, self.name, self.n = procs, name, n
+        self.master = procs.master(n, name + "-master", master_flags)
+        self.baseline_kib = proc_status(self.master.pid).get("VmRSS")  # right after `start`
+        self.slaves = procs.slaves(self.master.port, n, name + "-slaves", slave_flags)
+        self.monitor = Monitor([self.master, self.slaves]) if monitor else None
+        if self.monitor:
+            self.monitor.start()
+
+    def finish(self, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.procs.wait(self.master, deadline)
+            self.procs.wait(self.slaves, deadline + 10)
+        finally:
+            if self.monitor:
+                self.monitor.stop()
+        tracks = {c: analyze.ClockTrack(c, ev)
+                  for c, ev in analyze.read_logs([self.master.log, self.slaves.log]).items() if ev}
+        self.tracks = tracks
+        self.result = analyze.analyse(tracks, NS_PER_MS)
+        self.master_events = tracks[analyze.MASTER_ID].events
+        return self
+
+    def rounds(self, event):
+        """The master's events of one kind, by round number."""
+        return {e["round"]: e for e in self.master_events if e["event"] == event}
+
+    def rtts(self, r=None):
+        return [e["rtt_ns"] for e in self.master_events
+                if e["event"] == "estimate" and (r is None or e["round"] == r)]
+
+
+def run_timeout_s(n, rounds, interval_s):
+    return 20 + n * CONNECT_S_PER_SLAVE + rounds * (interval_s + n * ROUND_S_PER_SLAVE)
+
+
+# ---------------------------------------------------------------------------
+# 1. Precision
+
+def bench_precision(procs, cfg, seed):
+    rounds = cfg["precision_rounds"]
+    s = Section("1. Precision (drift 0)",
+                ["N", "timestamps", "median", "p99", "max", "round 1 (excluded)", "median rtt", "max est. error"],
+                ["%d rounds, --interval 0.2, `--drift 0` on master and slaves; N slaves in one `./slave --count N`. "
+                 "Figures: the true spread of all clocks (master included) once each round's corrections are "
+                 "fully applied, over rounds 2..%d; round 1 (the initial multi-second step) is excluded from "
+                 "the statistics and shown on its own. p99 is nearest-rank, so with %d rounds it equals the "
+                 "maximum. Offsets: master 0, slaves -(N+1) s with --max-skew 0: the same start every run, "
+                 "every round-1 correction a large step and no reading left out. "
+                 "Targets apply to kernel timestamps (the default); user timestamps are shown beside them."
+                 % (rounds, rounds, rounds - 1)])
+    rtt_medians = {}
+    for n in (3, 100):
+        for mode in ("kernel", "user"):
+            try:
+                master, slaves = sync_flags(n, seed, rounds, 0.2, ["--drift", "0", "--timestamps", mode])
+                run = SyncRun(procs, "precision-%d-%s" % (n, mode), n, master, slaves).finish(
+                    run_timeout_s(n, rounds, 0.2))
+            except (BenchError, analyze.NothingToAnalyse) as e:
+                s.fail("N=%d %s" % (n, mode), e)
+                continue
+            precision_row(s, run, mode, rounds, PRECISION_TARGETS[n] if mode == "kernel" else {})
+            rtt_medians[n, mode] = median(run.rtts())
+    for n in (3, 100):
+        if (n, "user") in rtt_medians and (n, "kernel") in rtt_medians \
+                and rtt_medians[n, "user"] > 10 * rtt_medians[n, "kernel"]:
+            s.findings.append(
+                "With user timestamps at N=%d the median best round trip was %s against %s with kernel "
+                "timestamps: each probe and reply waits its turn in the two event loops (all N slaves in one "
+                "process), and Cristian's single reading can be off by up to half the round trip, which is "
+                "what the user rows' spread shows. (No target applies to them.)"
+                % (n, us(rtt_medians[n, "user"]), us(rtt_medians[n, "kernel"])))
+    return s
+
+
+PRECISION_TARGETS = {3: {"median": 2 * NS_PER_US, "p99": 10 * NS_PER_US}, 100: {"p99": 20 * NS_PER_US}}
+
+
+def precision_row(s, run, mode, rounds, targets):
+    """One run's figures over rounds 2.. (round 1 apart), judged against targets."""
+    n = run.n
+    after = {r["round"]: r["spread_after_ns"] for r in run.result["rounds"]}
+    later = [v for r, v in after.items() if r > 1]
+    if len(later) < rounds - 1:
+        s.fail("N=%d %s" % (n, mode), "only %d of %d rounds were judged" % (len(later) + 1, rounds))
+    if not later:
+        return
+    errors = [r.get("max_estimation_error_ns", 0) for r in run.result["rounds"] if r["round"] > 1]
+    figures = {"median": median(later), "p99": percentile(later, 99), "max": max(later)}
+    cells = [maybe_judge(figures[k], targets.get(k), us(figures[k]), "<= %s" % us(targets.get(k), 0))
+             for k in ("median", "p99", "max")]
+    s.add(n, mode, *cells, us(after.get(1)), us(median(run.rtts())), us(max(errors, default=None)))
+    if any(getattr(c, "ok", True) is False for c in cells):
+        worst = max((r for r in run.result["rounds"] if r["round"] > 1), key=lambda r: r["spread_after_ns"])
+        error = worst.get("max_estimation_error_ns", 0)
+        s.findings.append(
+            "N=%d %s: the worst round (%d) ended %s apart while the master's estimates in it were off by up to "
+            "%s (graded against the true offsets), with round trips of median %s and max %s; %s."
+            % (n, mode, worst["round"], us(worst["spread_after_ns"]), us(error),
+               us(median(run.rtts(worst["round"]))), us(max(run.rtts(worst["round"]))),
+               "the spread follows the estimation error, which half the round trip bounds"
+               if 2 * error >= worst["spread_after_ns"] else
+               "the spread is well beyond the estimation error, so the corrections were not applied as computed"))
+
+
+# ---------------------------------------------------------------------------
+# 2. Steady state
+
+def max_spread_between(tracks, t_lo, t_hi):
+    """The largest true spread at any host instant in [t_lo, t_hi]. Between the
+    breakpoints of all clocks (their anchors, and the end of every slew) each
+    offset is linear, so max minus min is convex there and peaks at a
+    breakpoint: looking at each of them, just before and at it, is exact."""
+    times = {t_lo, t_hi}
+    for track in tracks.values():
+        for a in track.anchors:
+            times.add(a.real_ns)
+            if a.slew_ns:
+                times.add(track.applied_at(a.real_ns))
+    worst = 0
+    for t in sorted(t for t in times if t_lo <= t <= t_hi):
+        for before in (True, False):
+            offsets = [track.offset_at(t, before_step=before) for track in tracks.values()]
+            worst = max(worst, max(offsets) - min(offsets))
+    return worst
+
+
+def bench_steady(procs, cfg, seed):
+    duration_s = cfg["steady_s"]
+    rounds = duration_s + 1
+    s = Section("2. Steady state (drift within +/-50 ppm, N = 3)",
+                ["configuration", "rounds judged", "max spread before a round", "max spread after a round",
+                 "max spread at any instant"],
+                ["N = 3 slaves plus the master, random drifts within +/-50 ppm (the default; the same seeds for "
+                 "both configurations), --interval 1, %d rounds (%d s); both configurations run at once on "
+                 "their own masters. Judged over rounds that start %d s or more after round 1 began: the "
+                 "largest per-round spread before (the round's start, where drift has accumulated most) and "
+                 "after, and the largest spread at any instant from %d s on to the last round's end (exact: "
+                 "evaluated at every step, slew start and slew end of every clock). The target applies to the "
+                 "last column." % (rounds, duration_s, STEADY_SKIP_S, STEADY_SKIP_S)])
+    configs = (("frequency discipline", [], 10), ("--no-frequency", ["--no-frequency"], 120))
+    runs = {}
+    try:
+        for label, extra, _ in configs:
+            master, slaves = sync_flags(3, seed, rounds, 1, extra)
+            runs[label] = SyncRun(procs, "steady" + "".join(extra).replace("--", "-"), 3, master, slaves)
+    except BenchError as e:
+        s.fail("starting", e)
+    for label, _, limit_us in configs:
+        if label not in runs:
+            continue
+        try:
+            run = runs[label].finish(run_timeout_s(3, rounds, 1))
+        except (BenchError, analyze.NothingToAnalyse) as e:
+            s.fail(label, e)
+            continue
+        t0 = run.result["rounds"][0]["before_real_ns"]
+        judged = [r for r in run.result["rounds"] if r["before_real_ns"] >= t0 + STEADY_SKIP_S * NS_PER_S]
+        if not judged:
+            s.fail(label, "no round started after %d s" % STEADY_SKIP_S)
+            continue
+        before = max(r["spread_before_ns"] for r in judged)
+        after = max(r["spread_after_ns"] for r in judged)
+        anywhere = max_spread_between(run.tracks, t0 + STEADY_SKIP_S * NS_PER_S, run.result["final_real_ns"])
+        s.add(label, "%d-%d" % (judged[0]["round"], judged[-1]["round"]), us(before), us(after),
+              judge(anywhere, limit_us * NS_PER_US, us(anywhere), "<= %d us" % limit_us))
+        if anywhere > limit_us * NS_PER_US:
+            rates = [t.anchors[-1].rate_ppb for t in run.tracks.values()]
+            spread_rate = max(rates) - min(rates)
+            s.findings.append(
+                "%s: the clocks' effective rates (drift plus trim) ended %.1f ppm apart, which alone opens "
+                "%s per 1 s interval; the largest spread before a round was %s against %s after one, so the "
+                "error is %s." % (label, spread_rate / 1000, us(spread_rate), us(before), us(after),
+                                  "drift accumulating between rounds" if before > 2 * after
+                                  else "left by the corrections themselves"))
+    return s
+
+
+# ---------------------------------------------------------------------------
+# 3. Scale and 4. cost of a round (the same runs)
+
+def where_in_round(run):
+    """Per round: how long after it began the last slave logged its first
+    reply, and its correction (one pass over every slave's events)."""
+    starts = {r: e["real_ns"] for r, e in run.rounds("round").items()}
+    first, last = dict(starts), dict(starts)
+    for c, track in run.tracks.items():
+        if c == analyze.MASTER_ID:
+            continue
+        for e in track.events:
+            r = e.get("round")
+            if r not in starts:
+                continue
+            if e["event"] == "reply" and e.get("probe") == 1:
+                first[r] = max(first[r], e["real_ns"])
+            elif e["event"] == "adjust":
+                last[r] = max(last[r], e["real_ns"])
+    return {r: (first[r] - starts[r], last[r] - starts[r]) for r in starts}
+
+
+def bench_scale(procs, cfg, seed):
+    s = Section("3. Scale (drift 0)",
+                ["N", "rounds", "round duration (median)", "answered/acked last round", "spread after last round",
+                 "spread p99 over rounds 2..", "master RSS baseline -> peak", "RSS per slave"],
+                ["One `./slave --count N` process, `--drift 0`, --quiet, offsets as in 1. Round duration is "
+                 "round_done.duration_ns (first probe sent to last ACK), median over all rounds. Peak RSS is the "
+                 "larger of the highest VmRSS polled every 10 ms and the last VmHWM read before the master "
+                 "exited; baseline is VmRSS right after the master logged `start`."])
+    c = Section("4. Cost of a round (master CPU)",
+                ["N", "rounds", "master CPU per round", "per slave per round", "master CPU share of a round",
+                 "slave process CPU share", "rtt p50 / p99 / max", "first replies all in", "last adjust"],
+                ["From the same runs as 3: sum of (round_done.cpu_ns - round.cpu_ns) over rounds / rounds / N. "
+                 "Shares are CPU time over the round's wall time (the slave process polled from /proc, 10 ms "
+                 "ticks). The last two columns are medians over rounds of when, after the round began, the last "
+                 "slave logged its first reply and its correction."])
+    for n, rounds, interval_s in cfg["scale"]:
+        try:
+            master, slaves = sync_flags(n, seed, rounds, interval_s, ["--drift", "0"])
+            run = SyncRun(procs, "scale-%d" % n, n, master, slaves, monitor=True).finish(
+                run_timeout_s(n, rounds, interval_s))
+        except (BenchError, analyze.NothingToAnalyse) as e:
+            s.fail("N=%d" % n, e)
+            continue
+        scale_row(s, run, SCALE_TARGETS.get(n, {}))
+        cost_row(c, s, run, SCALE_TARGETS.get(n, {}))
+    return [s, c]
+
+
+# Targets by N: round duration, spread p99 over rounds 2.., spread after the
+# last round, everyone answered and acked it, master KiB per slave.
+SCALE_TARGETS = {1000: {"round_ns": 100 * NS_PER_MS, "p99_ns": 50 * NS_PER_US},
+                 10000: {"round_ns": NS_PER_S, "final_ns": NS_PER_MS - 1, "all_in": True, "kib": 2}}
+
+
+def maybe_judge(value, limit, text, target_text):
+    """The figure judged against its target, or the bare figure when there is none."""
+    if value is None:
+        return "-"
+    return judge(value, limit, text, target_text) if limit is not None else text
+
+
+def scale_row(s, run, targets):
+    n = run.n
+    dones = run.rounds("round_done")
+    last = dones[max(dones)]
+    judged = run.result["rounds"]
+    final = judged[-1]["spread_after_ns"] if judged[-1]["round"] == last["round"] else None
+    later = [r["spread_after_ns"] for r in judged if r["round"] > 1]
+    p99 = percentile(later, 99) if later else None
+    peak = max(run.monitor.max_rss_kib[run.master.name], run.monitor.last_hwm_kib[run.master.name])
+    per_slave = (peak - run.baseline_kib) / n if run.baseline_kib else None
+    all_in = last["answered"] == n and last["acked"] == n
+    dur = median([e["duration_ns"] for e in dones.values()])
+    answered = "%d/%d of %d" % (last["answered"], last["acked"], n)
+    s.add(n, len(dones),
+          maybe_judge(dur, targets.get("round_ns"), ms(dur), "<= %s" % ms(targets.get("round_ns"), 0)),
+          judge(0 if all_in else 1, 0, answered, "all") if targets.get("all_in") else answered,
+          maybe_judge(final, targets.get("final_ns"), us(final), "< 1 ms"),
+          maybe_judge(p99, targets.get("p99_ns"), us(p99), "<= %s" % us(targets.get("p99_ns"), 0)),
+          "%d -> %d KiB" % (run.baseline_kib or 0, peak),
+          maybe_judge(per_slave, targets.get("kib"), "%.2f KiB" % (per_slave or 0), "<= %s KiB" % targets.get("kib")))
+    if "kib" in targets and per_slave is not None and per_slave > targets["kib"]:
+        s.findings.append("N=%d: the master's RSS grew from %d KiB to %d KiB, %.2f KiB per slave."
+                          % (n, run.baseline_kib, peak, per_slave))
+    if targets.get("all_in") and not all_in:
+        s.findings.append("N=%d: only %d answered and %d acked the last round." % (n, last["answered"], last["acked"]))
+
+
+def cost_row(c, s, run, targets):
+    """The cost of a round, and where its time goes (a finding in s when the
+    round took longer than its target)."""
+    n = run.n
+    starts, dones = run.rounds("round"), run.rounds("round_done")
+    done_rounds = sorted(r for r in dones if r in starts)
+    cpu = [dones[r]["cpu_ns"] - starts[r]["cpu_ns"] for r in done_rounds]
+    walls = [max(dones[r]["real_ns"] - starts[r]["real_ns"], 1) for r in done_rounds]
+    master_share = median([v / w for v, w in zip(cpu, walls)])
+    slave_cpu = [run.monitor.cpu_between(run.slaves.name, starts[r]["real_ns"], dones[r]["real_ns"])
+                 for r in done_rounds]
+    slave_share = median([v / w for v, w in zip(slave_cpu, walls) if v is not None] or [0])
+    rtts = run.rtts()
+    where = where_in_round(run)
+    first_in = median([where[r][0] for r in done_rounds])
+    last_adjust = median([where[r][1] for r in done_rounds])
+    per_slave = sum(cpu) / len(done_rounds) / n
+    c.add(n, len(done_rounds), ms(sum(cpu) / len(done_rounds)), us(per_slave, 2),
+          "%.0f%%" % (100 * master_share), "%.0f%%" % (100 * slave_share),
+          "%s / %s / %s" % (us(percentile(rtts, 50)), us(percentile(rtts, 99)), us(max(rtts))),
+          ms(first_in), ms(last_adjust))
+    dur = median([dones[r]["duration_ns"] for r in done_rounds])
+    if "round_ns" in targets and dur > targets["round_ns"]:
+        busy = master_share > 0.8 and slave_share > 0.8
+        s.findings.append(
+            "N=%d: a round took %s (median); the master was on CPU for %.0f%% of it (%s per slave) and the "
+            "slave process for %.0f%%%s, while the median best round trip was only %s. The last slave's "
+            "first reply was logged %s into the round and its correction %s in."
+            % (n, ms(dur), 100 * master_share, us(per_slave, 2), 100 * slave_share,
+               ", so on %d CPUs the round is CPU-bound in the two event loops, not waiting on the network"
+               % os.cpu_count() if busy else "", us(percentile(rtts, 50)), ms(first_in), ms(last_adjust)))
+
+
+# ---------------------------------------------------------------------------
+# 5. Soak
+
+def bench_soak(procs, cfg, seed):
+    rounds = cfg["soak_rounds"]
+    first_at, last_at = 10, rounds - 10
+    s = Section("5. Soak (N = 10)",
+                ["rounds", "sampled at rounds", "master VmRSS", "open fds", "equal"],
+                ["%d rounds at --interval 0.01 with N = 10 (one `./slave --count 10`), --quiet. The master's "
+                 "VmRSS and its count of /proc/<pid>/fd are sampled once round %d has been logged and again "
+                 "once round %d has been logged, by tailing its log (from a kept offset) every 20 ms."
+                 % (rounds, first_at, last_at)])
+    try:
+        master = procs.master(10, "soak-master", ["--rounds", str(rounds), "--interval", "0.01", "--quiet",
+                                                  "--seed", str(seed)])
+        slaves = procs.slaves(master.port, 10, "soak-slaves", ["--seed", str(seed + 1000)], log=False)
+        samples = {}
+        deadline = time.monotonic() + 60 + rounds * 0.05
+        while len(samples) < 2 and master.poll() is None:
+            for e in master.tail.read_new():
+                if e.get("event") != "round":
+                    continue
+                for key, at in (("start", first_at), ("end", last_at)):
+                    if e["round"] >= at and key not in samples:
+                        samples[key] = (e["round"], proc_status(master.pid).get("VmRSS"), open_fds(master.pid))
+            if time.monotonic() > deadline:
+                raise BenchError("the master had not logged round %d after the time allowed" % last_at)
+            time.sleep(0.02)
+        if len(samples) < 2:
+            raise BenchError("the master exited (code %s) before round %d" % (master.poll(), last_at))
+        end = time.monotonic() + 60
+        procs.wait(master, end)
+        procs.wait(slaves, end)
+    except BenchError as e:
+        s.fail("soak", e)
+        return s
+    (r0, rss0, fds0), (r1, rss1, fds1) = samples["start"], samples["end"]
+    equal = rss0 == rss1 and fds0 == fds1
+    s.add(rounds, "%d and %d" % (r0, r1), "%s -> %s KiB" % (rss0, rss1), "%s -> %s" % (fds0, fds1),
+          judge(0 if equal else 1, 0, "yes" if equal else "no", "equal"))
+    if not equal:
+        s.findings.append("Between rounds %d and %d the master's RSS changed by %+d KiB (%.1f bytes per round) "
+                          "and its open fds by %+d." % (r0, r1, rss1 - rss0, (rss1 - rss0) * 1024 / (r1 - r0),
+                                                        fds1 - fds0))
+    return s
+
+
+# ---------------------------------------------------------------------------
+# main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Benchmark ./master and ./slave; write bench/results.md.")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced run: precision 10 rounds, steady 40 s, scale N=1000 only, soak 500 rounds")
+    p.add_argument("--only", metavar="NAME[,NAME]", help="run a subset of: " + ", ".join(NAMES))
+    p.add_argument("--output", default=os.path.join(ROOT, "bench", "results.md"), help="[bench/results.md]")
+    p.add_argument("--seed", type=int, default=1, help="seed for every clock's offset and drift [1]")
+    p.add_argument("--keep-logs", action="store_true", help="keep the runs' logs (their directory is printed)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = p.parse_args(argv)
+    args.names = NAMES if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        p.error("unknown benchmark %s; choose from %s" % (", ".join(unknown), ", ".join(NAMES)))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for binary in (MASTER, SLAVE):
+        if not os.access(binary, os.X_OK):
+            print("bench: %s is missing; build it first: make compile" % binary, file=sys.stderr)
+            return 2
+    cfg = QUICK if args.quick else FULL
+    mode = ("quick" if args.quick else "full") + ("" if args.names == NAMES else ", only " + ",".join(args.names))
+    log_dir = tempfile.mkdtemp(prefix="berkeley-bench-")
+    print("bench: %s run; logs in %s" % (mode, log_dir), flush=True)
+    procs = Procs(log_dir)
+    benches = {"precision": bench_precision, "steady": bench_steady, "scale": bench_scale, "soak": bench_soak}
+    sections = []
+    t_start = time.monotonic()
+    try:
+        for name in args.names:
+            t0 = time.monotonic()
+            made = benches[name](procs, cfg, args.seed)
+            made = made if isinstance(made, list) else [made]
+            made[0].elapsed_s = time.monotonic() - t0
+            print("-- %s took %.0f s" % (name, made[0].elapsed_s), flush=True)
+            sections += made
+            procs.stop_all()  # nothing of one benchmark may run into the next
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; writing what was measured", file=sys.stderr)
+    finally:
+        procs.stop_all()
+    total_s = time.monotonic() - t_start
+    command = "python3 bench/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
+        sys.argv[1:] if argv is None else argv))
+    notes = []
+    if SKIPPED_LINES:
+        notes.append("analyze.py skipped %d log line(s) as unusable while reading these runs; the first: `%s`"
+                     % (len(SKIPPED_LINES), SKIPPED_LINES[0].replace(log_dir + "/", "")))
+        print("bench: " + notes[-1].replace("`", ""), file=sys.stderr)
+    met, missed, failed = write_markdown(args.output, sections, mode, command, total_s, notes)
+    print("\nbench: %d target(s) met, %d missed%s; total %.0f s; wrote %s"
+          % (met, missed, ", %d run(s) failed" % failed if failed else "", total_s, os.path.relpath(args.output)))
+    if args.keep_logs:
+        print("bench: logs kept in %s" % log_dir)
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return 1 if failed or (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
