@@ -359,6 +359,9 @@ public:
                 }
                 if (!on_line(line, recv_real_ns)) return Status::Open;
             }
+            // A short read emptied the socket: skip the read that would only
+            // say EAGAIN. Level-triggered epoll reports anything that comes later.
+            if (static_cast<size_t>(n) < sizeof buf) return Status::Open;
         }
         return Status::Open;
     }
