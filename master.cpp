@@ -208,6 +208,7 @@ int Master::run() {
         }
         reap();
         advance(monotonic_ns());
+        reap();  // what advance refused (no HELLO in time, missed rounds) goes now, not at the next event
     }
     const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
     console_.say("finished: %" PRIu64 " round(s); %zu slave(s) answered the last one", round_, last_answered_);

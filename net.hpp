@@ -334,12 +334,14 @@ public:
             msg.msg_iovlen = 1;
             msg.msg_control = control;
             msg.msg_controllen = kernel_stamps_ ? sizeof control : 0;
-            ssize_t n = ::recvmsg(fd_.get(), &msg, 0);
-            int64_t recv_real_ns = realtime_ns();
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Status::Open;
+            const ssize_t n = ::recvmsg(fd_.get(), &msg, 0);
+            const int read_errno = errno;
+            int64_t recv_real_ns = realtime_ns();  // first thing after the read
+            if (n < 0 && read_errno == EINTR) continue;
+            if (n < 0 && (read_errno == EAGAIN || read_errno == EWOULDBLOCK)) return Status::Open;
             if (n < 0) {
-                error_ = sys_error("recv");
+                errno = read_errno;
+                error_ = sys_error("recvmsg");
                 return Status::Failed;
             }
             if (n == 0) return Status::Closed;

@@ -156,6 +156,18 @@ class FaultTest(unittest.TestCase):
         self.assertTrue(self.events("master", "exit")[0]["complete"])
         self.assert_honest_in_sync(["master", "h1", "h2"])
 
+    def test_a_silent_connection_is_closed_even_when_nothing_else_happens(self):
+        # The master waits for slaves that never come: no round, no other
+        # event; the HELLO deadline alone must close the idle connection.
+        r = self.run_
+        m = r.master(2, "--rounds", 1)
+        idle = RawPeer.connect(m.port)
+        a = addr(idle)
+        idle.send("HEL")
+        self.assertEqual(idle.lines_until_closed(), ["ERROR no HELLO within 5 s"])
+        self.assertEqual(self.disconnect_reason(address=a), "no HELLO within 5 s")
+        self.assertIsNone(m.poll(), "the master keeps waiting for its slaves")
+
     def test_lying_slaves_cannot_pull_the_honest_clocks(self):
         r = self.run_
         max_skew_ms = 200
