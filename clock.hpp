@@ -250,6 +250,16 @@ inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_
     return a;
 }
 
+// Once the clocks are in step, a reading that only a step could reach is
+// not an honest clock's: the filter tightens to the step threshold, so no
+// single faulty clock can make clocks that are in step jump (or slew for
+// minutes). max_skew_ns == 0 (no filter) stays 0, and so does a zero step
+// threshold (every correction stepped) leave max_skew_ns alone.
+constexpr int64_t skew_limit(int64_t max_skew_ns, int64_t step_threshold_ns, bool in_step) {
+    if (!in_step || max_skew_ns == 0 || step_threshold_ns == 0) return max_skew_ns;
+    return std::min(max_skew_ns, step_threshold_ns);
+}
+
 // Step 4: the correction each participant must apply: the agreed offset
 // minus its own. Relative, never an absolute time, so the message's own
 // transit time does not matter. For the master (offset 0) it is the average.
@@ -302,7 +312,7 @@ struct Corrected {
 
 constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t real_ns, int64_t correction_ns,
                                                     const Discipline& d) {
-    const int64_t magnitude = correction_ns < 0 ? -correction_ns : correction_ns;
+    const __int128 magnitude = correction_ns < 0 ? -static_cast<__int128>(correction_ns) : correction_ns;
     if (magnitude >= d.step_threshold_ns || !c.corrected) {
         auto stepped = step_clock(c, real_ns, correction_ns);
         if (!stepped) return std::nullopt;

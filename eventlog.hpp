@@ -246,17 +246,17 @@ inline SimClock make_clock(const CommonOptions& o, uint64_t seed, int64_t real_n
 }
 
 // The start-up both programs share, after their options are parsed:
-// signals, the open-file limit, the log and the event loop. False, after
-// printing why, when one of them fails.
-[[nodiscard]] inline bool start_up(const char* program, const CommonOptions& o, EventLog& log, EventLoop& loop) {
+// signals, the open-file limit, the log and the event loop. Returns the
+// open-file limit now in force, or 0, after printing why, when a step fails.
+[[nodiscard]] inline uint64_t start_up(const char* program, const CommonOptions& o, EventLog& log, EventLoop& loop) {
     install_signal_handlers();
-    raise_fd_limit();
+    const uint64_t fd_limit = raise_fd_limit();
     std::string error;
     if ((!o.log_path.empty() && !log.open(o.log_path, error)) || !loop.open(error)) {
         std::fprintf(stderr, "%s: %s\n", program, error.c_str());
-        return false;
+        return 0;
     }
-    return true;
+    return fd_limit;
 }
 
 // What analysis needs to replay a clock after a correction (README: adjust).

@@ -46,6 +46,9 @@ constexpr size_t DEFAULT_MAX_SLAVES = 10'000;
 constexpr size_t MAX_SLAVES = 100'000;
 constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the slaves
 constexpr int64_t HELLO_TIMEOUT_NS = 5 * NS_PER_S;   // a connection must say HELLO by then
+constexpr size_t MAX_PENDING_HELLOS = 1024;          // connections not yet past HELLO
+constexpr int64_t WAIT_HEARTBEAT_NS = 1 * NS_PER_S;  // WAIT to joined slaves before round 1
+constexpr uint64_t RESERVED_FDS = 32;                // log, epoll, listener, stdio, slack
 // An honest slave sends at most HELLO, one CLOCK per probe and an ACK per
 // round; a peer sending far more is flooding and is dropped.
 constexpr uint32_t FLOOD_SLACK_LINES = 8;
@@ -82,7 +85,7 @@ Options parse_options(int argc, char** argv) {
         } else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(0, 65535));
         else if (f == "--bind") o.bind = a.value();
         else if (f == "--rounds") o.rounds = static_cast<uint64_t>(a.integer(0, INT64_MAX));
-        else if (f == "--interval") o.interval_ns = a.scaled(9, 0, 86400 * NS_PER_S);
+        else if (f == "--interval") o.interval_ns = a.scaled(9, NS_PER_MS, 86400 * NS_PER_S);
         else if (f == "--probes") o.probes = static_cast<uint32_t>(a.integer(1, MAX_PROBES));
         else if (f == "--timeout-ms") o.timeout_ns = a.scaled(6, NS_PER_MS, 3600 * NS_PER_S);
         else if (f == "--max-skew") o.max_skew_ns = a.scaled(6, 0, MAX_OFFSET_NS);
@@ -121,6 +124,7 @@ struct Peer {
     std::vector<Estimate> estimates;
     bool adjusted = false;  // sent an ADJUST this round
     bool acked = false;
+    bool in_step = false;     // has applied one of our corrections (ACKed): averaged from then on
     bool write_shut = false;  // after BYE: our side of the stream is closed
 
     const char* name() const { return id.empty() ? address.c_str() : id.c_str(); }
@@ -145,6 +149,8 @@ private:
     void on_clock(Peer& p, const Message& m, int64_t recv_real_ns);
     void on_ack(Peer& p, const Message& m);
     void refuse(Peer& p, const std::string& reason);
+    void pause_listener(const std::string& why);
+    void resume_listener();
     void reap();
     // The round, step by step.
     void advance(int64_t now_ns);
@@ -173,12 +179,15 @@ private:
     Phase phase_ = Phase::Waiting;
     uint64_t round_ = 0;
     int64_t round_started_ns_ = 0;
+    int64_t probing_deadline_ns_ = 0;
+    int64_t next_wait_ns_ = 0;  // the next WAIT heartbeat, while waiting for slaves
     int64_t ack_deadline_ns_ = 0;
     int64_t last_ack_ns_ = 0;
     int64_t close_deadline_ns_ = 0;
     size_t last_answered_ = 0;     // slaves with an estimate in the last round
     int64_t last_spread_ns_ = 0;   // their largest |correction|
     bool warned_timestamps_ = false;
+    bool listener_paused_ = false;
     std::unordered_set<std::string> ids_;  // of the slaves that said HELLO
 };
 
@@ -223,16 +232,20 @@ int Master::run() {
 void Master::on_listener_ready() {
     for (int accepted = 0; accepted < 64; ++accepted) {
         std::string address, error;
-        Fd fd = accept_tcp(listener_.get(), address, error);
+        bool out_of_fds = false;
+        Fd fd = accept_tcp(listener_.get(), address, error, &out_of_fds);
+        if (out_of_fds) return pause_listener(error);
         if (!fd.valid()) {
             if (!error.empty()) std::fprintf(stderr, "master: %s\n", error.c_str());
             return;
         }
         if (phase_ == Phase::Closing) continue;  // the Fd closes it
-        if (peers_.size() >= opt_.max_slaves) {
-            send_now(fd.get(), format_message(Message::error("too many slaves (--max-slaves " +
-                                                             std::to_string(opt_.max_slaves) + ")")));
-            event("refused").str("address", address).str("reason", "too many slaves");
+        // Connections that have not said HELLO yet have a cap of their own,
+        // so they cannot crowd out slaves; --max-slaves is checked at HELLO.
+        if (peers_.size() - ids_.size() >= MAX_PENDING_HELLOS) {
+            const std::string reason = "too many connections waiting to say HELLO";
+            send_now(fd.get(), format_message(Message::error(reason)));
+            event("refused").str("address", address).str("reason", reason);
             continue;
         }
         const uint64_t token = next_token_++;
@@ -289,6 +302,7 @@ bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
         case Verb::Clock: on_clock(p, m, recv_real_ns); break;
         case Verb::Ack: on_ack(p, m); break;
         case Verb::Error: p.drop_reason = "sent ERROR " + m.text; break;
+        case Verb::Wait:
         case Verb::TimeQuery:
         case Verb::Adjust:
         case Verb::Bye: refuse(p, std::string(verb_name(m.verb)) + " is a master's message"); break;
@@ -303,10 +317,14 @@ void Master::on_hello(Peer& p, const Message& m) {
         return refuse(p, m.secret.empty() ? "authentication required (no secret in HELLO)"
                                           : "authentication failed (wrong secret)");
     if (ids_.count(m.text)) return refuse(p, "id " + m.text + " is already connected");
+    if (ids_.size() >= opt_.max_slaves)
+        return refuse(p, "too many slaves (--max-slaves " + std::to_string(opt_.max_slaves) + ")");
     p.id = m.text;
     ids_.insert(p.id);
     console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
     event("connected").str("slave", p.id).str("address", p.address);
+    // Say it was heard, so the slave knows this master is alive while it waits.
+    if (!p.conn->send(format_message(Message::wait(ids_.size(), opt_.slaves)))) p.drop_reason = p.conn->error();
     if (phase_ == Phase::Waiting) console_.say("waiting for slaves: %zu/%zu\n", joined(), opt_.slaves);
 }
 
@@ -332,6 +350,7 @@ void Master::on_clock(Peer& p, const Message& m, int64_t recv_real_ns) {
 void Master::on_ack(Peer& p, const Message& m) {
     if (m.round != round_ || !p.adjusted || p.acked) return;
     p.acked = true;
+    p.in_step = true;  // it has applied a correction: from now on it counts in the average
     last_ack_ns_ = monotonic_ns();
 }
 
@@ -354,7 +373,23 @@ void Master::reap() {
         event("disconnected").str("slave", p.id).str("address", p.address).str("reason", p.drop_reason);
         ids_.erase(p.id);
         it = peers_.erase(it);
+        if (listener_paused_) resume_listener();  // a descriptor is free again
     }
+}
+
+// Out of file descriptors: stop watching the listener (it would stay
+// readable and spin the loop) until a connection closes. Said once.
+void Master::pause_listener(const std::string& why) {
+    std::string error;
+    if (!loop_.modify(listener_.get(), 0, LISTENER_TOKEN, error)) return;
+    listener_paused_ = true;
+    std::fprintf(stderr, "master: %s: not accepting until a connection closes\n", why.c_str());
+    event("paused").str("reason", why);
+}
+
+void Master::resume_listener() {
+    std::string error;
+    if (loop_.modify(listener_.get(), EPOLLIN, LISTENER_TOKEN, error)) listener_paused_ = false;
 }
 
 size_t Master::joined() const {
@@ -374,12 +409,12 @@ int64_t Master::next_deadline_ns() const {
 
 int64_t Master::round_deadline_ns() const {
     switch (phase_) {
-        case Phase::Waiting: return -1;
+        case Phase::Waiting: return ids_.empty() ? -1 : next_wait_ns_;
         case Phase::Probing: {
             int64_t d = INT64_MAX;
             for (const auto& [token, p] : peers_)
                 if (p.in_round && !p.probing_done) d = std::min(d, p.probe_deadline_ns);
-            return d == INT64_MAX ? 0 : d;
+            return d == INT64_MAX ? 0 : std::min(d, probing_deadline_ns_);  // 0: nobody left, go on now
         }
         case Phase::Adjusting: return ack_deadline_ns_;
         case Phase::Idle: return round_started_ns_ + opt_.interval_ns;
@@ -394,11 +429,18 @@ void Master::advance(int64_t now) {
         if (p.id.empty() && p.drop_reason.empty() && now >= p.accepted_ns + HELLO_TIMEOUT_NS)
             refuse(p, "no HELLO within " + std::to_string(HELLO_TIMEOUT_NS / NS_PER_S) + " s");
     if (phase_ == Phase::Waiting && joined() >= opt_.slaves) start_round(now);
+    if (phase_ == Phase::Waiting && now >= next_wait_ns_) {  // a heartbeat for those already here
+        for (auto& [token, p] : peers_)
+            if (!p.id.empty() && p.drop_reason.empty() && !p.conn->send(format_message(Message::wait(ids_.size(), opt_.slaves))))
+                p.drop_reason = p.conn->error();
+        next_wait_ns_ = now + WAIT_HEARTBEAT_NS;
+    }
     if (phase_ == Phase::Probing) {
         bool all_done = true;
         for (auto& [token, p] : peers_) {
             if (!p.in_round || p.probing_done) continue;
-            if (now >= p.probe_deadline_ns) p.probing_done = true;  // no reply in time
+            // No reply in time, or a slave so slow that the round must go on without its last probes.
+            if (now >= p.probe_deadline_ns || now >= probing_deadline_ns_) p.probing_done = true;
             else all_done = false;
         }
         if (all_done) finish_probing(now);
@@ -421,6 +463,10 @@ void Master::advance(int64_t now) {
 void Master::start_round(int64_t now) {
     ++round_;
     round_started_ns_ = now;
+    // Each probe has --timeout-ms; the whole probing phase has that or half
+    // the interval, whichever is longer, so one slow slave cannot stretch
+    // every round to probes x timeout.
+    probing_deadline_ns_ = now + std::max(opt_.timeout_ns, opt_.interval_ns / 2);
     phase_ = Phase::Probing;
     event("round").num("round", static_cast<int64_t>(round_)).num("cpu_ns", cpu_time_ns());
     console_.say("\nNew synchronization cycle started (round %" PRIu64 "/%s)\n", round_,
@@ -457,34 +503,43 @@ void Master::send_probe(Peer& p) {
 // Steps 2-4: best probe per slave, fault-tolerant average with the master as
 // offset 0, and a correction for everyone.
 void Master::finish_probing(int64_t now) {
-    std::vector<Peer*> answered;
-    std::vector<Estimate> best;
+    // Who counts: once the master is in step (after its first correction), a
+    // slave joins the average only after it has taken a correction itself, so
+    // a newcomer is brought to the agreed time without pulling everyone else.
+    const bool in_step = clock_.corrected;
+    struct Answer {
+        Peer* peer;
+        Estimate best;
+        int index;  // in `offsets`, or -1: not averaged (a newcomer)
+    };
+    std::vector<Answer> answers;
     std::vector<int64_t> offsets{0};  // the master's own clock, relative to itself
     for (auto& [token, p] : peers_) {
         if (!p.in_round || !p.drop_reason.empty()) continue;
         if (auto e = best_estimate(p.estimates)) {
-            answered.push_back(&p);
-            best.push_back(*e);
-            offsets.push_back(e->offset_ns);
+            const bool eligible = !in_step || p.in_step;
+            answers.push_back({&p, *e, eligible ? static_cast<int>(offsets.size()) : -1});
+            if (eligible) offsets.push_back(e->offset_ns);
         }
     }
-    const Agreement agreed = fault_tolerant_average(offsets, opt_.max_skew_ns);
+    const int64_t skew = skew_limit(opt_.max_skew_ns, opt_.common.discipline.step_threshold_ns, in_step);
+    const Agreement agreed = fault_tolerant_average(offsets, skew);
 
     console_.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best rtt", "correction");
     console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_ms(0).c_str(), "-",
                  format_ms(agreed.average_ns).c_str(), agreed.included[0] ? "" : "  (left out of average)");
     last_spread_ns_ = 0;
-    last_answered_ = answered.size();
-    for (size_t i = 0; i < answered.size(); ++i) {
-        Peer& p = *answered[i];
-        const int64_t correction = correction_for(agreed.average_ns, best[i].offset_ns);
-        const bool included = agreed.included[i + 1];
+    last_answered_ = answers.size();
+    for (const Answer& a : answers) {
+        Peer& p = *a.peer;
+        const int64_t correction = correction_for(agreed.average_ns, a.best.offset_ns);
+        const bool included = a.index >= 0 && agreed.included[static_cast<size_t>(a.index)];
         last_spread_ns_ = std::max(last_spread_ns_, correction < 0 ? -correction : correction);
-        console_.say("  %-24s %20s %9.1f us %20s%s\n", p.id.c_str(), format_ms(best[i].offset_ns).c_str(),
-                     static_cast<double>(best[i].rtt_ns) / NS_PER_US, format_ms(correction).c_str(),
-                     included ? "" : "  (left out of average)");
+        console_.say("  %-24s %20s %9.1f us %20s%s\n", p.id.c_str(), format_ms(a.best.offset_ns).c_str(),
+                     static_cast<double>(a.best.rtt_ns) / NS_PER_US, format_ms(correction).c_str(),
+                     included ? "" : a.index < 0 ? "  (joining: not averaged)" : "  (left out of average)");
         event("estimate").str("slave", p.id).num("round", static_cast<int64_t>(round_))
-            .num("estimate_ns", best[i].offset_ns).num("rtt_ns", best[i].rtt_ns)
+            .num("estimate_ns", a.best.offset_ns).num("rtt_ns", a.best.rtt_ns)
             .num("correction_ns", correction).flag("included", included);
         if (!p.conn->send(format_message(Message::adjust(round_, correction)))) p.drop_reason = p.conn->error();
         p.adjusted = true;
@@ -549,10 +604,23 @@ void Master::begin_shutdown(int64_t now, const char* why) {
 
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
-    const Options opt = parse_options(argc, argv);
+    Options opt = parse_options(argc, argv);
     EventLog log;
     EventLoop loop;
-    if (!start_up("master", opt.common, log, loop)) return 1;
+    const uint64_t fd_limit = start_up("master", opt.common, log, loop);
+    if (fd_limit == 0) return 1;
+    // Every slave is a descriptor: no promise beyond what the limit allows.
+    const size_t fd_budget = fd_limit > RESERVED_FDS ? static_cast<size_t>(fd_limit - RESERVED_FDS) : 1;
+    if (opt.max_slaves > fd_budget) {
+        std::fprintf(stderr, "master: the open-file limit is %llu: --max-slaves lowered to %zu\n",
+                     static_cast<unsigned long long>(fd_limit), fd_budget);
+        opt.max_slaves = fd_budget;
+    }
+    if (opt.slaves > opt.max_slaves) {
+        std::fprintf(stderr, "master: cannot wait for %zu slaves with %zu connections at most\n", opt.slaves,
+                     opt.max_slaves);
+        return 1;
+    }
     Master master(opt, loop, log, make_clock(opt.common, opt.common.seed, realtime_ns()));
     std::string error;
     if (!master.listen(error)) {

@@ -93,12 +93,15 @@ inline void install_signal_handlers() {
 }
 
 // Let this process open as many sockets as its hard limit allows.
-inline void raise_fd_limit() {
+// Returns the limit now in force.
+inline uint64_t raise_fd_limit() {
     rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
+    return rl.rlim_cur;
 }
 
 // ---------------------------------------------------------------------------
@@ -241,14 +244,17 @@ inline void set_nodelay(int fd) {
 }
 
 // Accept one pending connection (non-blocking, TCP_NODELAY). An invalid Fd
-// with an empty error means there was none left (EAGAIN).
-inline Fd accept_tcp(int listen_fd, std::string& peer, std::string& error) {
+// with an empty error means there was none left (EAGAIN). `out_of_fds` says
+// the process (or system) has no descriptor left: the connection waits in
+// the kernel's queue, and the listener stays readable until one is freed.
+inline Fd accept_tcp(int listen_fd, std::string& peer, std::string& error, bool* out_of_fds = nullptr) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     Fd fd(accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-            error = sys_error("accept4");
+        const int e = errno;
+        if (out_of_fds) *out_of_fds = e == EMFILE || e == ENFILE;
+        if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR && e != ECONNABORTED) error = sys_error("accept4");
         return Fd();
     }
     set_nodelay(fd.get());

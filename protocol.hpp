@@ -22,6 +22,8 @@ constexpr size_t MAX_SECRET_BYTES = 128;
 constexpr uint32_t MAX_PROBES = 100;
 
 //   slave  -> master   HELLO <id> [<secret>]         join, once, first
+//   master -> slave    WAIT <joined> <needed>        joined; rounds start at <needed> slaves
+//                                                    (again every second while waiting)
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
 //   slave  -> master   CLOCK <round> <probe> <ns>    the clock, read just before sending
 //   slave  -> master   CLOCK <round> <probe> <arrived_ns> <sent_ns>
@@ -30,37 +32,40 @@ constexpr uint32_t MAX_PROBES = 100;
 //   slave  -> master   ACK <round>                   correction applied
 //   master -> slave    BYE                           end of the run; close
 //   either             ERROR <reason>                about to close, and why
-enum class Verb { Hello, TimeQuery, Clock, Adjust, Ack, Bye, Error };
+enum class Verb { Hello, Wait, TimeQuery, Clock, Adjust, Ack, Bye, Error };
 
 struct Message {
     Verb verb = Verb::Bye;
     std::string text;     // Hello: the slave's id; Error: the reason
     std::string secret;   // Hello: the shared secret, when the master asks for one
-    uint64_t round = 0;   // TimeQuery, Clock, Adjust, Ack (>= 1)
+    uint64_t round = 0;   // TimeQuery, Clock, Adjust, Ack (>= 1); Wait: slaves joined
     uint32_t probe = 0;   // TimeQuery, Clock (1 .. MAX_PROBES)
+    uint64_t needed = 0;  // Wait: slaves the first round waits for
     int64_t value_ns = 0; // Clock: clock reading (when the request arrived); Adjust: correction
     std::optional<int64_t> sent_ns;  // Clock: a second reading, as the reply left
 
     static Message hello(std::string id, std::string secret = {}) {
-        return {Verb::Hello, std::move(id), std::move(secret), 0, 0, 0, {}};
+        return {Verb::Hello, std::move(id), std::move(secret), 0, 0, 0, 0, {}};
     }
-    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, {}, round, probe, 0, {}}; }
+    static Message wait(uint64_t joined, uint64_t needed) { return {Verb::Wait, {}, {}, joined, 0, needed, 0, {}}; }
+    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, {}, round, probe, 0, 0, {}}; }
     static Message clock(uint64_t round, uint32_t probe, int64_t ns) {
-        return {Verb::Clock, {}, {}, round, probe, ns, {}};
+        return {Verb::Clock, {}, {}, round, probe, 0, ns, {}};
     }
     static Message clock(uint64_t round, uint32_t probe, int64_t arrived_ns, int64_t sent_ns) {
-        return {Verb::Clock, {}, {}, round, probe, arrived_ns, sent_ns};
+        return {Verb::Clock, {}, {}, round, probe, 0, arrived_ns, sent_ns};
     }
-    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, {}, round, 0, ns, {}}; }
-    static Message ack(uint64_t round) { return {Verb::Ack, {}, {}, round, 0, 0, {}}; }
-    static Message bye() { return {Verb::Bye, {}, {}, 0, 0, 0, {}}; }
-    static Message error(std::string reason) { return {Verb::Error, std::move(reason), {}, 0, 0, 0, {}}; }
+    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, {}, round, 0, 0, ns, {}}; }
+    static Message ack(uint64_t round) { return {Verb::Ack, {}, {}, round, 0, 0, 0, {}}; }
+    static Message bye() { return {Verb::Bye, {}, {}, 0, 0, 0, 0, {}}; }
+    static Message error(std::string reason) { return {Verb::Error, std::move(reason), {}, 0, 0, 0, 0, {}}; }
     bool operator==(const Message&) const = default;
 };
 
 inline const char* verb_name(Verb v) {
     switch (v) {
         case Verb::Hello: return "HELLO";
+        case Verb::Wait: return "WAIT";
         case Verb::TimeQuery: return "TIME?";
         case Verb::Clock: return "CLOCK";
         case Verb::Adjust: return "ADJUST";
@@ -82,6 +87,7 @@ inline std::string format_message(const Message& m) {
             if (!m.secret.empty()) { out += ' '; out += m.secret; }
             break;
         case Verb::Error: out += ' '; out += m.text; break;
+        case Verb::Wait: field(m.round); field(m.needed); break;
         case Verb::TimeQuery: field(m.round); field(m.probe); break;
         case Verb::Clock:
             field(m.round);
@@ -190,6 +196,13 @@ inline Parsed parse_message(std::string_view line) {
         if (auto why = id_problem(f[1])) return fail(std::string("HELLO ") + why);
         if (nfields == 2 && f[2].size() > MAX_SECRET_BYTES) return fail("HELLO secret too long");
         return Parsed{Message::hello(std::string(f[1]), nfields == 2 ? std::string(f[2]) : std::string()), {}};
+    }
+    if (verb == "WAIT") {
+        if (auto e = want(2); !e.empty()) return fail(e);
+        auto joined = detail::parse_int<uint64_t>(f[1]);
+        auto needed = detail::parse_int<uint64_t>(f[2]);
+        if (!joined || !needed) return fail("bad count");
+        return Parsed{Message::wait(*joined, *needed), {}};
     }
     if (verb == "TIME?") {
         if (auto e = want(2); !e.empty()) return fail(e);

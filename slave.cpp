@@ -77,7 +77,7 @@ public:
     void start(int64_t now);
     void on_ready(uint32_t events);
     void on_timer(int64_t now);
-    int64_t next_deadline_ns() const { return state_ == State::Waiting ? retry_at_ns_ : -1; }
+    int64_t next_deadline_ns() const;
     bool done() const { return state_ == State::Done; }
     int exit_code() const { return exit_code_; }
     void stop(const char* why);
@@ -88,7 +88,9 @@ private:
     bool on_line(const std::string& line, int64_t recv_real_ns);
     void on_time_query(const Message& m, int64_t recv_real_ns);
     void on_adjust(const Message& m);
+    void on_wait(const Message& m);
     void lose_master(const std::string& why);
+    void give_up();
     void violation(const std::string& what);
     void finish(int code, const std::string& why);
 
@@ -115,6 +117,9 @@ private:
     int64_t retry_at_ns_ = 0;         // monotonic
     int64_t retry_delay_ns_ = FIRST_RETRY_NS;
     int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
+    bool heard_ = false;              // has the master said anything valid on this connection
+    uint64_t last_wait_joined_ = 0;   // the last WAIT's count, so each is printed once
+    int64_t last_heard_ns_ = 0;       // monotonic
     uint64_t last_adjust_round_ = 0;
     uint64_t last_query_round_ = 0;   // (round, probe) of the last TIME? answered on
     uint32_t last_query_probe_ = 0;   // this connection: an honest master only goes forward
@@ -147,15 +152,43 @@ void Slave::try_connect(int64_t now) {
     retry_at_ns_ = now + retry_delay_ns_;
 }
 
+// Deadlines: the next connection attempt, giving up, and silence from the
+// master (it answers HELLO with WAIT at once and repeats it every second
+// until its first round; after that its rounds keep talking).
+int64_t Slave::next_deadline_ns() const {
+    switch (state_) {
+        case State::Waiting: return retry_at_ns_;
+        case State::Connecting: return give_up_at_ns_;
+        case State::Connected: return last_heard_ns_ + opt_.connect_timeout_ns;
+        case State::Done: return -1;
+    }
+    return -1;
+}
+
 void Slave::on_timer(int64_t now) {
     retired_.reset();
-    if (state_ != State::Waiting || now < retry_at_ns_) return;
-    if (now >= give_up_at_ns_) {
-        return finish(1, "could not reach the master at " + opt_.host + ":" + std::to_string(opt_.port) +
-                             (failure_.empty() ? "" : " (" + failure_ + ")") + "; is ./master running?");
+    switch (state_) {
+        case State::Waiting:
+            if (now < retry_at_ns_) return;
+            if (now >= give_up_at_ns_) return give_up();
+            retry_delay_ns_ = std::min(retry_delay_ns_ * 2, MAX_RETRY_NS);
+            return try_connect(now);
+        case State::Connecting:  // a handshake that never finishes (SYN dropped)
+            if (now < give_up_at_ns_) return;
+            loop_.remove(connecting_.get());
+            connecting_.reset();
+            return give_up();
+        case State::Connected:
+            if (now >= last_heard_ns_ + opt_.connect_timeout_ns)
+                lose_master("no word from the master for " + std::to_string(opt_.connect_timeout_ns / NS_PER_MS) + " ms");
+            return;
+        case State::Done: return;
     }
-    retry_delay_ns_ = std::min(retry_delay_ns_ * 2, MAX_RETRY_NS);
-    try_connect(now);
+}
+
+void Slave::give_up() {
+    finish(1, "could not reach the master at " + opt_.host + ":" + std::to_string(opt_.port) +
+                  (failure_.empty() ? "" : " (" + failure_ + ")") + "; is ./master running?");
 }
 
 void Slave::on_ready(uint32_t events) {
@@ -189,10 +222,11 @@ void Slave::on_connected(int64_t now) {
         return lose_master(error.empty() ? conn_->error() : error);
     }
     state_ = State::Connected;
-    retry_delay_ns_ = FIRST_RETRY_NS;
+    heard_ = false;  // the back-off and the give-up time reset only once the master talks
+    last_heard_ns_ = now;
+    last_wait_joined_ = 0;
     last_query_round_ = last_adjust_round_ = 0;  // a new master counts rounds anew
     last_query_probe_ = 0;
-    (void)now;
     console_.say("%s: connected to the master at %s:%u\n", id_.c_str(), opt_.host.c_str(), opt_.port);
     event("connected").str("master", opt_.host + ":" + std::to_string(opt_.port));
 }
@@ -205,16 +239,35 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
         return false;
     }
     const Message& m = *parsed.message;
+    if (m.verb == Verb::Wait || m.verb == Verb::TimeQuery || m.verb == Verb::Adjust) {  // the master is alive
+        last_heard_ns_ = monotonic_ns();
+        if (!heard_) retry_delay_ns_ = FIRST_RETRY_NS;
+        heard_ = true;
+    }
     switch (m.verb) {
+        case Verb::Wait: on_wait(m); break;
         case Verb::TimeQuery: on_time_query(m, recv_real_ns); break;
         case Verb::Adjust: on_adjust(m); break;
         case Verb::Bye: finish(0, "the master said BYE"); break;
-        case Verb::Error: finish(1, "the master refused us: " + m.text); break;
+        case Verb::Error:
+            // A wrong secret will not get better by retrying; anything else
+            // (too many slaves, missed rounds, our id still taken) may.
+            if (m.text.rfind("authentication", 0) == 0) finish(1, "the master refused us: " + m.text);
+            else lose_master("the master refused us: " + m.text);
+            break;
         case Verb::Hello:
         case Verb::Clock:
         case Verb::Ack: violation(std::string(verb_name(m.verb)) + " is a slave's message"); break;
     }
     return state_ == State::Connected;
+}
+
+// The master heard our HELLO (and repeats it while it waits for the others).
+void Slave::on_wait(const Message& m) {
+    if (m.round == last_wait_joined_) return;
+    last_wait_joined_ = m.round;
+    if (m.round < m.needed)
+        console_.say("%s: the master is waiting for slaves: %" PRIu64 "/%" PRIu64 "\n", id_.c_str(), m.round, m.needed);
 }
 
 // Answer at once. With kernel timestamps the reply carries two readings:
@@ -275,7 +328,10 @@ void Slave::lose_master(const std::string& why) {
     failure_ = why;
     state_ = State::Waiting;
     const int64_t now = monotonic_ns();
-    give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    // A session that worked earns a fresh connect timeout; a connection the
+    // master never used (refused, or closed at once) does not.
+    if (heard_) give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    heard_ = false;
     retry_at_ns_ = now + retry_delay_ns_;
 }
 
@@ -300,7 +356,7 @@ int main(int argc, char** argv) {
     const Options opt = parse_options(argc, argv);
     EventLog log;
     EventLoop loop;
-    if (!start_up("slave", opt.common, log, loop)) return 1;
+    if (start_up("slave", opt.common, log, loop) == 0) return 1;
     // --count K: K independent slaves on this one loop, each its own
     // connection, clock (seed + i) and id; the token of each is its index.
     std::vector<std::unique_ptr<Slave>> slaves;

@@ -112,6 +112,7 @@ class IntegrationTest(unittest.TestCase):
             f = sock.makefile("rw", newline="\n")
             f.write("HELLO by-hand\n")
             f.flush()
+            self.assertEqual(f.readline(), "WAIT 1 1\n")  # heard: 1 of the 1 slave it waits for
             for probe in (1, 2):
                 self.assertEqual(f.readline(), "TIME? 1 %d\n" % probe)
                 f.write("CLOCK 1 %d %d\n" % (probe, time.time_ns() + 5000 * MS))
@@ -138,7 +139,7 @@ class IntegrationTest(unittest.TestCase):
 
     def test_bad_arguments_give_usage_and_exit_2(self):
         for argv in ([MASTER], [MASTER, "0"], [MASTER, "3", "--bogus"], [MASTER, "3", "--rounds"],
-                     [MASTER, "3", "--interval", "abc"], [MASTER, "x"], [SLAVE, "--port", "0"],
+                     [MASTER, "3", "--interval", "abc"], [MASTER, "3", "--interval", "0"], [MASTER, "x"], [SLAVE, "--port", "0"],
                      [SLAVE, "--id", "has space"], [SLAVE, "--offset", "1.2.3"]):
             p = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S)
             self.assertEqual(p.returncode, 2, argv)

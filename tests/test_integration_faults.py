@@ -139,7 +139,9 @@ class FaultTest(unittest.TestCase):
         for name, t in threads.items():
             with self.subTest(name):
                 a, said = t.join_result()
-                self.assertTrue(said and said[0].startswith("ERROR "), said)
+                # A WAIT may come first (the HELLO was fine); the last word is the refusal.
+                self.assertTrue(said and said[-1].startswith("ERROR "), said)
+                self.assertTrue(all(line.startswith("WAIT ") for line in said[:-1]), said)
                 self.assertIn(expected[name], self.disconnect_reason(address=a))
         a, said = loris.join_result()
         self.assertEqual(said, ["ERROR no HELLO within 5 s"])
@@ -294,15 +296,144 @@ class FaultTest(unittest.TestCase):
     def test_connections_over_max_slaves_get_error_and_master_stays_responsive(self):
         r = self.run_
         m = r.master(2, "--rounds", 3, "--interval", 0.2, "--max-slaves", 2)
+        # Connections that never say HELLO do not take a slave's place.
+        idle = [RawPeer.connect(m.port) for _ in range(3)]
         h1 = r.slave(m.port, "h1")
         h2 = r.slave(m.port, "h2")
         wait_until(lambda: len(self.events("master", "connected")) == 2, "two slaves")
         extra = RawPeer.connect(m.port)
+        a = addr(extra)
+        extra.send("HELLO extra\n")
         self.assertEqual(extra.lines_until_closed(), ["ERROR too many slaves (--max-slaves 2)"])
         for p in (m, h1, h2):
             self.assertEqual(r.wait(p), 0)
-        self.assertEqual(len(self.events("master", "refused")), 1)
+        for peer in idle:
+            peer.close()
+        self.assertEqual(self.disconnect_reason(address=a), "too many slaves (--max-slaves 2)")
         self.assert_honest_in_sync(["master", "h1", "h2"])
+
+    def test_a_slave_refused_for_a_full_master_retries_and_gets_in(self):
+        # A refusal that may pass (the master is full) makes the slave retry,
+        # not give up; it joins once a place is free.
+        r = self.run_
+        m = r.master(1, "--rounds", 0, "--interval", 0.1, "--max-slaves", 1)
+        first = r.slave(m.port, "first")
+        wait_until(lambda: self.events("first", "adjust"), "the first slave's correction")
+        second = r.slave(m.port, "second", "--connect-timeout", 30)
+        wait_until(lambda: [e for e in self.events("second", "lost") if "too many slaves" in e["reason"]],
+                   "the second slave to be refused")
+        first.send_signal(signal.SIGTERM)
+        self.assertEqual(r.wait(first), 0)
+        wait_until(lambda: self.events("second", "adjust"), "the second slave to get in")
+        m.send_signal(signal.SIGTERM)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(r.wait(second), 0)
+
+    def test_out_of_file_descriptors_the_master_waits_instead_of_spinning(self):
+        import resource
+        import subprocess
+        from harness import MASTER
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+        log = self.run_.log("master")
+        p = subprocess.Popen([MASTER, "1", "--port", "0", "--rounds", "1", "--log", log],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=low_limit)
+        self.run_.procs.append(p)
+        start = wait_until(lambda: self.events("master", "start"), "the master to listen")[0]
+        _, err_head = "", ""
+        peers = [RawPeer.connect(start["port"]) for _ in range(40)]  # more than 48 - 32 reserved
+        wait_until(lambda: self.events("master", "paused") or
+                   len([e for e in self.events("master", "disconnected")]) > 0 or
+                   len(peers) > 0 and self._cpu_s(p.pid) is not None, "the master to take the connections")
+        cpu_before = self._cpu_s(p.pid)
+        time.sleep(1.0)  # not a synchronisation: the interval over which CPU use is measured
+        cpu_used = self._cpu_s(p.pid) - cpu_before
+        self.assertLess(cpu_used, 0.3, "the master spun while out of descriptors")
+        for peer in peers:
+            peer.close()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=WAIT_S)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("--max-slaves lowered to 16", err)
+        self.assertLessEqual(len(err.splitlines()), 5, err)
+
+    @staticmethod
+    def _cpu_s(pid):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def test_a_slow_slave_cannot_stretch_the_rounds(self):
+        r = self.run_
+        m = r.master(1, "--rounds", 2, "--interval", 1, "--probes", 10, "--timeout-ms", 500)
+
+        def slow():
+            peer = RawPeer.connect(m.port)
+            peer.send("HELLO slow\n")
+            while True:
+                line = peer.line()
+                if line is None or line == "BYE":
+                    peer.close()
+                    return line
+                verb, *f = line.split()
+                if verb == "TIME?":
+                    time.sleep(0.45)  # the misbehaviour itself: answer just inside the timeout
+                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns()))
+                elif verb == "ADJUST":
+                    peer.send("ACK %s\n" % f[0])
+
+        t = in_thread(slow)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(t.join_result(), "BYE")
+        marks = [e for e in self.events("master") if e["event"] in ("round", "adjust")]
+        for start, done in zip(marks[::2], marks[1::2]):
+            # Probing ends after max(timeout, interval / 2) = 0.5 s, not 10 x 0.45 s.
+            self.assertLess(done["real_ns"] - start["real_ns"], 700 * MS)
+        self.assertEqual(len([e for e in self.events("master", "estimate") if e["slave"] == "slow"]), 2)
+
+    def test_in_step_clocks_never_step_back_for_a_liar_or_a_newcomer(self):
+        # A liar 9.9 s behind (inside the default 10 s --max-skew) and a
+        # newcomer 3 s ahead: once in step, neither may pull the others.
+        r = self.run_
+        m = r.master(3, "--rounds", 5, "--interval", 0.2, "--offset", 0, "--drift", 0)
+
+        def liar():
+            peer = RawPeer.connect(m.port)
+            peer.send("HELLO liar\n")
+            while True:
+                line = peer.line()
+                if line is None or line == "BYE":
+                    peer.close()
+                    return line
+                verb, *f = line.split()
+                if verb == "TIME?":
+                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns() - 9_900 * MS))
+                elif verb == "ADJUST":
+                    peer.send("ACK %s\n" % f[0])
+
+        t = in_thread(liar)
+        honest = [r.slave(m.port, ident, "--offset", off, "--drift", 0) for ident, off in (("h1", 50), ("h2", -50))]
+        wait_until(lambda: len(self.events("h1", "adjust")) >= 2, "two rounds")
+        late = r.slave(m.port, "late", "--offset", 3000, "--drift", 0)
+        for p in [m] + honest + [late]:
+            self.assertEqual(r.wait(p), 0)
+        self.assertEqual(t.join_result(), "BYE")
+        for name in ("master", "h1", "h2"):
+            modes = [a["mode"] for a in self.events(name, "adjust")]
+            self.assertEqual(modes[0], "step")
+            self.assertEqual(set(modes[1:]), {"slew"}, name)  # in step: never another step
+            events = sorted(self.events(name), key=lambda e: e["real_ns"])
+            first = next(i for i, e in enumerate(events) if e["event"] == "adjust")
+            clocks = [e["clock_ns"] for e in events[first:]]
+            self.assertEqual(clocks, sorted(clocks), name + "'s clock went backwards")
+        late_estimates = [e for e in self.events("master", "estimate") if e["slave"] == "late"]
+        self.assertFalse(late_estimates[0]["included"], "a newcomer is corrected, not averaged")
+        self.assert_honest_in_sync(["master", "h1", "h2", "late"])
 
     # -- a hostile master -----------------------------------------------------------
 
@@ -350,14 +481,63 @@ class FaultTest(unittest.TestCase):
         except OSError:
             pass
         self.assertEqual(p.lines_until_closed(), [])
-        # 3. Its clock took only the one good correction; BYE ends it cleanly.
+        # 3. A correction of INT64_MIN (no undefined behaviour, even under UBSan),
+        #    and a refusal that may pass: the slave reconnects.
+        p = session()
+        p.send("ADJUST 4 -9223372036854775808\n")
+        self.assertEqual(p.lines_until_closed(), ["ERROR correction -9223372036854775808 out of range"])
+        p = session()
+        p.send("ERROR too many slaves (--max-slaves 1)\n")
+        self.assertEqual(p.lines_until_closed(), [])
+        # 4. Its clock took only the one good correction; BYE ends it cleanly.
         p = session()
         p.send("BYE\n")
         self.assertEqual(r.wait(s), 0)
         p.close()
         self.assertEqual(len(self.events("target", "adjust")), 1)
-        self.assertEqual(len(self.events("target", "lost")), 8)
+        self.assertEqual(len(self.events("target", "lost")), 10)
         self.assertEqual(self.events("target", "exit")[0]["code"], 0)
+
+    def test_the_slave_backs_off_and_gives_up_on_a_master_that_only_hangs_up(self):
+        r = self.run_
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.2)
+        self.addCleanup(listener.close)
+        s = r.slave(listener.getsockname()[1], "patient", "--connect-timeout", 2)
+        accepted = 0
+        deadline = time.monotonic() + WAIT_S
+        while s.poll() is None and time.monotonic() < deadline:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            accepted += 1
+            conn.close()  # accept and hang up, every time
+        self.assertEqual(s.wait(timeout=WAIT_S), 1)
+        # 50 ms doubling to 1 s within 2 s: a handful of attempts, not one every 50 ms.
+        self.assertLessEqual(accepted, 8)
+        self.assertIn("could not reach the master", r.output("patient")[1])
+
+    def test_a_master_that_falls_silent_is_left(self):
+        r = self.run_
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(WAIT_S)
+        self.addCleanup(listener.close)
+        s = r.slave(listener.getsockname()[1], "wary", "--connect-timeout", 1)
+        conn, _ = listener.accept()
+        peer = RawPeer(conn)
+        self.assertEqual(peer.line(), "HELLO wary")
+        peer.send("TIME? 1 1\n")
+        self.assertTrue(peer.line().startswith("CLOCK 1 1 "))
+        # ...and then nothing more: after 1 s of silence the slave gives up on it.
+        self.assertEqual(peer.lines_until_closed(), [])
+        self.assertEqual(s.wait(timeout=WAIT_S), 1)
+        lost = self.events("wary", "lost")
+        self.assertEqual(lost[0]["reason"], "no word from the master for 1000 ms")
 
     # -- access control -------------------------------------------------------------
 

@@ -440,7 +440,7 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
         const char* name;
         size_t fields;
     };
-    static const VerbSpec verbs[] = {{"HELLO", 1}, {"TIME?", 2}, {"CLOCK", 3}, {"ADJUST", 2}, {"ACK", 1},
+    static const VerbSpec verbs[] = {{"HELLO", 1}, {"WAIT", 2}, {"TIME?", 2}, {"CLOCK", 3}, {"ADJUST", 2}, {"ACK", 1},
                                      {"BYE", 0},   {"ERROR", 3}, {"hello", 1}, {"TIME", 2}};
     static const char* const fields[] = {
         "0", "1", "2", "7", "42", "99", "100", "101", "00", "01", "-0", "-1", "+1", "-", "",
@@ -567,6 +567,20 @@ TEST_CASE("CLOCK with two readings: arrival and departure") {
     CHECK(format_message(*parse_message("CLOCK 3 2 5 5").message) == "CLOCK 3 2 5 5\n");
     for (const char* bad : {"CLOCK 1 1 5 x", "CLOCK 1 1 5 -0", "CLOCK 1 1 5 9223372036854775808", "CLOCK 1 1 5  6",
                             "CLOCK 1 1 5 6 7"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_message(bad).message);
+    }
+}
+
+TEST_CASE("WAIT: joined and needed, both unsigned") {
+    CHECK(format_message(Message::wait(2, 3)) == "WAIT 2 3\n");
+    auto p = parse_message("WAIT 18446744073709551615 0");
+    REQUIRE(p.message);
+    CHECK(p.message->verb == Verb::Wait);
+    CHECK(p.message->round == UINT64_MAX);
+    CHECK(p.message->needed == 0);
+    for (const char* bad : {"WAIT", "WAIT 1", "WAIT 1 2 3", "WAIT -1 2", "WAIT 1 -0", "WAIT 01 2", "WAIT 1 x",
+                            "WAIT 18446744073709551616 1", "wait 1 2"}) {
         CAPTURE(bad);
         CHECK_FALSE(parse_message(bad).message);
     }
