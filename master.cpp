@@ -31,7 +31,7 @@ constexpr const char* USAGE =
     "  --timeout-ms MS        how long to wait for one reply           [500]\n"
     "  --max-skew MS          leave out readings further from the median (0: none) [10000]\n"
     "  --max-missed K         drop a slave after K missed rounds in a row [3]\n"
-    "  --max-slaves M         most connections at once; more get ERROR [10000]\n";
+    "  --max-slaves M         most slaves at once; one more gets ERROR [10000]\n";
 
 constexpr uint16_t DEFAULT_PORT = 8080;
 constexpr uint64_t DEFAULT_ROUNDS = 5;
