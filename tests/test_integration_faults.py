@@ -49,6 +49,30 @@ def addr(peer):
     return "%s:%d" % (host, port)
 
 
+def scripted_slave(port, ident, answer, after_ack=""):
+    """Play a slave from Python: HELLO, then send answer(round, probe) for
+    every TIME? and ACK (plus after_ack) for every ADJUST, until BYE or the
+    end of the stream. Returns (the last line, the rounds adjusted)."""
+    peer = RawPeer.connect(port)
+    peer.send("HELLO %s\n" % ident)
+    rounds = 0
+    while True:
+        line = peer.line()
+        if line is None or line == "BYE":
+            peer.close()
+            return line, rounds
+        verb, *f = line.split()
+        if verb == "TIME?":
+            peer.send(answer(f[0], f[1]))
+        elif verb == "ADJUST":
+            rounds += 1
+            peer.send("ACK %s\n%s" % (f[0], after_ack))
+
+
+def clock_line(rnd, probe, offset_ns=0):
+    return "CLOCK %s %s %d\n" % (rnd, probe, time.time_ns() + offset_ns)
+
+
 class FaultTest(unittest.TestCase):
     def setUp(self):
         self.run_ = Run()
@@ -85,21 +109,8 @@ class FaultTest(unittest.TestCase):
         def honest_but_repeats_itself():
             # Answers every probe twice and adds a reply for another round:
             # the extras are stale, logged and ignored; it stays in the game.
-            peer = RawPeer.connect(m.port)
-            peer.send("HELLO echo\n")
-            rounds = 0
-            while True:
-                line = peer.line()
-                if line is None or line == "BYE":
-                    peer.close()
-                    return rounds, line
-                verb, *f = line.split()
-                if verb == "TIME?":
-                    reply = "CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns())
-                    peer.send(reply + reply)
-                elif verb == "ADJUST":
-                    rounds += 1
-                    peer.send("ACK %s\nCLOCK 999 1 5\n" % f[0])
+            return scripted_slave(m.port, "echo", lambda rnd, probe: clock_line(rnd, probe) * 2,
+                                  after_ack="CLOCK 999 1 5\n")
 
         def slow_loris():
             peer = RawPeer.connect(m.port)
@@ -149,7 +160,7 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(r.wait(m), 0)
         self.assertEqual(r.wait(h1), 0)
         self.assertEqual(r.wait(h2), 0)
-        rounds, last = echo.join_result()
+        last, rounds = echo.join_result()
         self.assertEqual(last, "BYE")
         self.assertGreaterEqual(rounds, 5)
         stale = [e for e in self.events("master", "stale") if e["slave"] == "echo"]
@@ -176,18 +187,7 @@ class FaultTest(unittest.TestCase):
         m = r.master(4, "--rounds", 5, "--interval", 0.2, "--max-skew", max_skew_ms, "--offset", 0, "--drift", 0)
 
         def liar(ident, lie):
-            peer = RawPeer.connect(m.port)
-            peer.send("HELLO %s\n" % ident)
-            while True:
-                line = peer.line()
-                if line is None or line == "BYE":
-                    peer.close()
-                    return line
-                verb, *f = line.split()
-                if verb == "TIME?":
-                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns() + lie()))
-                elif verb == "ADJUST":
-                    peer.send("ACK %s\n" % f[0])
+            return scripted_slave(m.port, ident, lambda rnd, probe: clock_line(rnd, probe, lie()))[0]
 
         import random
         rng = random.Random(7)
@@ -372,22 +372,11 @@ class FaultTest(unittest.TestCase):
         r = self.run_
         m = r.master(1, "--rounds", 2, "--interval", 1, "--probes", 10, "--timeout-ms", 500)
 
-        def slow():
-            peer = RawPeer.connect(m.port)
-            peer.send("HELLO slow\n")
-            while True:
-                line = peer.line()
-                if line is None or line == "BYE":
-                    peer.close()
-                    return line
-                verb, *f = line.split()
-                if verb == "TIME?":
-                    time.sleep(0.45)  # the misbehaviour itself: answer just inside the timeout
-                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns()))
-                elif verb == "ADJUST":
-                    peer.send("ACK %s\n" % f[0])
+        def slowly(rnd, probe):
+            time.sleep(0.45)  # the misbehaviour itself: answer just inside the timeout
+            return clock_line(rnd, probe)
 
-        t = in_thread(slow)
+        t = in_thread(lambda: scripted_slave(m.port, "slow", slowly)[0])
         self.assertEqual(r.wait(m), 0)
         self.assertEqual(t.join_result(), "BYE")
         marks = [e for e in self.events("master") if e["event"] in ("round", "adjust")]
@@ -402,21 +391,7 @@ class FaultTest(unittest.TestCase):
         r = self.run_
         m = r.master(3, "--rounds", 5, "--interval", 0.2, "--offset", 0, "--drift", 0)
 
-        def liar():
-            peer = RawPeer.connect(m.port)
-            peer.send("HELLO liar\n")
-            while True:
-                line = peer.line()
-                if line is None or line == "BYE":
-                    peer.close()
-                    return line
-                verb, *f = line.split()
-                if verb == "TIME?":
-                    peer.send("CLOCK %s %s %d\n" % (f[0], f[1], time.time_ns() - 9_900 * MS))
-                elif verb == "ADJUST":
-                    peer.send("ACK %s\n" % f[0])
-
-        t = in_thread(liar)
+        t = in_thread(lambda: scripted_slave(m.port, "liar", lambda rnd, p: clock_line(rnd, p, -9_900 * MS))[0])
         honest = [r.slave(m.port, ident, "--offset", off, "--drift", 0) for ident, off in (("h1", 50), ("h2", -50))]
         wait_until(lambda: len(self.events("h1", "adjust")) >= 2, "two rounds")
         late = r.slave(m.port, "late", "--offset", 3000, "--drift", 0)
