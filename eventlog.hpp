@@ -140,6 +140,7 @@ public:
     }
     int64_t integer(int64_t lo, int64_t hi) { return scaled(0, lo, hi); }
     [[noreturn]] void fail(const std::string& problem) const { usage_error(usage_, problem); }
+    const char* usage() const { return usage_; }
 
 private:
     int argc_;
@@ -217,7 +218,13 @@ inline uint64_t default_seed() {
 // Handle the flag under the cursor if it is a shared one; false if not.
 inline bool parse_common_option(Args& a, CommonOptions& o, const char* program) {
     const std::string_view f = a.current();
-    if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
+    if (f == "--help" || f == "-h") {
+        std::printf("%s", a.usage());
+        std::exit(0);
+    } else if (f == "--version") {
+        std::printf("%s (berkeley-sync) %s\n", program, PROGRAM_VERSION);
+        std::exit(0);
+    } else if (f == "--offset") o.offset_ns = a.scaled(6, -MAX_OFFSET_NS, MAX_OFFSET_NS);
     else if (f == "--drift") o.rate_ppb = a.scaled(3, -MAX_RATE_PPB, MAX_RATE_PPB);
     else if (f == "--seed") o.seed = static_cast<uint64_t>(a.integer(0, INT64_MAX));
     else if (f == "--step-threshold") o.discipline.step_threshold_ns = a.scaled(6, 0, MAX_OFFSET_NS);

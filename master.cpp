@@ -76,13 +76,7 @@ Options parse_options(int argc, char** argv) {
     bool have_n = false;
     while (a.next()) {
         const std::string_view f = a.current();
-        if (f == "--help" || f == "-h") {
-            std::printf("%s", usage.c_str());
-            std::exit(0);
-        } else if (f == "--version") {
-            std::printf("master (berkeley-sync) %s\n", PROGRAM_VERSION);
-            std::exit(0);
-        } else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(0, 65535));
+        if (f == "--port") o.port = static_cast<uint16_t>(a.integer(0, 65535));
         else if (f == "--bind") o.bind = a.value();
         else if (f == "--rounds") o.rounds = static_cast<uint64_t>(a.integer(0, INT64_MAX));
         else if (f == "--interval") o.interval_ns = a.scaled(9, NS_PER_MS, 86400 * NS_PER_S);

@@ -48,13 +48,7 @@ Options parse_options(int argc, char** argv) {
     Args a(argc, argv, usage.c_str());
     while (a.next()) {
         const std::string_view f = a.current();
-        if (f == "--help" || f == "-h") {
-            std::printf("%s", usage.c_str());
-            std::exit(0);
-        } else if (f == "--version") {
-            std::printf("slave (berkeley-sync) %s\n", PROGRAM_VERSION);
-            std::exit(0);
-        } else if (f == "--host") o.host = a.value();
+        if (f == "--host") o.host = a.value();
         else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(1, 65535));
         else if (f == "--id") o.id = a.value();
         else if (f == "--count") o.count = static_cast<size_t>(a.integer(1, MAX_COUNT));

@@ -412,13 +412,18 @@ class FaultTest(unittest.TestCase):
 
     # -- a hostile master -----------------------------------------------------------
 
-    def test_the_slave_survives_a_hostile_master(self):
-        r = self.run_
+    def fake_master(self, accept_timeout=WAIT_S):
+        """A listening socket on a free loopback port, for a scripted master."""
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        listener.settimeout(WAIT_S)
+        listener.settimeout(accept_timeout)
         self.addCleanup(listener.close)
+        return listener
+
+    def test_the_slave_survives_a_hostile_master(self):
+        r = self.run_
+        listener = self.fake_master()
         port = listener.getsockname()[1]
         s = r.slave(port, "target", "--connect-timeout", 20)
 
@@ -475,11 +480,7 @@ class FaultTest(unittest.TestCase):
 
     def test_the_slave_backs_off_and_gives_up_on_a_master_that_only_hangs_up(self):
         r = self.run_
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.settimeout(0.2)
-        self.addCleanup(listener.close)
+        listener = self.fake_master(accept_timeout=0.2)
         s = r.slave(listener.getsockname()[1], "patient", "--connect-timeout", 2)
         accepted = 0
         deadline = time.monotonic() + WAIT_S
@@ -497,11 +498,7 @@ class FaultTest(unittest.TestCase):
 
     def test_a_master_that_falls_silent_is_left(self):
         r = self.run_
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.settimeout(WAIT_S)
-        self.addCleanup(listener.close)
+        listener = self.fake_master()
         s = r.slave(listener.getsockname()[1], "wary", "--connect-timeout", 1)
         conn, _ = listener.accept()
         peer = RawPeer(conn)
