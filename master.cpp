@@ -4,6 +4,10 @@
 // fault-tolerant average with its own clock counted as offset 0, and send
 // every slave the correction it must add. The arithmetic lives in clock.hpp,
 // the sockets in net.hpp; this file is the policy and the wiring.
+// Reading order: options; Peer and Master; the main loop; connections
+// (accept, read, one handler per message: on_hello, on_clock, on_ack;
+// refuse, reap); the round, step by step (advance, start_round, send_probe,
+// finish_probing, finish_round); main().
 #include <algorithm>
 #include <cinttypes>
 #include <map>
@@ -198,6 +202,10 @@ bool Master::listen(std::string& error) {
     return true;
 }
 
+// ---------------------------------------------------------------------------
+// The main loop: sleep until an event or the nearest deadline, handle it,
+// remove who must go, move the round on.
+
 int Master::run() {
     while (true) {
         int64_t now = monotonic_ns();
@@ -222,6 +230,9 @@ int Master::run() {
     peers_.clear();
     return 0;
 }
+
+// ---------------------------------------------------------------------------
+// Connections: accept, read, dispatch one handler per message, refuse, reap.
 
 void Master::on_listener_ready() {
     for (int accepted = 0; accepted < 64; ++accepted) {
@@ -385,6 +396,10 @@ void Master::resume_listener() {
     std::string error;
     if (loop_.modify(listener_.get(), EPOLLIN, LISTENER_TOKEN, error)) listener_paused_ = false;
 }
+
+// ---------------------------------------------------------------------------
+// The round, step by step. Deadlines are on CLOCK_MONOTONIC, never on the
+// clock being corrected.
 
 size_t Master::joined() const {
     return static_cast<size_t>(
