@@ -219,7 +219,9 @@ inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates
 // offset from the master, the master's own 0 among them. Readings further
 // than `max_skew_ns` from the median are left out (a broken or lying clock
 // cannot pull the others away); the rest are averaged. max_skew_ns == 0 keeps
-// all. The median is the lower middle reading, so at least one is kept.
+// all. The median is a middle reading (of two, the one nearer the master's
+// 0), so at least one is kept. As long as fewer than half the participants
+// lie, the median is an honest clock's.
 struct Agreement {
     int64_t average_ns = 0;      // the agreed offset, relative to the master
     int64_t median_ns = 0;
@@ -233,7 +235,14 @@ inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_
     if (offsets.empty()) return a;
     std::vector<int64_t> sorted(offsets.begin(), offsets.end());
     std::sort(sorted.begin(), sorted.end());
-    a.median_ns = sorted[(sorted.size() - 1) / 2];
+    // Of two middle readings take the one nearer the master's own (0), the
+    // lower one on a tie: with a single slave, the master is the judge.
+    const size_t lower = (sorted.size() - 1) / 2;
+    a.median_ns = sorted[lower];
+    if (sorted.size() % 2 == 0) {
+        const __int128 low = sorted[lower], high = sorted[lower + 1];
+        if ((high < 0 ? -high : high) < (low < 0 ? -low : low)) a.median_ns = sorted[lower + 1];
+    }
     __int128 sum = 0;
     for (size_t i = 0; i < offsets.size(); ++i) {
         __int128 distance = static_cast<__int128>(offsets[i]) - a.median_ns;

@@ -465,20 +465,24 @@ TEST_CASE("fault_tolerant_average: table") {
         {"skew boundary is inclusive", {0, 100, 200, 301}, 100, 100, 100, {true, true, true, false}},
         {"even count: lower middle median decides", {0, 100, 200, 300}, 100, 100, 100, {true, true, true, false}},
         {"negative offsets", {-100, -200, -300}, 1000, -200, -200, {true, true, true}},
-        {"two clusters: the lower-middle one wins", {0, 1, 2, H, H + 1, H + 2}, 10, 2, 1,
+        {"two clusters: the middle nearer the master wins", {0, 1, 2, H, H + 1, H + 2}, 10, 2, 1,
          {true, true, true, false, false, false}},
+        {"one liar against the master alone: the master is the median", {0, -5 * NS_PER_S}, 1000, 0, 0,
+         {true, false}},
+        {"one liar ahead of the master alone", {0, 5 * NS_PER_S}, 1000, 0, 0, {true, false}},
+        {"two middles equally near the master: the lower", {-10, 10}, 1000, -10, 0, {true, true}},
         {"max_skew 1 ns keeps at least the median", {0, 1000, 2000}, 1, 1000, 1000, {false, true, false}},
         {"max_skew 1 ns, all far apart, even", {-5000, 5000, 0, 10'000}, 1, 0, 0, {false, false, true, false}},
         {"duplicates of the median all kept", {7, 7, 7, 9}, 1, 7, 7, {true, true, true, false}},
         // Rounding to nearest, halves away from zero.
         {"round +0.5 up", {0, 1}, 0, 0, 1, {true, true}},
-        {"round -0.5 down", {0, -1}, 0, -1, -1, {true, true}},
+        {"round -0.5 down (median: the middle nearer the master)", {0, -1}, 0, 0, -1, {true, true}},
         {"round +1/3 down", {0, 0, 1}, 0, 0, 0, {true, true, true}},
         {"round +2/3 up", {0, 1, 1}, 0, 1, 1, {true, true, true}},
         {"round -1/3 to zero", {0, 0, -1}, 0, 0, 0, {true, true, true}},
         {"round -2/3 down", {0, -1, -1}, 0, -1, -1, {true, true, true}},
         {"round +2.5 up", {2, 3}, 0, 2, 3, {true, true}},
-        {"round -2.5 down", {-2, -3}, 0, -3, -3, {true, true}},
+        {"round -2.5 down (median: the middle nearer the master)", {-2, -3}, 0, -2, -3, {true, true}},
         {"round +1.25", {0, 1, 2, 2}, 0, 1, 1, {true, true, true, true}},
         {"round +1.75", {1, 2, 2, 2}, 0, 2, 2, {true, true, true, true}},
         {"round -1.75", {-1, -2, -2, -2}, 0, -2, -2, {true, true, true, true}},
@@ -523,7 +527,7 @@ TEST_CASE("fault_tolerant_average: edge cases and properties") {
         a = fault_tolerant_average(neg, 0);
         CHECK(a.included_count == 10'000);
         CHECK(a.average_ns == -MAX_OFFSET_NS);  // mean is -MAX + 0.5: rounds away from zero
-        CHECK(a.median_ns == -MAX_OFFSET_NS);
+        CHECK(a.median_ns == -MAX_OFFSET_NS + 1);  // of the two middles, the one nearer 0
 
         std::vector<int64_t> mixed(10'000);
         for (size_t i = 0; i < mixed.size(); ++i) mixed[i] = (i % 2 == 0) ? MAX_OFFSET_NS : -MAX_OFFSET_NS;

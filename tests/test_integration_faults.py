@@ -410,6 +410,19 @@ class FaultTest(unittest.TestCase):
         self.assertFalse(late_estimates[0]["included"], "a newcomer is corrected, not averaged")
         self.assert_honest_in_sync(["master", "h1", "h2", "late"])
 
+    def test_a_lone_liar_cannot_make_the_master_step_back(self):
+        # Master and one slave that always reads 5 s behind: of two readings
+        # the median is the master's own, so once in step the liar is left out.
+        r = self.run_
+        m = r.master(1, "--rounds", 4, "--interval", 0.2, "--offset", 0, "--drift", 0)
+        t = in_thread(lambda: scripted_slave(m.port, "liar", lambda rnd, p: clock_line(rnd, p, -5_000 * MS))[0])
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual(t.join_result(), "BYE")
+        adjusts = self.events("master", "adjust")
+        self.assertEqual([a["mode"] for a in adjusts], ["step", "slew", "slew", "slew"])
+        self.assertTrue(all(a["correction_ns"] == 0 for a in adjusts[1:]), adjusts)
+        self.assertFalse(any(e["included"] for e in self.events("master", "estimate") if e["round"] > 1))
+
     # -- a hostile master -----------------------------------------------------------
 
     def fake_master(self, accept_timeout=WAIT_S):
