@@ -1,4 +1,5 @@
-// clock.hpp - the arithmetic of the Berkeley algorithm and the simulated clock.
+// clock.hpp - the arithmetic of the Berkeley algorithm, the simulated clock
+// and its discipline (step, slew, frequency).
 // Pure value types and functions: no syscalls, no globals, no logging. The
 // callers (master.cpp, slave.cpp) read the host clocks and pass the readings
 // in, so every step here is covered by tests/test_clock.cpp.

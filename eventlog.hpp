@@ -1,9 +1,9 @@
-// eventlog.hpp - the JSON-lines event log (--log FILE) shared by master and
-// slave, and the few command-line helpers they share. The log is an
-// interface: analyze.py, the tests and users' scripts read it, so its fields
-// are documented in README.md and change only deliberately. Every line is
-// written with one write(2) on an O_APPEND file: nothing is buffered, so
-// nothing is lost when a process is killed.
+// eventlog.hpp - the JSON-lines event log (--log FILE), and what else master
+// and slave share: the command-line helpers and common options, the secret
+// file, start-up. The log is an interface: analyze.py, the tests and users'
+// scripts read it, so its fields are documented in README.md and change only
+// deliberately. Every line is written with one write(2) on an O_APPEND file:
+// nothing is buffered, so nothing is lost when a process is killed.
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // net.hpp - everything that touches the operating system's sockets, epoll,
 // signals and clocks: a move-only Fd, a small epoll loop, TCP helpers and a
-// buffered line connection. It knows nothing of the Berkeley algorithm.
+// buffered line connection with kernel receive timestamps. It knows nothing
+// of the Berkeley algorithm.
 // Left out: IPv6 listeners beyond what getaddrinfo gives, TLS, UDP.
 #pragma once
 

@@ -1,8 +1,8 @@
 // slave.cpp - a Berkeley slave: it connects to the master (retrying until it
 // is up), answers every clock request at once from its simulated clock, adds
 // each correction it is sent to that clock and acknowledges it. It never
-// receives an absolute time, only corrections. The clock model is clock.hpp,
-// the sockets net.hpp.
+// receives an absolute time, only corrections. --count K runs K of them on
+// one loop. The clock model is clock.hpp, the sockets net.hpp.
 #include <algorithm>
 #include <cinttypes>
 #include <memory>
