@@ -159,7 +159,6 @@ private:
     void begin_shutdown(int64_t now_ns, const char* why);
     int64_t next_deadline_ns() const;
     int64_t round_deadline_ns() const;
-    size_t joined() const;
 
     EventLog::Line event(std::string_view name) {
         const int64_t real = realtime_ns();
@@ -330,7 +329,7 @@ void Master::on_hello(Peer& p, const Message& m) {
     event("connected").str("slave", p.id).str("address", p.address);
     // Say it was heard, so the slave knows this master is alive while it waits.
     if (!p.conn->send(format_message(Message::wait(ids_.size(), opt_.slaves)))) p.drop_reason = p.conn->error();
-    if (phase_ == Phase::Waiting) console_.say("waiting for slaves: %zu/%zu\n", joined(), opt_.slaves);
+    if (phase_ == Phase::Waiting) console_.say("waiting for slaves: %zu/%zu\n", ids_.size(), opt_.slaves);
 }
 
 // A reply to the pending probe: turn it into an estimate (t1 is the host time
@@ -401,11 +400,6 @@ void Master::resume_listener() {
 // The round, step by step. Deadlines are on CLOCK_MONOTONIC, never on the
 // clock being corrected.
 
-size_t Master::joined() const {
-    return static_cast<size_t>(
-        std::count_if(peers_.begin(), peers_.end(), [](const auto& kv) { return !kv.second.id.empty(); }));
-}
-
 int64_t Master::next_deadline_ns() const {
     int64_t hello_due = -1;  // the earliest HELLO deadline, -1 for none
     for (const auto& [token, p] : peers_)
@@ -437,7 +431,7 @@ void Master::advance(int64_t now) {
     for (auto& [token, p] : peers_)  // slow loris: connected, but no HELLO in time
         if (p.id.empty() && p.drop_reason.empty() && now >= p.accepted_ns + HELLO_TIMEOUT_NS)
             refuse(p, "no HELLO within " + std::to_string(HELLO_TIMEOUT_NS / NS_PER_S) + " s");
-    if (phase_ == Phase::Waiting && joined() >= opt_.slaves) start_round(now);
+    if (phase_ == Phase::Waiting && ids_.size() >= opt_.slaves) start_round(now);
     if (phase_ == Phase::Waiting && now >= next_wait_ns_) {  // a heartbeat for those already here
         for (auto& [token, p] : peers_)
             if (!p.id.empty() && p.drop_reason.empty() && !p.conn->send(format_message(Message::wait(ids_.size(), opt_.slaves))))

@@ -412,7 +412,6 @@ public:
     bool has_output() const { return !out_.empty(); }
     uint64_t kernel_stamped_reads() const { return kernel_stamped_reads_; }
     const std::string& error() const { return error_; }
-    int fd() const { return fd_.get(); }
 
 private:
     // The software receive stamp (CLOCK_REALTIME) of the data just read, 0 if none.

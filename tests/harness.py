@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # BERKELEY_BIN_DIR runs the same tests against other builds (the sanitizer
@@ -191,3 +192,14 @@ class RawPeer:
 
     def close(self):
         self.sock.close()
+
+
+class RunTestCase(unittest.TestCase):
+    """A test with its own Run, closed at the end, and its logs at hand."""
+
+    def setUp(self):
+        self.run_ = Run()
+        self.addCleanup(self.run_.close)
+
+    def events(self, name, kind=None):
+        return [e for e in read_log(self.run_.log(name)) if kind is None or e["event"] == kind]

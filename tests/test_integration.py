@@ -9,20 +9,13 @@ import subprocess
 import time
 import unittest
 
-from harness import MASTER, SLAVE, WAIT_S, Run, final_spread_ns, free_port, read_log, wait_until
+from harness import MASTER, SLAVE, WAIT_S, RunTestCase, final_spread_ns, free_port, read_log, wait_until
 
 MS = 1_000_000
 HOUR_MS = 3_600_000
 
 
-class IntegrationTest(unittest.TestCase):
-    def setUp(self):
-        self.run_ = Run()
-        self.addCleanup(self.run_.close)
-
-    def events(self, name, kind=None):
-        return [e for e in read_log(self.run_.log(name)) if kind is None or e["event"] == kind]
-
+class IntegrationTest(RunTestCase):
     def test_three_slaves_seconds_to_hours_apart_end_within_1ms(self):
         r = self.run_
         m = r.master(3, "--rounds", 3, "--interval", 0.1, "--offset", 0, "--drift", 20)
