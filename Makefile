@@ -8,7 +8,7 @@
 CXX      ?= g++
 CXXFLAGS ?= -std=c++20 -O2 -g -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-HEADERS  := clock.hpp protocol.hpp net.hpp eventlog.hpp
+HEADERS  := clock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
@@ -47,9 +47,14 @@ deps:
 	  (apt-get install -y -q doctest-dev || (apt-get update -q && apt-get install -y -q doctest-dev)) >/dev/null; }
 	@test -f $(DOCTEST_H) || { echo "doctest.h is missing: apt-get install doctest-dev"; exit 1; }
 
+# One object per test file, so a change rebuilds only what it touches (make -j2).
 UNIT_SRC := tests/doctest_main.cpp $(wildcard tests/test_*.cpp)
-tests/unit: $(UNIT_SRC) $(HEADERS) | deps
-	$(CXX) $(CXXFLAGS) -O1 $(SAN) -I. -o $@ $(UNIT_SRC)
+UNIT_OBJ := $(patsubst tests/%.cpp,build/unit/%.o,$(UNIT_SRC))
+build/unit/%.o: tests/%.cpp $(HEADERS) | deps
+	@mkdir -p build/unit
+	$(CXX) $(CXXFLAGS) -O1 $(SAN) -I. -c -o $@ $<
+tests/unit: $(UNIT_OBJ)
+	$(CXX) $(CXXFLAGS) -O1 $(SAN) -o $@ $(UNIT_OBJ)
 
 # The same programs under AddressSanitizer and UndefinedBehaviorSanitizer:
 # the integration tests run once more against these.

@@ -1,19 +1,18 @@
-// clock.hpp - the arithmetic of the Berkeley algorithm, the simulated clock
-// and its discipline (step, slew, frequency).
-// Pure value types and functions: no syscalls, no globals, no logging. The
-// callers (master.cpp, slave.cpp) read the host clocks and pass the readings
-// in, so every step here is covered by tests/test_clock.cpp.
+// clock.hpp - the arithmetic of the Berkeley algorithm, in the order of a
+// round (Gusella & Zatti, "The Accuracy of the Clock Synchronization Achieved
+// by TEMPO in Berkeley UNIX 4.3BSD", IEEE TSE 15(7), 1989): estimate each
+// slave's offset from a probe, keep the best probe, agree on a fault-tolerant
+// average, correct everyone. Then the simulated clock and its discipline
+// (step, slew, frequency). Pure value types and functions: no syscalls, no
+// globals, no logging; tests/test_clock.cpp covers it in the same order.
 // Time is a signed 64-bit count of nanoseconds; products use 128 bits.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <optional>
 #include <random>
 #include <span>
-#include <string>
-#include <string_view>
 #include <vector>
 
 namespace berkeley {
@@ -34,6 +33,122 @@ constexpr int64_t floor_div(__int128 a, int64_t b) {
     __int128 q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
     return static_cast<int64_t>(q);
+}
+
+// ---------------------------------------------------------------------------
+// Step 1: estimate a slave's offset from one probe.
+//
+//   master clock:  T1 -------------------------------------------> T4
+//                    \ TIME?                               CLOCK /
+//                     `------> T2 ..(slave works).. T3 ----------'
+//   slave clock:               arrived            answered
+//
+// Cristian's method: the slave reads its clock once (T2 = T3 = s) and is
+// assumed to have read it at the midpoint of the round trip, so
+//   offset = s - (T1 + (T4 - T1)/2),   round trip = T4 - T1.
+// With two slave readings, when the request arrived (T2) and when the answer
+// left (T3), the slave's own time in between drops out (the NTP formula):
+//   delay  = (T4 - T1) - (T3 - T2)            the time spent on the wire
+//   offset = ((T2 - T1) + (T3 - T4)) / 2 = (T2 - T1) - delay/2
+// which is Cristian's formula again when T2 = T3. Either way the estimate is
+// off by at most delay/2 (rounded up: the half is floored to whole ns), and
+// exactly right when the two directions take equally long.
+struct Probe {
+    int64_t t1_ns = 0;  // master clock as the request left
+    int64_t t2_ns = 0;  // slave clock as the request arrived (or its only reading)
+    int64_t t3_ns = 0;  // slave clock as the reply left (= t2 for one reading)
+    int64_t t4_ns = 0;  // master clock as the reply arrived
+
+    constexpr Probe(int64_t t1, int64_t t2, int64_t t3, int64_t t4) : t1_ns(t1), t2_ns(t2), t3_ns(t3), t4_ns(t4) {}
+    // Cristian's probe: one slave reading s stands for both T2 and T3.
+    constexpr Probe(int64_t t1, int64_t s, int64_t t4) : Probe(t1, s, s, t4) {}
+};
+
+struct Estimate {
+    int64_t offset_ns = 0;  // slave clock minus master clock
+    int64_t delay_ns = 0;   // round trip less the slave's own time; the error is at most half of it
+};
+
+// nullopt for a reading that makes no sense: a negative delay, the reply
+// leaving before the request arrived, or an offset beyond MAX_OFFSET_NS (a
+// broken or lying slave, not a clock).
+constexpr std::optional<Estimate> estimate_offset(const Probe& p) {
+    const __int128 held = static_cast<__int128>(p.t3_ns) - p.t2_ns;
+    const __int128 delay = static_cast<__int128>(p.t4_ns) - p.t1_ns - held;
+    if (held < 0 || delay < 0 || delay > MAX_OFFSET_NS) return std::nullopt;
+    const __int128 offset = static_cast<__int128>(p.t2_ns) - p.t1_ns - delay / 2;
+    if (offset > MAX_OFFSET_NS || offset < -MAX_OFFSET_NS) return std::nullopt;
+    return Estimate{static_cast<int64_t>(offset), static_cast<int64_t>(delay)};
+}
+
+// Step 2: of several probes to one slave keep the one with the smallest delay: it waited least in queues, so its midpoint assumption errs least.
+// Ties go to the earlier probe. nullopt when there are no estimates.
+inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates) {
+    if (estimates.empty()) return std::nullopt;
+    return *std::min_element(estimates.begin(), estimates.end(),
+                             [](const Estimate& a, const Estimate& b) { return a.delay_ns < b.delay_ns; });
+}
+
+// Step 3: the fault-tolerant average. `offsets` holds every participant's
+// offset from the master, the master's own 0 among them. Readings further
+// than `max_skew_ns` from the median are left out (a broken or lying clock
+// cannot pull the others away); the rest are averaged. max_skew_ns == 0 keeps
+// all. The median is a middle reading (of two, the one nearer the master's
+// 0), so at least one is kept. As long as fewer than half the participants
+// lie, the median is an honest clock's.
+struct Agreement {
+    int64_t average_ns = 0;      // the agreed offset, relative to the master
+    int64_t median_ns = 0;
+    std::vector<bool> included;  // per offset: did it count in the average
+    size_t included_count = 0;
+};
+
+inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_t max_skew_ns) {
+    Agreement a;
+    a.included.assign(offsets.size(), false);
+    if (offsets.empty()) return a;
+    std::vector<int64_t> sorted(offsets.begin(), offsets.end());
+    std::sort(sorted.begin(), sorted.end());
+    // Of two middle readings take the one nearer the master's own (0), the
+    // lower one on a tie: with a single slave, the master is the judge.
+    const size_t lower = (sorted.size() - 1) / 2;
+    a.median_ns = sorted[lower];
+    if (sorted.size() % 2 == 0) {
+        const __int128 low = sorted[lower], high = sorted[lower + 1];
+        if ((high < 0 ? -high : high) < (low < 0 ? -low : low)) a.median_ns = sorted[lower + 1];
+    }
+    __int128 sum = 0;
+    for (size_t i = 0; i < offsets.size(); ++i) {
+        __int128 distance = static_cast<__int128>(offsets[i]) - a.median_ns;
+        if (distance < 0) distance = -distance;
+        if (max_skew_ns > 0 && distance > max_skew_ns) continue;
+        a.included[i] = true;
+        a.included_count++;
+        sum += offsets[i];
+    }
+    // Round to nearest, halves away from zero, so the result does not lean.
+    __int128 n = static_cast<__int128>(a.included_count);
+    __int128 q = (sum >= 0 ? sum + n / 2 : sum - n / 2) / n;
+    a.average_ns = static_cast<int64_t>(q);
+    return a;
+}
+
+// Once the clocks are in step, a reading that only a step could reach is
+// not an honest clock's: the filter tightens to the step threshold, so no
+// single faulty clock can make clocks that are in step jump (or slew for
+// minutes). max_skew_ns == 0 (no filter) stays 0, and so does a zero step
+// threshold (every correction stepped) leave max_skew_ns alone.
+constexpr int64_t skew_limit(int64_t max_skew_ns, int64_t step_threshold_ns, bool in_step) {
+    if (!in_step || max_skew_ns == 0 || step_threshold_ns == 0) return max_skew_ns;
+    return std::min(max_skew_ns, step_threshold_ns);
+}
+
+// Step 4: the correction each participant must apply: the agreed offset
+// minus its own. Relative, never an absolute time, so the message's own
+// transit time does not matter. For the master (offset 0) it is the average.
+// Both arguments are within MAX_OFFSET_NS, so the difference cannot overflow.
+constexpr int64_t correction_for(int64_t average_ns, int64_t offset_ns) {
+    return average_ns - offset_ns;
 }
 
 // ---------------------------------------------------------------------------
@@ -160,125 +275,6 @@ inline ClockParams random_clock_params(uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------
-// Step 1 of a round: estimate a slave's offset from one probe.
-//
-//   master clock:  T1 -------------------------------------------> T4
-//                    \ TIME?                               CLOCK /
-//                     `------> T2 ..(slave works).. T3 ----------'
-//   slave clock:               arrived            answered
-//
-// Cristian's method: the slave reads its clock once (T2 = T3 = s) and is
-// assumed to have read it at the midpoint of the round trip, so
-//   offset = s - (T1 + (T4 - T1)/2),   round trip = T4 - T1.
-// With two slave readings, when the request arrived (T2) and when the answer
-// left (T3), the slave's own time in between drops out (the NTP formula):
-//   delay  = (T4 - T1) - (T3 - T2)            the time spent on the wire
-//   offset = ((T2 - T1) + (T3 - T4)) / 2 = (T2 - T1) - delay/2
-// which is Cristian's formula again when T2 = T3. Either way the estimate is
-// off by at most delay/2 (rounded up: the half is floored to whole ns), and
-// exactly right when the two directions take equally long.
-struct Probe {
-    int64_t t0_ns = 0;     // T1: master clock just before the request was sent
-    int64_t slave_ns = 0;  // T2: slave clock when the request arrived (or its only reading)
-    int64_t t1_ns = 0;     // T4: master clock when the reply arrived
-    int64_t slave_send_ns = 0;  // T3: slave clock as the reply left (= T2 for one reading)
-
-    constexpr Probe(int64_t t1, int64_t s, int64_t t4) : t0_ns(t1), slave_ns(s), t1_ns(t4), slave_send_ns(s) {}
-    constexpr Probe(int64_t t1, int64_t t2, int64_t t3, int64_t t4)
-        : t0_ns(t1), slave_ns(t2), t1_ns(t4), slave_send_ns(t3) {}
-};
-
-struct Estimate {
-    int64_t offset_ns = 0;  // slave clock minus master clock
-    int64_t rtt_ns = 0;     // the delay: round trip less the slave's own time; error bound x2
-};
-
-// nullopt for a reading that makes no sense: a negative delay, the reply
-// leaving before the request arrived, or an offset beyond MAX_OFFSET_NS (a
-// broken or lying slave, not a clock).
-constexpr std::optional<Estimate> estimate_offset(const Probe& p) {
-    const __int128 t2 = p.slave_ns;
-    const __int128 t3 = p.slave_send_ns;
-    const __int128 held = t3 - t2;
-    const __int128 delay = static_cast<__int128>(p.t1_ns) - p.t0_ns - held;
-    if (held < 0 || delay < 0 || delay > MAX_OFFSET_NS) return std::nullopt;
-    const __int128 offset = t2 - p.t0_ns - delay / 2;
-    if (offset > MAX_OFFSET_NS || offset < -MAX_OFFSET_NS) return std::nullopt;
-    return Estimate{static_cast<int64_t>(offset), static_cast<int64_t>(delay)};
-}
-
-// Step 2: of several probes to one slave keep the one with the smallest round
-// trip: it waited least in queues, so its midpoint assumption errs least.
-// Ties go to the earlier probe. nullopt when there are no estimates.
-inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates) {
-    if (estimates.empty()) return std::nullopt;
-    return *std::min_element(estimates.begin(), estimates.end(),
-                             [](const Estimate& a, const Estimate& b) { return a.rtt_ns < b.rtt_ns; });
-}
-
-// Step 3: the fault-tolerant average. `offsets` holds every participant's
-// offset from the master, the master's own 0 among them. Readings further
-// than `max_skew_ns` from the median are left out (a broken or lying clock
-// cannot pull the others away); the rest are averaged. max_skew_ns == 0 keeps
-// all. The median is a middle reading (of two, the one nearer the master's
-// 0), so at least one is kept. As long as fewer than half the participants
-// lie, the median is an honest clock's.
-struct Agreement {
-    int64_t average_ns = 0;      // the agreed offset, relative to the master
-    int64_t median_ns = 0;
-    std::vector<bool> included;  // per offset: did it count in the average
-    size_t included_count = 0;
-};
-
-inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_t max_skew_ns) {
-    Agreement a;
-    a.included.assign(offsets.size(), false);
-    if (offsets.empty()) return a;
-    std::vector<int64_t> sorted(offsets.begin(), offsets.end());
-    std::sort(sorted.begin(), sorted.end());
-    // Of two middle readings take the one nearer the master's own (0), the
-    // lower one on a tie: with a single slave, the master is the judge.
-    const size_t lower = (sorted.size() - 1) / 2;
-    a.median_ns = sorted[lower];
-    if (sorted.size() % 2 == 0) {
-        const __int128 low = sorted[lower], high = sorted[lower + 1];
-        if ((high < 0 ? -high : high) < (low < 0 ? -low : low)) a.median_ns = sorted[lower + 1];
-    }
-    __int128 sum = 0;
-    for (size_t i = 0; i < offsets.size(); ++i) {
-        __int128 distance = static_cast<__int128>(offsets[i]) - a.median_ns;
-        if (distance < 0) distance = -distance;
-        if (max_skew_ns > 0 && distance > max_skew_ns) continue;
-        a.included[i] = true;
-        a.included_count++;
-        sum += offsets[i];
-    }
-    // Round to nearest, halves away from zero, so the result does not lean.
-    __int128 n = static_cast<__int128>(a.included_count);
-    __int128 q = (sum >= 0 ? sum + n / 2 : sum - n / 2) / n;
-    a.average_ns = static_cast<int64_t>(q);
-    return a;
-}
-
-// Once the clocks are in step, a reading that only a step could reach is
-// not an honest clock's: the filter tightens to the step threshold, so no
-// single faulty clock can make clocks that are in step jump (or slew for
-// minutes). max_skew_ns == 0 (no filter) stays 0, and so does a zero step
-// threshold (every correction stepped) leave max_skew_ns alone.
-constexpr int64_t skew_limit(int64_t max_skew_ns, int64_t step_threshold_ns, bool in_step) {
-    if (!in_step || max_skew_ns == 0 || step_threshold_ns == 0) return max_skew_ns;
-    return std::min(max_skew_ns, step_threshold_ns);
-}
-
-// Step 4: the correction each participant must apply: the agreed offset
-// minus its own. Relative, never an absolute time, so the message's own
-// transit time does not matter. For the master (offset 0) it is the average.
-// Both arguments are within MAX_OFFSET_NS, so the difference cannot overflow.
-constexpr int64_t correction_for(int64_t average_ns, int64_t offset_ns) {
-    return average_ns - offset_ns;
-}
-
-// ---------------------------------------------------------------------------
 // Step 5, what a time service adds to the textbook: apply a correction the
 // way adjtime() does, and learn the clock's rate error from the corrections.
 //
@@ -333,91 +329,6 @@ constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t r
     if (d.frequency && c.corrected && slew_remaining(c, real_ns) == 0)
         slewed->trim_ppb = next_trim(c.trim_ppb, correction_ns, real_ns - c.anchor_real_ns);
     return Corrected{*slewed, Applied::Slew};
-}
-
-// ---------------------------------------------------------------------------
-// Units and display.
-
-// Parse a decimal number such as "-1.25" into an integer count of 10^-decimals
-// units ("1.5" with decimals 6 is 1500000): how "--offset 1.5" (ms) becomes
-// nanoseconds without floating point. Strict: optional sign, digits, at most
-// `decimals` fraction digits, no spaces; nullopt on anything else or overflow.
-inline std::optional<int64_t> parse_decimal(std::string_view text, int decimals) {
-    if (text.empty()) return std::nullopt;
-    bool negative = false;
-    size_t i = 0;
-    if (text[0] == '-' || text[0] == '+') {
-        negative = text[0] == '-';
-        i = 1;
-    }
-    __int128 value = 0;
-    int fraction_digits = -1;  // -1 until the decimal point is seen
-    bool any_digit = false;
-    const __int128 limit = static_cast<__int128>(1) << 64;
-    for (; i < text.size(); ++i) {
-        char ch = text[i];
-        if (ch == '.') {
-            if (fraction_digits >= 0) return std::nullopt;
-            fraction_digits = 0;
-            continue;
-        }
-        if (ch < '0' || ch > '9') return std::nullopt;
-        if (fraction_digits >= 0 && ++fraction_digits > decimals) return std::nullopt;
-        value = value * 10 + (ch - '0');
-        any_digit = true;
-        if (value > limit) return std::nullopt;
-    }
-    if (!any_digit) return std::nullopt;
-    for (int d = std::max(fraction_digits, 0); d < decimals; ++d) {
-        value *= 10;
-        if (value > limit) return std::nullopt;
-    }
-    if (negative) value = -value;
-    if (value > INT64_MAX || value < INT64_MIN) return std::nullopt;
-    return static_cast<int64_t>(value);
-}
-
-// Days since 1970-01-01 to a civil date (proleptic Gregorian), after Howard
-// Hinnant's civil_from_days: pure, valid for negative days too.
-struct CivilDate {
-    int64_t year;
-    int month, day;
-};
-constexpr CivilDate civil_from_days(int64_t days) {
-    days += 719468;
-    const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-    const int64_t doe = days - era * 146097;
-    const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const int64_t mp = (5 * doy + 2) / 153;
-    const int day = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
-    const int month = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
-    return CivilDate{yoe + era * 400 + (month <= 2), month, day};
-}
-
-// "YYYY-MM-DD HH:MM:SS.ffffff" in UTC, truncated to the microsecond.
-inline std::string format_time(int64_t ns) {
-    const int64_t sec = floor_div(ns, NS_PER_S);
-    const int64_t us = (ns % NS_PER_S + NS_PER_S) % NS_PER_S / NS_PER_US;
-    const int64_t days = floor_div(sec, 86400);
-    const int64_t sod = sec - days * 86400;
-    const CivilDate d = civil_from_days(days);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04lld-%02d-%02d %02lld:%02lld:%02lld.%06lld",
-                  static_cast<long long>(d.year), d.month, d.day, static_cast<long long>(sod / 3600),
-                  static_cast<long long>(sod / 60 % 60), static_cast<long long>(sod % 60),
-                  static_cast<long long>(us));
-    return buf;
-}
-
-// A signed duration in milliseconds with nanosecond digits: "+1234.567891 ms".
-inline std::string format_ms(int64_t ns) {
-    const char sign = ns < 0 ? '-' : '+';
-    const unsigned long long mag =
-        ns < 0 ? 0ULL - static_cast<unsigned long long>(ns) : static_cast<unsigned long long>(ns);
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%c%llu.%06llu ms", sign, mag / 1'000'000ULL, mag % 1'000'000ULL);
-    return buf;
 }
 
 }  // namespace berkeley

@@ -1,13 +1,12 @@
 // master.cpp - the Berkeley time daemon. It waits for N slaves, then runs
 // rounds: probe every slave's clock (several probes each, concurrently),
-// estimate each offset from the fastest round trip, agree on the
-// fault-tolerant average with its own clock counted as offset 0, and send
-// every slave the correction it must add. The arithmetic lives in clock.hpp,
-// the sockets in net.hpp; this file is the policy and the wiring.
-// Reading order: options; Peer and Master; the main loop; connections
-// (accept, read, one handler per message: on_hello, on_clock, on_ack;
-// refuse, reap); the round, step by step (advance, start_round, send_probe,
-// finish_probing, finish_round); main().
+// keep each slave's best estimate, agree on the fault-tolerant average with
+// its own clock counted as offset 0, send every slave the correction it must
+// add, and correct itself. The arithmetic is clock.hpp, the sockets net.hpp;
+// this file is the policy and the wiring.
+// Reading order: options; Peer and Master; THE ROUND (start_round ..
+// finish_round: the textbook's steps); the main loop and timers; connections
+// and the admission defences; main().
 #include <algorithm>
 #include <cinttypes>
 #include <map>
@@ -16,26 +15,16 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cli.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
 #include "net.hpp"
 #include "protocol.hpp"
+#include "units.hpp"
 
 namespace {
 
 using namespace berkeley;
-
-constexpr const char* USAGE =
-    "usage: ./master N [options]        run Berkeley rounds for N slaves\n"
-    "  --port P               TCP port to listen on (0 picks a free one) [8080]\n"
-    "  --bind ADDR            address to listen on                     [127.0.0.1]\n"
-    "  --rounds K             rounds to run, 0 = until SIGINT/SIGTERM  [5]\n"
-    "  --interval SEC         from one round's start to the next's     [1]\n"
-    "  --probes P             clock requests per slave per round       [4]\n"
-    "  --timeout-ms MS        how long to wait for one reply           [500]\n"
-    "  --max-skew MS          leave out readings further from the median (0: none) [10000]\n"
-    "  --max-missed K         drop a slave after K missed rounds in a row [3]\n"
-    "  --max-slaves M         most slaves at once; one more gets ERROR [10000]\n";
 
 constexpr uint16_t DEFAULT_PORT = 8080;
 constexpr uint64_t DEFAULT_ROUNDS = 5;
@@ -56,7 +45,11 @@ constexpr uint64_t RESERVED_FDS = 32;                // log, epoll, listener, st
 // An honest slave sends at most HELLO, one CLOCK per probe and an ACK per
 // round; a peer sending far more is flooding and is dropped.
 constexpr uint32_t FLOOD_SLACK_LINES = 8;
+// Event-loop tokens: the listener's file events, the round's timer; each
+// peer's file events and its own timer share the peer's token, from FIRST_PEER_TOKEN.
 constexpr uint64_t LISTENER_TOKEN = 0;
+constexpr uint64_t ROUND_TIMER = 1;
+constexpr uint64_t FIRST_PEER_TOKEN = 2;
 
 struct Options {
     size_t slaves = 0;
@@ -72,62 +65,80 @@ struct Options {
     CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
-Options parse_options(int argc, char** argv) {
-    Options o;
+CliResult parse_options(int argc, char** argv, Options& o) {
     o.common.seed = default_seed();
-    const std::string usage = std::string(USAGE) + COMMON_USAGE;
-    Args a(argc, argv, usage.c_str());
-    bool have_n = false;
-    while (a.next()) {
-        const std::string_view f = a.current();
-        if (f == "--port") o.port = static_cast<uint16_t>(a.integer(0, 65535));
-        else if (f == "--bind") o.bind = a.value();
-        else if (f == "--rounds") o.rounds = static_cast<uint64_t>(a.integer(0, INT64_MAX));
-        else if (f == "--interval") o.interval_ns = a.scaled(9, NS_PER_MS, 86400 * NS_PER_S);
-        else if (f == "--probes") o.probes = static_cast<uint32_t>(a.integer(1, MAX_PROBES));
-        else if (f == "--timeout-ms") o.timeout_ns = a.scaled(6, NS_PER_MS, 3600 * NS_PER_S);
-        else if (f == "--max-skew") o.max_skew_ns = a.scaled(6, 0, MAX_OFFSET_NS);
-        else if (f == "--max-missed") o.max_missed = static_cast<uint32_t>(a.integer(1, 1'000'000));
-        else if (f == "--max-slaves") o.max_slaves = static_cast<size_t>(a.integer(1, MAX_SLAVES));
-        else if (parse_common_option(a, o.common, "master")) continue;
-        else if (!f.empty() && f[0] == '-') a.fail("unknown option " + std::string(f));
-        else if (have_n) a.fail("unexpected argument " + std::string(f));
-        else {
-            auto n = parse_decimal(f, 0);
-            if (!n || *n < 1 || *n > static_cast<int64_t>(MAX_SLAVES))
-                a.fail("N must be a number of slaves from 1 to " + std::to_string(MAX_SLAVES));
-            o.slaves = static_cast<size_t>(*n);
-            have_n = true;
-        }
-    }
-    if (!have_n) a.fail("missing N, the number of slaves to wait for");
-    if (o.slaves > o.max_slaves) a.fail("N is larger than --max-slaves");
-    return o;
+    std::vector<OptionSpec> specs = {
+        {"port", "P", "TCP port to listen on (0 picks a free one) [8080]", store_integer("port", o.port, 0, 65535)},
+        {"bind", "ADDR", "address to listen on                     [127.0.0.1]", store_text(o.bind)},
+        {"rounds", "K", "rounds to run, 0 = until SIGINT/SIGTERM  [5]", store_integer("rounds", o.rounds, 0, INT64_MAX)},
+        {"interval", "SEC", "from one round's start to the next's     [1]",
+         store_scaled("interval", o.interval_ns, 9, NS_PER_MS, 86400 * NS_PER_S)},
+        {"probes", "P", "clock requests per slave per round       [4]", store_integer("probes", o.probes, 1, MAX_PROBES)},
+        {"timeout-ms", "MS", "how long to wait for one reply           [500]",
+         store_scaled("timeout-ms", o.timeout_ns, 6, NS_PER_MS, 3600 * NS_PER_S)},
+        {"max-skew", "MS", "leave out readings further from the median (0: none) [10000]",
+         store_scaled("max-skew", o.max_skew_ns, 6, 0, MAX_OFFSET_NS)},
+        {"max-missed", "K", "drop a slave after K missed rounds in a row [3]",
+         store_integer("max-missed", o.max_missed, 1, 1'000'000)},
+        {"max-slaves", "M", "most slaves at once; one more gets ERROR [10000]",
+         store_integer("max-slaves", o.max_slaves, 1, MAX_SLAVES)},
+    };
+    for (OptionSpec& s : common_options(o.common)) specs.push_back(std::move(s));
+    const char* synopsis = "./master N [options]        run Berkeley rounds for N slaves";
+    std::vector<std::string> args;
+    CliResult r = parse_command_line(argc, argv, "master", synopsis, specs, args);
+    if (!r.run) return r;
+    auto mistake = [&](const std::string& problem) {
+        return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
+    };
+    if (args.empty()) return mistake("missing N, the number of slaves to wait for");
+    if (args.size() > 1) return mistake("unexpected argument " + args[1]);
+    const auto n = parse_decimal(args[0], 0);
+    if (!n || *n < 1 || *n > static_cast<int64_t>(MAX_SLAVES))
+        return mistake("N must be a number of slaves from 1 to " + std::to_string(MAX_SLAVES));
+    o.slaves = static_cast<size_t>(*n);
+    if (o.slaves > o.max_slaves) return mistake("N is larger than --max-slaves");
+    return r;
 }
 
-// One connected slave and what this round has learned about it.
+// One connection, and once it said HELLO, one slave.
 struct Peer {
+    // The connection.
+    uint64_t token = 0;            // its file events and its timer in the loop
     std::unique_ptr<LineConn> conn;
     std::string address;           // "127.0.0.1:53491"
-    std::string id;                // from HELLO; empty until then
     std::string drop_reason;       // set: remove this peer at the next reap()
-    int64_t accepted_ns = 0;       // monotonic; HELLO is due HELLO_TIMEOUT_NS later
-    uint32_t lines_this_round = 0; // for flood detection
+    bool write_shut = false;       // after BYE: our side of the stream is closed
+    // Membership.
+    std::string id;                // from HELLO; empty until then
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
-    bool in_round = false;         // probed in the current round
-    uint32_t probes_sent = 0;
-    int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
-    int64_t probe_deadline_ns = 0;   // monotonic
-    bool probing_done = false;
-    std::vector<Estimate> estimates;
-    bool adjusted = false;  // sent an ADJUST this round
-    bool acked = false;
-    bool in_step = false;     // has applied one of our corrections (ACKed): averaged from then on
-    bool write_shut = false;  // after BYE: our side of the stream is closed
+    bool in_step = false;          // has applied one of our corrections (ACKed): averaged from then on
+    // This round.
+    struct Round {
+        bool probed = false;           // taking part in this round
+        bool probing_done = false;
+        uint32_t probes_sent = 0;
+        int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
+        std::vector<Estimate> estimates;
+        bool adjusted = false;         // sent an ADJUST this round
+        bool acked = false;
+        uint32_t lines = 0;            // for flood detection
+    } round;
 
     const char* name() const { return id.empty() ? address.c_str() : id.c_str(); }
 };
 
+// A slave's answer in one round: its best estimate, and whether it votes.
+struct Answer {
+    Peer* peer;
+    Estimate best;
+    int vote;  // index in the offsets averaged, or -1: not averaged (a newcomer)
+};
+
+//   Waiting --N slaves--> Probing --all replies or timeouts--> Adjusting
+//      ^                    ^                                     |
+//      |                    '--interval--- Idle <--all ACKs or timeout
+//   (start)                                 |--last round / signal--> Closing
 enum class Phase { Waiting, Probing, Adjusting, Idle, Closing };
 
 class Master {
@@ -139,30 +150,44 @@ public:
     int run();
 
 private:
-    // Events.
+    // The round, step by step.
+    void start_round(int64_t now);
+    void send_probe(Peer& p);
+    void on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns);
+    void probe_done(Peer& p);
+    void finish_probing(int64_t now);
+    std::vector<Answer> collect_best_estimates(std::vector<int64_t>& offsets);
+    void send_corrections(const std::vector<Answer>& answers, const Agreement& agreed);
+    void count_misses();
+    void correct_self(const Agreement& agreed);
+    void print_round(const std::vector<Answer>& answers, const Agreement& agreed);
+    void on_ack(Peer& p, const Ack& m);
+    void finish_round(int64_t now);
+    void begin_shutdown(int64_t now, const char* why);
+    // The loop and its timers.
+    void move_on(int64_t now);
+    void on_round_timer(int64_t now);
+    void on_peer_timer(Peer& p);
+    void send_waits(int64_t now);
+    // Connections and admission.
     void on_listener_ready();
-    void on_peer_ready(uint64_t token, uint32_t events);
+    void on_peer_ready(Peer& p, uint32_t events);
     bool on_line(Peer& p, const std::string& line, int64_t recv_real_ns);
-    void on_hello(Peer& p, const Message& m);
-    void on_clock(Peer& p, const Message& m, int64_t recv_real_ns);
-    void on_ack(Peer& p, const Message& m);
+    void on_hello(Peer& p, const Hello& m);
+    void send(Peer& p, const Message& m);
     void refuse(Peer& p, const std::string& reason);
+    void drop(Peer& p, const std::string& reason);
+    void reap();
     void pause_listener(const std::string& why);
     void resume_listener();
-    void reap();
-    // The round, step by step.
-    void advance(int64_t now_ns);
-    void start_round(int64_t now_ns);
-    void send_probe(Peer& p);
-    void finish_probing(int64_t now_ns);
-    void finish_round(int64_t now_ns);
-    void begin_shutdown(int64_t now_ns, const char* why);
-    int64_t next_deadline_ns() const;
-    int64_t round_deadline_ns() const;
 
     EventLog::Line event(std::string_view name) {
         const int64_t real = realtime_ns();
         return log_.event(name, "master", read_clock(clock_, real), real);
+    }
+    Peer* peer(uint64_t token) {
+        auto it = peers_.find(token);
+        return it == peers_.end() ? nullptr : &it->second;
     }
 
     const Options& opt_;
@@ -172,20 +197,20 @@ private:
     Console console_;
     Fd listener_;
     std::map<uint64_t, Peer> peers_;  // by token: connection order
-    uint64_t next_token_ = LISTENER_TOKEN + 1;
+    std::unordered_set<std::string> ids_;  // of the slaves that said HELLO
+    std::vector<uint64_t> dropping_;  // tokens of peers to remove at the next reap()
+    uint64_t next_token_ = FIRST_PEER_TOKEN;
     Phase phase_ = Phase::Waiting;
     uint64_t round_ = 0;
-    int64_t round_started_ns_ = 0;
-    int64_t probing_deadline_ns_ = 0;
-    int64_t next_wait_ns_ = 0;  // the next WAIT heartbeat, while waiting for slaves
-    int64_t ack_deadline_ns_ = 0;
+    int64_t round_started_ns_ = 0;   // monotonic
+    size_t probing_left_ = 0;        // slaves of this round still being probed
+    size_t acks_left_ = 0;           // ADJUSTs of this round not yet acknowledged
     int64_t last_ack_ns_ = 0;
     int64_t close_deadline_ns_ = 0;
-    size_t last_answered_ = 0;     // slaves with an estimate in the last round
-    int64_t last_spread_ns_ = 0;   // their largest |correction|
+    size_t last_answered_ = 0;       // slaves with an estimate in the last round
+    int64_t last_spread_ns_ = 0;     // their largest |correction|
     bool warned_timestamps_ = false;
     bool listener_paused_ = false;
-    std::unordered_set<std::string> ids_;  // of the slaves that said HELLO
 };
 
 bool Master::listen(std::string& error) {
@@ -201,24 +226,231 @@ bool Master::listen(std::string& error) {
     return true;
 }
 
-// ---------------------------------------------------------------------------
-// The main loop: sleep until an event or the nearest deadline, handle it,
-// remove who must go, move the round on.
+// ===========================================================================
+// THE ROUND, step by step. Deadlines are on CLOCK_MONOTONIC, never on the
+// clock being corrected.
+
+// Step 1: ask every slave for its clock, all at once; each next probe goes
+// out as soon as the previous reply is in, so a round lasts about probes x
+// one round trip. Each probe has --timeout-ms; the whole probing phase has
+// that or half the interval, whichever is longer, so one slow slave cannot
+// stretch every round to probes x timeout.
+void Master::start_round(int64_t now) {
+    ++round_;
+    round_started_ns_ = now;
+    phase_ = Phase::Probing;
+    loop_.arm(ROUND_TIMER, now + std::max(opt_.timeout_ns, opt_.interval_ns / 2));
+    event("round").num("round", static_cast<int64_t>(round_)).num("cpu_ns", cpu_time_ns());
+    console_.say("\nNew synchronization cycle started (round %" PRIu64 "/%s)\n", round_,
+                 opt_.rounds ? std::to_string(opt_.rounds).c_str() : "unlimited");
+    probing_left_ = acks_left_ = 0;
+    for (auto& [token, p] : peers_) {
+        p.round = Peer::Round{};
+        p.round.probed = !p.id.empty() && p.drop_reason.empty();
+        p.round.probing_done = !p.round.probed;
+        probing_left_ += p.round.probed;
+    }
+    console_.say("Number of clients to be synchronized: %zu\n", probing_left_);
+    for (auto& [token, p] : peers_)
+        if (p.round.probed) send_probe(p);
+}
+
+void Master::send_probe(Peer& p) {
+    ++p.round.probes_sent;
+    const std::string line = format_message(TimeQuery{round_, p.round.probes_sent});
+    p.round.probe_sent_real_ns = realtime_ns();  // T1, read as late as possible before the send
+    if (!p.conn->send(line)) return drop(p, p.conn->error());
+    loop_.arm(p.token, monotonic_ns() + opt_.timeout_ns);  // no reply by then: on_peer_timer
+}
+
+// A reply to the pending probe: turn it into an estimate (T4 is the kernel's
+// arrival stamp, or the host time read right after the read), then probe again.
+void Master::on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns) {
+    if (phase_ != Phase::Probing || p.round.probing_done || m.round != round_ || m.probe != p.round.probes_sent) {
+        event("stale").str("slave", p.id).num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+        return;  // a late reply to a probe that already timed out: harmless
+    }
+    const int64_t t1 = read_clock(clock_, p.round.probe_sent_real_ns);
+    const int64_t t4 = read_clock(clock_, recv_real_ns);
+    const Probe probe = m.t3_ns ? Probe(t1, m.t2_ns, *m.t3_ns, t4) : Probe(t1, m.t2_ns, t4);
+    if (auto e = estimate_offset(probe)) p.round.estimates.push_back(*e);
+    else event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_)).num("reading_ns", m.t2_ns);
+    if (p.round.probes_sent < opt_.probes) send_probe(p);
+    else probe_done(p);
+}
+
+// This slave is done for the round: all its probes answered, timed out, or it left.
+void Master::probe_done(Peer& p) {
+    if (!p.round.probed || p.round.probing_done) return;
+    p.round.probing_done = true;
+    loop_.disarm(p.token);
+    --probing_left_;
+}
+
+// Steps 2-4 and the master's own correction, once every slave is done.
+void Master::finish_probing(int64_t now) {
+    std::vector<int64_t> offsets{0};  // the master's own clock, relative to itself
+    const std::vector<Answer> answers = collect_best_estimates(offsets);
+    const int64_t skew = skew_limit(opt_.max_skew_ns, opt_.common.discipline.step_threshold_ns, clock_.corrected);
+    const Agreement agreed = fault_tolerant_average(offsets, skew);
+    print_round(answers, agreed);
+    send_corrections(answers, agreed);
+    count_misses();
+    correct_self(agreed);
+    phase_ = Phase::Adjusting;
+    loop_.arm(ROUND_TIMER, now + opt_.timeout_ns);  // the wait for ACKs
+}
+
+// Step 2: each slave's best probe. Who votes: once the master is in step
+// (after its first correction), a slave joins the average only after it has
+// taken a correction itself, so a newcomer is brought to the agreed time
+// without pulling everyone else.
+std::vector<Answer> Master::collect_best_estimates(std::vector<int64_t>& offsets) {
+    std::vector<Answer> answers;
+    for (auto& [token, p] : peers_) {
+        if (!p.round.probed || !p.drop_reason.empty()) continue;
+        if (auto best = best_estimate(p.round.estimates)) {
+            const bool votes = !clock_.corrected || p.in_step;
+            answers.push_back({&p, *best, votes ? static_cast<int>(offsets.size()) : -1});
+            if (votes) offsets.push_back(best->offset_ns);
+        }
+    }
+    return answers;
+}
+
+// Step 4: every slave that answered gets its own correction.
+void Master::send_corrections(const std::vector<Answer>& answers, const Agreement& agreed) {
+    last_spread_ns_ = 0;
+    last_answered_ = answers.size();
+    for (const Answer& a : answers) {
+        Peer& p = *a.peer;
+        const int64_t correction = correction_for(agreed.average_ns, a.best.offset_ns);
+        last_spread_ns_ = std::max(last_spread_ns_, correction < 0 ? -correction : correction);
+        event("estimate").str("slave", p.id).num("round", static_cast<int64_t>(round_))
+            .num("estimate_ns", a.best.offset_ns).num("rtt_ns", a.best.delay_ns).num("correction_ns", correction)
+            .flag("included", a.vote >= 0 && agreed.included[static_cast<size_t>(a.vote)]);
+        send(p, Adjust{round_, correction});
+        if (!p.drop_reason.empty()) continue;
+        p.round.adjusted = true;
+        ++acks_left_;
+    }
+}
+
+// A slave that answered no probe missed the round; --max-missed in a row and it is dropped.
+void Master::count_misses() {
+    for (auto& [token, p] : peers_) {
+        if (!p.round.probed || !p.drop_reason.empty()) continue;
+        if (!p.round.estimates.empty()) {
+            p.missed_rounds = 0;
+            continue;
+        }
+        ++p.missed_rounds;
+        console_.say("  %-24s %20s\n", p.id.c_str(), "no reply");
+        event("missed").str("slave", p.id).num("round", static_cast<int64_t>(round_))
+            .num("missed_rounds", p.missed_rounds);
+        if (p.missed_rounds >= opt_.max_missed)
+            refuse(p, "missed " + std::to_string(p.missed_rounds) + " rounds in a row");
+    }
+}
+
+// The master is a participant too: it corrects itself by the average.
+void Master::correct_self(const Agreement& agreed) {
+    const int64_t real = realtime_ns();
+    auto corrected = apply_correction(clock_, real, agreed.average_ns, opt_.common.discipline);
+    if (!corrected) return;
+    clock_ = corrected->clock;
+    auto line = log_.event("adjust", "master", read_clock(clock_, real), real);
+    line.num("round", static_cast<int64_t>(round_)).num("correction_ns", agreed.average_ns);
+    correction_fields(line, *corrected);
+}
+
+void Master::print_round(const std::vector<Answer>& answers, const Agreement& agreed) {
+    console_.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best delay", "correction");
+    console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_ms(0).c_str(), "-",
+                 format_ms(agreed.average_ns).c_str(), agreed.included[0] ? "" : "  (left out of average)");
+    for (const Answer& a : answers) {
+        const bool included = a.vote >= 0 && agreed.included[static_cast<size_t>(a.vote)];
+        console_.say("  %-24s %20s %9.1f us %20s%s\n", a.peer->id.c_str(), format_ms(a.best.offset_ns).c_str(),
+                     static_cast<double>(a.best.delay_ns) / NS_PER_US,
+                     format_ms(correction_for(agreed.average_ns, a.best.offset_ns)).c_str(),
+                     included ? "" : a.vote < 0 ? "  (joining: not averaged)" : "  (left out of average)");
+    }
+}
+
+void Master::on_ack(Peer& p, const Ack& m) {
+    if (m.round != round_ || !p.round.adjusted || p.round.acked) return;
+    p.round.acked = true;
+    p.in_step = true;  // it has applied a correction: from now on it votes
+    last_ack_ns_ = monotonic_ns();
+    --acks_left_;
+}
+
+void Master::finish_round(int64_t now) {
+    int64_t acked = 0;
+    for (auto& [token, p] : peers_) {
+        acked += p.round.acked;
+        if (p.round.adjusted && !p.round.acked && p.drop_reason.empty())
+            event("no_ack").str("slave", p.id).num("round", static_cast<int64_t>(round_));
+    }
+    // From the first probe to the last ACK (or the end of the wait for one),
+    // and the CPU this process has used so far: what the benchmarks measure.
+    const int64_t end = acked > 0 ? last_ack_ns_ : now;
+    event("round_done").num("round", static_cast<int64_t>(round_)).num("duration_ns", end - round_started_ns_)
+        .num("answered", static_cast<int64_t>(last_answered_)).num("acked", acked).num("cpu_ns", cpu_time_ns());
+    if (opt_.rounds > 0 && round_ >= opt_.rounds) return begin_shutdown(now, "all rounds done");
+    phase_ = Phase::Idle;
+    loop_.arm(ROUND_TIMER, round_started_ns_ + opt_.interval_ns);
+}
+
+// Say BYE to everyone and give the words time to arrive before closing.
+void Master::begin_shutdown(int64_t now, const char* why) {
+    console_.say("\nshutting down: %s\n", why);
+    event("shutdown").str("reason", why).num("round", static_cast<int64_t>(round_));
+    phase_ = Phase::Closing;
+    close_deadline_ns_ = now + SHUTDOWN_GRACE_NS;
+    loop_.arm(ROUND_TIMER, close_deadline_ns_);
+    for (auto& [token, p] : peers_) {
+        loop_.disarm(p.token);
+        if (p.id.empty()) {
+            drop(p, "shutting down");
+            continue;
+        }
+        send(p, Bye{});
+        if (p.drop_reason.empty() && !p.conn->has_output()) {
+            p.conn->shutdown_write();  // BYE is out: wait for the slave to close
+            p.write_shut = true;
+        }
+    }
+}
+
+// ===========================================================================
+// The main loop: sleep until a file event or the nearest timer, handle what
+// came, remove who must go, move the round on. A turn costs the events and
+// timers it handles, never a walk over every peer.
 
 int Master::run() {
+    std::string error;
     while (true) {
-        int64_t now = monotonic_ns();
-        if (g_stop_signal && phase_ != Phase::Closing) begin_shutdown(now, "signal");
-        if (phase_ == Phase::Closing && (peers_.empty() || now >= close_deadline_ns_)) break;
-        const int64_t deadline = next_deadline_ns();
-        const int64_t timeout = deadline < 0 ? -1 : std::max<int64_t>(0, deadline - now);
-        for (const Ready& r : loop_.wait(timeout)) {
-            if (r.token == LISTENER_TOKEN) on_listener_ready();
-            else on_peer_ready(r.token, r.events);
+        if (g_stop_signal && phase_ != Phase::Closing) begin_shutdown(monotonic_ns(), "signal");
+        if (phase_ == Phase::Closing && (peers_.empty() || monotonic_ns() >= close_deadline_ns_)) break;
+        const bool ok = loop_.run_once(
+            [this](uint64_t token, uint32_t events) {
+                if (token == LISTENER_TOKEN) return on_listener_ready();
+                if (Peer* p = peer(token); p && p->drop_reason.empty()) on_peer_ready(*p, events);
+            },
+            [this](uint64_t token) {
+                if (token == ROUND_TIMER) return on_round_timer(monotonic_ns());
+                if (Peer* p = peer(token); p && p->drop_reason.empty()) on_peer_timer(*p);
+            },
+            error);
+        if (!ok) {
+            std::fprintf(stderr, "master: %s\n", error.c_str());
+            if (phase_ != Phase::Closing) begin_shutdown(monotonic_ns(), "event loop failed");
+            else break;
         }
         reap();
-        advance(monotonic_ns());
-        reap();  // what advance refused (no HELLO in time, missed rounds) goes now, not at the next event
+        move_on(monotonic_ns());
+        reap();  // what the round dropped (missed rounds) goes now, not at the next event
     }
     const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
     console_.say("finished: %" PRIu64 " round(s); %zu slave(s) answered the last one", round_, last_answered_);
@@ -230,8 +462,45 @@ int Master::run() {
     return 0;
 }
 
-// ---------------------------------------------------------------------------
-// Connections: accept, read, dispatch one handler per message, refuse, reap.
+// After each turn: the round moves on when what it waits for is complete.
+void Master::move_on(int64_t now) {
+    if (phase_ == Phase::Waiting && ids_.size() >= opt_.slaves) start_round(now);
+    if (phase_ == Phase::Probing && probing_left_ == 0) finish_probing(now);
+    if (phase_ == Phase::Adjusting && acks_left_ == 0) finish_round(now);
+}
+
+// The round's one timer: what it means depends on the phase.
+void Master::on_round_timer(int64_t now) {
+    switch (phase_) {
+        case Phase::Waiting: return send_waits(now);
+        case Phase::Probing:  // the round cannot wait longer for slow slaves' last probes
+            for (auto& [token, p] : peers_) probe_done(p);
+            return;
+        case Phase::Adjusting: return finish_round(now);  // some ACKs did not come
+        case Phase::Idle: return start_round(now);
+        case Phase::Closing: return;  // run() sees the deadline has passed
+    }
+}
+
+// A peer's own timer: before HELLO it is the HELLO deadline, while probed
+// the deadline of its pending probe.
+void Master::on_peer_timer(Peer& p) {
+    if (p.id.empty()) return refuse(p, "no HELLO within " + std::to_string(HELLO_TIMEOUT_NS / NS_PER_S) + " s");
+    if (phase_ == Phase::Probing) probe_done(p);
+}
+
+// While waiting for slaves, a WAIT every second tells those already here
+// that this master is alive.
+void Master::send_waits(int64_t now) {
+    for (auto& [token, p] : peers_)
+        if (!p.id.empty() && p.drop_reason.empty()) send(p, Wait{ids_.size(), opt_.slaves});
+    loop_.arm(ROUND_TIMER, now + WAIT_HEARTBEAT_NS);
+}
+
+// ===========================================================================
+// Connections and the admission defences: accept (the pending-HELLO cap, the
+// fd pause), read (the flood limit), HELLO (the HELLO deadline, the secret,
+// duplicate ids, --max-slaves), refuse, reap.
 
 void Master::on_listener_ready() {
     for (int accepted = 0; accepted < 64; ++accepted) {
@@ -248,7 +517,7 @@ void Master::on_listener_ready() {
         // so they cannot crowd out slaves; --max-slaves is checked at HELLO.
         if (peers_.size() - ids_.size() >= MAX_PENDING_HELLOS) {
             const std::string reason = "too many connections waiting to say HELLO";
-            send_now(fd.get(), format_message(Message::error(reason)));
+            send_now(fd.get(), format_message(Error{reason}));
             event("refused").str("address", address).str("reason", reason);
             continue;
         }
@@ -263,122 +532,111 @@ void Master::on_listener_ready() {
             warned_timestamps_ = true;
         }
         Peer& p = peers_[token];
+        p.token = token;
         p.conn = std::move(conn);
         p.address = address;
-        p.accepted_ns = monotonic_ns();
+        loop_.arm(token, monotonic_ns() + HELLO_TIMEOUT_NS);  // slow loris: HELLO is due by then
     }
 }
 
-void Master::on_peer_ready(uint64_t token, uint32_t events) {
-    auto it = peers_.find(token);
-    if (it == peers_.end()) return;  // removed earlier in this batch
-    Peer& p = it->second;
-    if (!p.drop_reason.empty()) return;
-    if (events & EPOLLOUT) {
-        if (!p.conn->flush()) p.drop_reason = p.conn->error();
+void Master::on_peer_ready(Peer& p, uint32_t events) {
+    if ((events & EPOLLOUT) && !p.conn->flush()) return drop(p, p.conn->error());
+    if (p.write_shut == false && phase_ == Phase::Closing && !p.conn->has_output() && !p.id.empty()) {
+        p.conn->shutdown_write();  // the rest of BYE went out
+        p.write_shut = true;
     }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        auto status = p.conn->read_lines(
-            [&](const std::string& line, int64_t recv_real_ns) { return on_line(p, line, recv_real_ns); });
-        if (status == LineConn::Status::Closed && p.drop_reason.empty()) p.drop_reason = "closed the connection";
-        if (status == LineConn::Status::Failed && p.drop_reason.empty()) refuse(p, p.conn->error());
-    }
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+    const auto status = p.conn->read_lines(
+        [&](const std::string& line, int64_t recv_real_ns) { return on_line(p, line, recv_real_ns); });
+    if (status == LineConn::Status::Closed) drop(p, "closed the connection");
+    if (status == LineConn::Status::Failed) refuse(p, p.conn->error());
 }
 
-// Dispatch one line. False stops reading from this peer (it is being dropped).
+// Dispatch one line to its handler. False stops reading from this peer (it is being dropped).
 bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
-    if (++p.lines_this_round > 2 * opt_.probes + FLOOD_SLACK_LINES) {
-        refuse(p, "flooding: more than " + std::to_string(2 * opt_.probes + FLOOD_SLACK_LINES) + " lines in a round");
+    const uint32_t limit = 2 * opt_.probes + FLOOD_SLACK_LINES;
+    if (++p.round.lines > limit) {
+        refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
         return false;
     }
-    Parsed parsed = parse_message(line);
+    const berkeley::Parsed parsed = parse_message(line);
     if (!parsed.message) {
         refuse(p, "bad message: " + parsed.error);
         return false;
     }
     const Message& m = *parsed.message;
-    if (m.verb != Verb::Hello && m.verb != Verb::Error && p.id.empty()) {
-        refuse(p, std::string(verb_name(m.verb)) + " before HELLO");
+    if (p.id.empty() && !std::holds_alternative<Hello>(m) && !std::holds_alternative<Error>(m)) {
+        refuse(p, std::string(verb_name(m)) + " before HELLO");
         return false;
     }
-    switch (m.verb) {
-        case Verb::Hello: on_hello(p, m); break;
-        case Verb::Clock: on_clock(p, m, recv_real_ns); break;
-        case Verb::Ack: on_ack(p, m); break;
-        case Verb::Error: p.drop_reason = "sent ERROR " + m.text; break;
-        case Verb::Wait:
-        case Verb::TimeQuery:
-        case Verb::Adjust:
-        case Verb::Bye: refuse(p, std::string(verb_name(m.verb)) + " is a master's message"); break;
-    }
+    std::visit(Overloaded{
+                   [&](const Hello& h) { on_hello(p, h); },
+                   [&](const ClockReply& c) { on_clock(p, c, recv_real_ns); },
+                   [&](const Ack& a) { on_ack(p, a); },
+                   [&](const Error& e) { drop(p, "sent ERROR " + e.reason); },
+                   [&](const auto& other) { refuse(p, std::string(verb_name(other)) + " is a master's message"); },
+               },
+               m);
     return p.drop_reason.empty();
 }
 
-void Master::on_hello(Peer& p, const Message& m) {
+void Master::on_hello(Peer& p, const Hello& m) {
     if (!p.id.empty()) return refuse(p, "HELLO sent twice");
     // Checked before anything else is revealed; the secret itself is never logged.
     if (!opt_.common.secret.empty() && !secrets_equal(opt_.common.secret, m.secret))
         return refuse(p, m.secret.empty() ? "authentication required (no secret in HELLO)"
                                           : "authentication failed (wrong secret)");
-    if (ids_.count(m.text)) return refuse(p, "id " + m.text + " is already connected");
+    if (ids_.count(m.id)) return refuse(p, "id " + m.id + " is already connected");
     if (ids_.size() >= opt_.max_slaves)
         return refuse(p, "too many slaves (--max-slaves " + std::to_string(opt_.max_slaves) + ")");
-    p.id = m.text;
+    p.id = m.id;
     ids_.insert(p.id);
+    loop_.disarm(p.token);  // HELLO came in time
     console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
     event("connected").str("slave", p.id).str("address", p.address);
     // Say it was heard, so the slave knows this master is alive while it waits.
-    if (!p.conn->send(format_message(Message::wait(ids_.size(), opt_.slaves)))) p.drop_reason = p.conn->error();
-    if (phase_ == Phase::Waiting) console_.say("waiting for slaves: %zu/%zu\n", ids_.size(), opt_.slaves);
-}
-
-// A reply to the pending probe: turn it into an estimate (t1 is the host time
-// read right after the read that completed the line), then probe again.
-void Master::on_clock(Peer& p, const Message& m, int64_t recv_real_ns) {
-    if (phase_ != Phase::Probing || !p.in_round || p.probing_done || m.round != round_ ||
-        m.probe != p.probes_sent) {
-        event("stale").str("slave", p.id).num("round", static_cast<int64_t>(m.round))
-            .num("probe", m.probe);
-        return;  // a late reply to a probe that already timed out: harmless
+    send(p, Wait{ids_.size(), opt_.slaves});
+    if (phase_ == Phase::Waiting) {
+        console_.say("waiting for slaves: %zu/%zu\n", ids_.size(), opt_.slaves);
+        if (!loop_.armed(ROUND_TIMER)) loop_.arm(ROUND_TIMER, monotonic_ns() + WAIT_HEARTBEAT_NS);
     }
-    const int64_t t1 = read_clock(clock_, p.probe_sent_real_ns);
-    const int64_t t4 = read_clock(clock_, recv_real_ns);
-    const Probe probe = m.sent_ns ? Probe(t1, m.value_ns, *m.sent_ns, t4) : Probe(t1, m.value_ns, t4);
-    if (auto e = estimate_offset(probe)) p.estimates.push_back(*e);
-    else event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_))
-             .num("reading_ns", m.value_ns);
-    if (p.probes_sent < opt_.probes) send_probe(p);
-    else p.probing_done = true;
 }
 
-void Master::on_ack(Peer& p, const Message& m) {
-    if (m.round != round_ || !p.adjusted || p.acked) return;
-    p.acked = true;
-    p.in_step = true;  // it has applied a correction: from now on it counts in the average
-    last_ack_ns_ = monotonic_ns();
+void Master::send(Peer& p, const Message& m) {
+    if (p.drop_reason.empty() && !p.conn->send(format_message(m))) drop(p, p.conn->error());
 }
 
-// Tell the peer why, then drop it at the next reap().
+// Tell the peer why, then drop it.
 void Master::refuse(Peer& p, const std::string& reason) {
-    (void)p.conn->send(format_message(Message::error(reason.substr(0, MAX_REASON_BYTES))));
-    p.drop_reason = reason;
+    if (!p.drop_reason.empty()) return;
+    (void)p.conn->send(format_message(Error{reason.substr(0, MAX_REASON_BYTES)}));
+    drop(p, reason);
 }
 
-// Remove peers marked for dropping: the only place a peer is erased while
-// running, so no handler ever runs on a removed one.
+// Mark the peer for removal at the next reap(); it takes no further part in the round.
+void Master::drop(Peer& p, const std::string& reason) {
+    if (!p.drop_reason.empty()) return;
+    p.drop_reason = reason;
+    dropping_.push_back(p.token);
+    probe_done(p);
+    if (p.round.adjusted && !p.round.acked) --acks_left_;
+    p.round.adjusted = false;
+    loop_.disarm(p.token);
+}
+
+// Remove the peers marked for dropping: the only place a peer is erased
+// while running, so no handler ever runs on a removed one.
 void Master::reap() {
-    for (auto it = peers_.begin(); it != peers_.end();) {
-        Peer& p = it->second;
-        if (p.drop_reason.empty()) {
-            ++it;
-            continue;
-        }
-        if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p.name(), p.drop_reason.c_str());
-        event("disconnected").str("slave", p.id).str("address", p.address).str("reason", p.drop_reason);
-        ids_.erase(p.id);
-        it = peers_.erase(it);
+    for (uint64_t token : dropping_) {
+        Peer* p = peer(token);
+        if (!p) continue;
+        if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p->name(), p->drop_reason.c_str());
+        event("disconnected").str("slave", p->id).str("address", p->address).str("reason", p->drop_reason);
+        if (!p->id.empty()) ids_.erase(p->id);
+        peers_.erase(token);
         if (listener_paused_) resume_listener();  // a descriptor is free again
     }
+    dropping_.clear();
 }
 
 // Out of file descriptors: stop watching the listener (it would stay
@@ -396,222 +654,24 @@ void Master::resume_listener() {
     if (loop_.modify(listener_.get(), EPOLLIN, LISTENER_TOKEN, error)) listener_paused_ = false;
 }
 
-// ---------------------------------------------------------------------------
-// The round, step by step. Deadlines are on CLOCK_MONOTONIC, never on the
-// clock being corrected.
-
-int64_t Master::next_deadline_ns() const {
-    int64_t hello_due = -1;  // the earliest HELLO deadline, -1 for none
-    for (const auto& [token, p] : peers_)
-        if (p.id.empty() && p.drop_reason.empty() && (hello_due < 0 || p.accepted_ns + HELLO_TIMEOUT_NS < hello_due))
-            hello_due = p.accepted_ns + HELLO_TIMEOUT_NS;
-    const int64_t round_due = round_deadline_ns();
-    if (hello_due < 0) return round_due;
-    return round_due < 0 ? hello_due : std::min(hello_due, round_due);
-}
-
-int64_t Master::round_deadline_ns() const {
-    switch (phase_) {
-        case Phase::Waiting: return ids_.empty() ? -1 : next_wait_ns_;
-        case Phase::Probing: {
-            int64_t d = INT64_MAX;
-            for (const auto& [token, p] : peers_)
-                if (p.in_round && !p.probing_done) d = std::min(d, p.probe_deadline_ns);
-            return d == INT64_MAX ? 0 : std::min(d, probing_deadline_ns_);  // 0: nobody left, go on now
-        }
-        case Phase::Adjusting: return ack_deadline_ns_;
-        case Phase::Idle: return round_started_ns_ + opt_.interval_ns;
-        case Phase::Closing: return close_deadline_ns_;
-    }
-    return -1;
-}
-
-// Move the round forward as far as its state allows.
-void Master::advance(int64_t now) {
-    for (auto& [token, p] : peers_)  // slow loris: connected, but no HELLO in time
-        if (p.id.empty() && p.drop_reason.empty() && now >= p.accepted_ns + HELLO_TIMEOUT_NS)
-            refuse(p, "no HELLO within " + std::to_string(HELLO_TIMEOUT_NS / NS_PER_S) + " s");
-    if (phase_ == Phase::Waiting && ids_.size() >= opt_.slaves) start_round(now);
-    if (phase_ == Phase::Waiting && now >= next_wait_ns_) {  // a heartbeat for those already here
-        for (auto& [token, p] : peers_)
-            if (!p.id.empty() && p.drop_reason.empty() && !p.conn->send(format_message(Message::wait(ids_.size(), opt_.slaves))))
-                p.drop_reason = p.conn->error();
-        next_wait_ns_ = now + WAIT_HEARTBEAT_NS;
-    }
-    if (phase_ == Phase::Probing) {
-        bool all_done = true;
-        for (auto& [token, p] : peers_) {
-            if (!p.in_round || p.probing_done) continue;
-            // No reply in time, or a slave so slow that the round must go on without its last probes.
-            if (now >= p.probe_deadline_ns || now >= probing_deadline_ns_) p.probing_done = true;
-            else all_done = false;
-        }
-        if (all_done) finish_probing(now);
-    }
-    if (phase_ == Phase::Adjusting) {
-        bool all_acked = std::all_of(peers_.begin(), peers_.end(),
-                                     [](const auto& kv) { return !kv.second.adjusted || kv.second.acked; });
-        if (all_acked || now >= ack_deadline_ns_) finish_round(now);
-    }
-    if (phase_ == Phase::Idle && now >= round_started_ns_ + opt_.interval_ns) start_round(now);
-    if (phase_ == Phase::Closing) {
-        for (auto& [token, p] : peers_) {
-            if (p.write_shut || p.conn->has_output()) continue;
-            p.conn->shutdown_write();  // BYE is out: wait for the slave to close
-            p.write_shut = true;
-        }
-    }
-}
-
-void Master::start_round(int64_t now) {
-    ++round_;
-    round_started_ns_ = now;
-    // Each probe has --timeout-ms; the whole probing phase has that or half
-    // the interval, whichever is longer, so one slow slave cannot stretch
-    // every round to probes x timeout.
-    probing_deadline_ns_ = now + std::max(opt_.timeout_ns, opt_.interval_ns / 2);
-    phase_ = Phase::Probing;
-    event("round").num("round", static_cast<int64_t>(round_)).num("cpu_ns", cpu_time_ns());
-    console_.say("\nNew synchronization cycle started (round %" PRIu64 "/%s)\n", round_,
-                 opt_.rounds ? std::to_string(opt_.rounds).c_str() : "unlimited");
-    size_t n = 0;
-    for (auto& [token, p] : peers_) {
-        p.in_round = !p.id.empty();
-        p.probing_done = !p.in_round;
-        p.probes_sent = 0;
-        p.estimates.clear();
-        p.adjusted = p.acked = false;
-        p.lines_this_round = 0;
-        if (p.in_round) ++n;
-    }
-    console_.say("Number of clients to be synchronized: %zu\n", n);
-    // The first probe to every slave at once; each next one as soon as the
-    // previous reply is in, so the round lasts about probes x one round trip.
-    for (auto& [token, p] : peers_)
-        if (p.in_round) send_probe(p);
-}
-
-void Master::send_probe(Peer& p) {
-    ++p.probes_sent;
-    const std::string line = format_message(Message::time_query(round_, p.probes_sent));
-    p.probe_sent_real_ns = realtime_ns();  // read as late as possible before the send
-    if (!p.conn->send(line)) {
-        p.drop_reason = p.conn->error();
-        p.probing_done = true;
-        return;
-    }
-    p.probe_deadline_ns = monotonic_ns() + opt_.timeout_ns;
-}
-
-// Steps 2-4: best probe per slave, fault-tolerant average with the master as
-// offset 0, and a correction for everyone.
-void Master::finish_probing(int64_t now) {
-    // Who counts: once the master is in step (after its first correction), a
-    // slave joins the average only after it has taken a correction itself, so
-    // a newcomer is brought to the agreed time without pulling everyone else.
-    const bool in_step = clock_.corrected;
-    struct Answer {
-        Peer* peer;
-        Estimate best;
-        int index;  // in `offsets`, or -1: not averaged (a newcomer)
-    };
-    std::vector<Answer> answers;
-    std::vector<int64_t> offsets{0};  // the master's own clock, relative to itself
-    for (auto& [token, p] : peers_) {
-        if (!p.in_round || !p.drop_reason.empty()) continue;
-        if (auto e = best_estimate(p.estimates)) {
-            const bool eligible = !in_step || p.in_step;
-            answers.push_back({&p, *e, eligible ? static_cast<int>(offsets.size()) : -1});
-            if (eligible) offsets.push_back(e->offset_ns);
-        }
-    }
-    const int64_t skew = skew_limit(opt_.max_skew_ns, opt_.common.discipline.step_threshold_ns, in_step);
-    const Agreement agreed = fault_tolerant_average(offsets, skew);
-
-    console_.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best rtt", "correction");
-    console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_ms(0).c_str(), "-",
-                 format_ms(agreed.average_ns).c_str(), agreed.included[0] ? "" : "  (left out of average)");
-    last_spread_ns_ = 0;
-    last_answered_ = answers.size();
-    for (const Answer& a : answers) {
-        Peer& p = *a.peer;
-        const int64_t correction = correction_for(agreed.average_ns, a.best.offset_ns);
-        const bool included = a.index >= 0 && agreed.included[static_cast<size_t>(a.index)];
-        last_spread_ns_ = std::max(last_spread_ns_, correction < 0 ? -correction : correction);
-        console_.say("  %-24s %20s %9.1f us %20s%s\n", p.id.c_str(), format_ms(a.best.offset_ns).c_str(),
-                     static_cast<double>(a.best.rtt_ns) / NS_PER_US, format_ms(correction).c_str(),
-                     included ? "" : a.index < 0 ? "  (joining: not averaged)" : "  (left out of average)");
-        event("estimate").str("slave", p.id).num("round", static_cast<int64_t>(round_))
-            .num("estimate_ns", a.best.offset_ns).num("rtt_ns", a.best.rtt_ns)
-            .num("correction_ns", correction).flag("included", included);
-        if (!p.conn->send(format_message(Message::adjust(round_, correction)))) p.drop_reason = p.conn->error();
-        p.adjusted = true;
-    }
-    for (auto& [token, p] : peers_) {
-        if (!p.in_round || !p.drop_reason.empty()) continue;
-        if (!p.estimates.empty()) {
-            p.missed_rounds = 0;
-            continue;
-        }
-        ++p.missed_rounds;
-        console_.say("  %-24s %20s\n", p.id.c_str(), "no reply");
-        event("missed").str("slave", p.id).num("round", static_cast<int64_t>(round_))
-            .num("missed_rounds", p.missed_rounds);
-        if (p.missed_rounds >= opt_.max_missed)
-            refuse(p, "missed " + std::to_string(p.missed_rounds) + " rounds in a row");
-    }
-    // The master is a participant too: it corrects itself by the average.
-    const int64_t real = realtime_ns();
-    if (auto corrected = apply_correction(clock_, real, agreed.average_ns, opt_.common.discipline)) {
-        clock_ = corrected->clock;
-        auto line = log_.event("adjust", "master", read_clock(clock_, real), real);
-        line.num("round", static_cast<int64_t>(round_)).num("correction_ns", agreed.average_ns);
-        correction_fields(line, *corrected);
-    }
-    phase_ = Phase::Adjusting;
-    ack_deadline_ns_ = now + opt_.timeout_ns;
-}
-
-void Master::finish_round(int64_t now) {
-    int64_t acked = 0;
-    for (auto& [token, p] : peers_) {
-        acked += p.acked;
-        if (p.adjusted && !p.acked && p.drop_reason.empty())
-            event("no_ack").str("slave", p.id).num("round", static_cast<int64_t>(round_));
-    }
-    // From the first probe to the last ACK (or the end of the wait for one),
-    // and the CPU this process has used so far: what the benchmarks measure.
-    const int64_t end = acked > 0 ? last_ack_ns_ : now;
-    event("round_done").num("round", static_cast<int64_t>(round_)).num("duration_ns", end - round_started_ns_)
-        .num("answered", static_cast<int64_t>(last_answered_)).num("acked", acked).num("cpu_ns", cpu_time_ns());
-    if (opt_.rounds > 0 && round_ >= opt_.rounds) return begin_shutdown(now, "all rounds done");
-    phase_ = Phase::Idle;
-}
-
-// Say BYE to everyone and give the words time to arrive before closing.
-void Master::begin_shutdown(int64_t now, const char* why) {
-    console_.say("\nshutting down: %s\n", why);
-    event("shutdown").str("reason", why).num("round", static_cast<int64_t>(round_));
-    phase_ = Phase::Closing;
-    close_deadline_ns_ = now + SHUTDOWN_GRACE_NS;
-    for (auto& [token, p] : peers_) {
-        if (p.id.empty()) {
-            p.drop_reason = "shutting down";
-            continue;
-        }
-        if (!p.conn->send(format_message(Message::bye()))) p.drop_reason = p.conn->error();
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
-    Options opt = parse_options(argc, argv);
+    Options opt;
+    const CliResult parsed = parse_options(argc, argv, opt);
+    if (!parsed.run) {
+        std::fputs(parsed.text.c_str(), parsed.code == 0 ? stdout : stderr);
+        return parsed.code;
+    }
     EventLog log;
     EventLoop loop;
-    const uint64_t fd_limit = start_up("master", opt.common, log, loop);
-    if (fd_limit == 0) return 1;
+    std::string error;
+    const uint64_t fd_limit = start_up(opt.common, log, loop, error);
+    if (fd_limit == 0) {
+        std::fprintf(stderr, "master: %s\n", error.c_str());
+        return 1;
+    }
     // Every slave is a descriptor: no promise beyond what the limit allows.
     const size_t fd_budget = fd_limit > RESERVED_FDS ? static_cast<size_t>(fd_limit - RESERVED_FDS) : 1;
     if (opt.max_slaves > fd_budget) {
@@ -624,8 +684,7 @@ int main(int argc, char** argv) {
                      opt.max_slaves);
         return 1;
     }
-    Master master(opt, loop, log, make_clock(opt.common, opt.common.seed, realtime_ns()));
-    std::string error;
+    Master master(opt, loop, log, starting_clock(opt.common, opt.common.seed, realtime_ns()));
     if (!master.listen(error)) {
         std::fprintf(stderr, "master: cannot listen: %s\n", error.c_str());
         return 1;

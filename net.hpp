@@ -1,10 +1,11 @@
-// net.hpp - everything that touches the operating system's sockets, epoll,
-// signals and clocks: a move-only Fd, a small epoll loop, TCP helpers and a
-// buffered line connection with kernel receive timestamps. It knows nothing
-// of the Berkeley algorithm.
+// net.hpp - everything that touches sockets, epoll and signals: an epoll
+// loop with monotonic timers, TCP helpers, and a buffered line connection
+// with kernel receive timestamps. It knows nothing of the Berkeley algorithm;
+// the host clocks and the Fd owner are in os.hpp.
 // Left out: IPv6 listeners beyond what getaddrinfo gives, TLS, UDP.
 #pragma once
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <csignal>
 #include <cstdint>
@@ -22,56 +23,13 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <unordered_map>
 #include <vector>
 
+#include "os.hpp"
 #include "protocol.hpp"
 
 namespace berkeley {
-
-// ---------------------------------------------------------------------------
-// Host clocks. CLOCK_REALTIME is the truth all simulated clocks are built on
-// (and that verification compares against); CLOCK_MONOTONIC schedules rounds
-// and timeouts, so that no correction can ever move a deadline.
-inline int64_t host_ns(clockid_t id) {
-    timespec ts{};
-    clock_gettime(id, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-inline int64_t realtime_ns() { return host_ns(CLOCK_REALTIME); }
-inline int64_t monotonic_ns() { return host_ns(CLOCK_MONOTONIC); }
-inline int64_t cpu_time_ns() { return host_ns(CLOCK_PROCESS_CPUTIME_ID); }  // user + system
-
-inline std::string sys_error(const char* call) { return std::string(call) + ": " + std::strerror(errno); }
-
-// ---------------------------------------------------------------------------
-// A move-only owner of one file descriptor. The only close() in the program.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = other.fd_;
-            other.fd_ = -1;
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { reset(); }
-
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_ = -1;
-};
 
 // ---------------------------------------------------------------------------
 // Signals. SIGINT and SIGTERM only set a flag, and are blocked except while
@@ -106,14 +64,13 @@ inline uint64_t raise_fd_limit() {
 }
 
 // ---------------------------------------------------------------------------
-// The event loop: one epoll fd, level-triggered. Each registration carries a
-// caller-chosen token (not the fd), so an event still queued for a closed
-// connection can never be delivered to a new one that reused its fd number.
-struct Ready {
-    uint64_t token;
-    uint32_t events;
-};
-
+// The event loop: one epoll fd, level-triggered, and monotonic timers.
+// Each registration carries a caller-chosen token (not the fd), so an event
+// still queued for a closed connection can never be delivered to a new one
+// that reused its fd number. Each token may also have one timer, a deadline
+// on CLOCK_MONOTONIC (never on the clock being corrected), kept in a
+// min-heap: a wake-up costs the events and timers it handles, not a scan of
+// every peer.
 class EventLoop {
 public:
     [[nodiscard]] bool open(std::string& error) {
@@ -133,13 +90,80 @@ public:
     }
     void remove(int fd) { epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
-    // Sleep until an event or until `timeout_ns` passes (< 0: no limit), with
-    // SIGINT/SIGTERM deliverable meanwhile. EPOLLERR and EPOLLHUP come back as
-    // they are; callers treat them as readable so the read path sees the error.
-    // Returns the ready events, empty on timeout or signal.
-    std::vector<Ready>& wait(int64_t timeout_ns) {
-        ready_.clear();
+    // Set (or move) the token's timer to fire at monotonic `due_ns`.
+    void arm(uint64_t token, int64_t due_ns) {
+        due_[token] = due_ns;
+        heap_.push_back({due_ns, token});
+        std::push_heap(heap_.begin(), heap_.end(), later);
+        // Moved and cancelled timers leave stale entries behind; rebuild the
+        // heap before they outnumber the live ones.
+        if (heap_.size() > 2 * due_.size() + 1024) compact();
+    }
+    void disarm(uint64_t token) { due_.erase(token); }
+    bool armed(uint64_t token) const { return due_.count(token) != 0; }
+
+    // One turn of the loop: sleep until a file event, the nearest timer, or
+    // `max_wait_ns` (< 0: no limit), with SIGINT/SIGTERM deliverable while
+    // asleep. Then on_file(token, events) for each ready registration and
+    // on_timer(token) for each timer that has fallen due, in deadline order.
+    // EPOLLERR and EPOLLHUP come as they are: callers treat them as readable
+    // so the read path sees the error. A handler may remove any registration
+    // or timer, its own included. A signal is not an error (the caller looks
+    // at the flag); false with `error` set when epoll itself fails.
+    template <typename OnFile, typename OnTimer>
+    [[nodiscard]] bool run_once(OnFile&& on_file, OnTimer&& on_timer, std::string& error, int64_t max_wait_ns = -1) {
+        int64_t timeout_ns = max_wait_ns;
+        if (const int64_t next = next_due(); next >= 0) {
+            const int64_t until = std::max<int64_t>(0, next - monotonic_ns());
+            timeout_ns = timeout_ns < 0 ? until : std::min(timeout_ns, until);
+        }
         epoll_event events[256];
+        const int n = wait(events, 256, timeout_ns);
+        if (n < 0 && errno != EINTR) {
+            error = sys_error("epoll_pwait2");
+            return false;
+        }
+        for (int i = 0; i < n; ++i) on_file(events[i].data.u64, events[i].events);
+        const int64_t now = monotonic_ns();
+        // Bounded: a timer re-armed at once by its own handler waits for the next turn.
+        for (size_t budget = heap_.size(); budget > 0 && !heap_.empty() && heap_.front().due_ns <= now; --budget) {
+            const Timer t = heap_.front();
+            std::pop_heap(heap_.begin(), heap_.end(), later);
+            heap_.pop_back();
+            auto it = due_.find(t.token);
+            if (it == due_.end() || it->second != t.due_ns) continue;  // moved or disarmed
+            due_.erase(it);
+            on_timer(t.token);
+        }
+        return true;
+    }
+
+private:
+    struct Timer {
+        int64_t due_ns;
+        uint64_t token;
+    };
+    static bool later(const Timer& a, const Timer& b) { return a.due_ns > b.due_ns; }
+
+    // The earliest live deadline, -1 for none; drops stale entries on the way.
+    int64_t next_due() {
+        while (!heap_.empty()) {
+            const Timer& t = heap_.front();
+            auto it = due_.find(t.token);
+            if (it != due_.end() && it->second == t.due_ns) return t.due_ns;
+            std::pop_heap(heap_.begin(), heap_.end(), later);
+            heap_.pop_back();
+        }
+        return -1;
+    }
+
+    void compact() {
+        heap_.clear();
+        for (const auto& [token, due] : due_) heap_.push_back({due, token});
+        std::make_heap(heap_.begin(), heap_.end(), later);
+    }
+
+    int wait(epoll_event* events, int max, int64_t timeout_ns) {
         timespec ts{};
         timespec* tsp = nullptr;
         if (timeout_ns >= 0) {
@@ -147,16 +171,14 @@ public:
             ts.tv_nsec = timeout_ns % 1'000'000'000;
             tsp = &ts;
         }
-        int n = epoll_pwait2(epfd_.get(), events, 256, tsp, &wait_mask_);
+        int n = epoll_pwait2(epfd_.get(), events, max, tsp, &wait_mask_);
         if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: round up to ms
-            int ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
-            n = epoll_pwait(epfd_.get(), events, 256, ms, &wait_mask_);
+            const int ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+            n = epoll_pwait(epfd_.get(), events, max, ms, &wait_mask_);
         }
-        for (int i = 0; i < n; ++i) ready_.push_back({events[i].data.u64, events[i].events});
-        return ready_;  // n < 0 is EINTR (a signal) or a bug; both mean "look at the flags"
+        return n;
     }
 
-private:
     bool control(int op, int fd, uint32_t events, uint64_t token, std::string& error) {
         epoll_event ev{};
         ev.events = events;
@@ -168,7 +190,8 @@ private:
 
     Fd epfd_;
     sigset_t wait_mask_{};
-    std::vector<Ready> ready_;
+    std::vector<Timer> heap_;                     // min-heap by deadline; may hold stale entries
+    std::unordered_map<uint64_t, int64_t> due_;   // token -> its one live deadline
 };
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 namespace berkeley {
@@ -25,80 +27,99 @@ constexpr uint32_t MAX_PROBES = 100;
 //   master -> slave    WAIT <joined> <needed>        joined; rounds start at <needed> slaves
 //                                                    (again every second while waiting)
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
-//   slave  -> master   CLOCK <round> <probe> <ns>    the clock, read just before sending
-//   slave  -> master   CLOCK <round> <probe> <arrived_ns> <sent_ns>
-//                                                    the clock when TIME? arrived and as CLOCK left
+//   slave  -> master   CLOCK <round> <probe> <t2> [<t3>]
+//                                                    the slave's clock as TIME? arrived (t2) and
+//                                                    as CLOCK left (t3); one reading: Cristian's
 //   master -> slave    ADJUST <round> <ns>           correction to add to the clock
 //   slave  -> master   ACK <round>                   correction applied
 //   master -> slave    BYE                           end of the run; close
 //   either             ERROR <reason>                about to close, and why
-enum class Verb { Hello, Wait, TimeQuery, Clock, Adjust, Ack, Bye, Error };
+// One struct per verb, each with its own field names; a Message is one of them.
+struct Hello {
+    static constexpr const char* VERB = "HELLO";
+    std::string id;
+    std::string secret;  // empty: none
+    bool operator==(const Hello&) const = default;
+};
+struct Wait {
+    static constexpr const char* VERB = "WAIT";
+    uint64_t joined = 0;  // slaves that said HELLO so far
+    uint64_t needed = 0;  // slaves the first round waits for
+    bool operator==(const Wait&) const = default;
+};
+struct TimeQuery {
+    static constexpr const char* VERB = "TIME?";
+    uint64_t round = 0;  // >= 1
+    uint32_t probe = 0;  // 1 .. MAX_PROBES
+    bool operator==(const TimeQuery&) const = default;
+};
+struct ClockReply {
+    static constexpr const char* VERB = "CLOCK";
+    uint64_t round = 0;
+    uint32_t probe = 0;
+    int64_t t2_ns = 0;              // slave clock as the TIME? arrived (or its only reading)
+    std::optional<int64_t> t3_ns;   // slave clock as this reply left
+    bool operator==(const ClockReply&) const = default;
+};
+struct Adjust {
+    static constexpr const char* VERB = "ADJUST";
+    uint64_t round = 0;
+    int64_t correction_ns = 0;  // to add to the slave's clock
+    bool operator==(const Adjust&) const = default;
+};
+struct Ack {
+    static constexpr const char* VERB = "ACK";
+    uint64_t round = 0;
+    bool operator==(const Ack&) const = default;
+};
+struct Bye {
+    static constexpr const char* VERB = "BYE";
+    bool operator==(const Bye&) const = default;
+};
+struct Error {
+    static constexpr const char* VERB = "ERROR";
+    std::string reason;
+    bool operator==(const Error&) const = default;
+};
+using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, Adjust, Ack, Bye, Error>;
 
-struct Message {
-    Verb verb = Verb::Bye;
-    std::string text;     // Hello: the slave's id; Error: the reason
-    std::string secret;   // Hello: the shared secret, when the master asks for one
-    uint64_t round = 0;   // TimeQuery, Clock, Adjust, Ack (>= 1); Wait: slaves joined
-    uint32_t probe = 0;   // TimeQuery, Clock (1 .. MAX_PROBES)
-    uint64_t needed = 0;  // Wait: slaves the first round waits for
-    int64_t value_ns = 0; // Clock: clock reading (when the request arrived); Adjust: correction
-    std::optional<int64_t> sent_ns;  // Clock: a second reading, as the reply left
-
-    static Message hello(std::string id, std::string secret = {}) {
-        return {Verb::Hello, std::move(id), std::move(secret), 0, 0, 0, 0, {}};
-    }
-    static Message wait(uint64_t joined, uint64_t needed) { return {Verb::Wait, {}, {}, joined, 0, needed, 0, {}}; }
-    static Message time_query(uint64_t round, uint32_t probe) { return {Verb::TimeQuery, {}, {}, round, probe, 0, 0, {}}; }
-    static Message clock(uint64_t round, uint32_t probe, int64_t ns) {
-        return {Verb::Clock, {}, {}, round, probe, 0, ns, {}};
-    }
-    static Message clock(uint64_t round, uint32_t probe, int64_t arrived_ns, int64_t sent_ns) {
-        return {Verb::Clock, {}, {}, round, probe, 0, arrived_ns, sent_ns};
-    }
-    static Message adjust(uint64_t round, int64_t ns) { return {Verb::Adjust, {}, {}, round, 0, 0, ns, {}}; }
-    static Message ack(uint64_t round) { return {Verb::Ack, {}, {}, round, 0, 0, 0, {}}; }
-    static Message bye() { return {Verb::Bye, {}, {}, 0, 0, 0, 0, {}}; }
-    static Message error(std::string reason) { return {Verb::Error, std::move(reason), {}, 0, 0, 0, 0, {}}; }
-    bool operator==(const Message&) const = default;
+// For dispatching a Message to one handler per verb with std::visit.
+template <typename... Handlers>
+struct Overloaded : Handlers... {
+    using Handlers::operator()...;
 };
 
-inline const char* verb_name(Verb v) {
-    switch (v) {
-        case Verb::Hello: return "HELLO";
-        case Verb::Wait: return "WAIT";
-        case Verb::TimeQuery: return "TIME?";
-        case Verb::Clock: return "CLOCK";
-        case Verb::Adjust: return "ADJUST";
-        case Verb::Ack: return "ACK";
-        case Verb::Bye: return "BYE";
-        case Verb::Error: return "ERROR";
-    }
-    return "?";
+inline const char* verb_name(const Message& m) {
+    return std::visit([](const auto& v) { return std::decay_t<decltype(v)>::VERB; }, m);
 }
 
 // The line for a message, newline included.
-inline std::string format_message(const Message& m) {
-    std::string out = verb_name(m.verb);
-    auto field = [&out](auto value) { out += ' '; out += std::to_string(value); };
-    switch (m.verb) {
-        case Verb::Hello:
-            out += ' ';
-            out += m.text;
-            if (!m.secret.empty()) { out += ' '; out += m.secret; }
-            break;
-        case Verb::Error: out += ' '; out += m.text; break;
-        case Verb::Wait: field(m.round); field(m.needed); break;
-        case Verb::TimeQuery: field(m.round); field(m.probe); break;
-        case Verb::Clock:
-            field(m.round);
-            field(m.probe);
-            field(m.value_ns);
-            if (m.sent_ns) field(*m.sent_ns);
-            break;
-        case Verb::Adjust: field(m.round); field(m.value_ns); break;
-        case Verb::Ack: field(m.round); break;
-        case Verb::Bye: break;
-    }
+inline std::string format_message(const Message& message) {
+    std::string out = verb_name(message);
+    auto field = [&out](auto value) {
+        out += ' ';
+        if constexpr (std::is_convertible_v<decltype(value), std::string_view>) out += value;
+        else out += std::to_string(value);
+    };
+    std::visit(Overloaded{
+                   [&](const Hello& m) {
+                       field(m.id);
+                       if (!m.secret.empty()) field(m.secret);
+                   },
+                   [&](const Wait& m) { field(m.joined); field(m.needed); },
+                   [&](const TimeQuery& m) { field(m.round); field(m.probe); },
+                   [&](const ClockReply& m) {
+                       field(m.round);
+                       field(m.probe);
+                       field(m.t2_ns);
+                       if (m.t3_ns) field(*m.t3_ns);
+                   },
+                   [&](const Adjust& m) { field(m.round); field(m.correction_ns); },
+                   [&](const Ack& m) { field(m.round); },
+                   [&](const Bye&) {},
+                   [&](const Error& m) { field(m.reason); },
+               },
+               message);
     out += '\n';
     return out;
 }
@@ -169,7 +190,7 @@ inline Parsed parse_message(std::string_view line) {
     if (verb == "ERROR") {  // free text: the rest of the line
         if (rest.empty()) return fail("ERROR without a reason");
         if (rest.size() > MAX_REASON_BYTES) return fail("ERROR reason too long");
-        return Parsed{Message::error(std::string(rest)), {}};
+        return Parsed{Error{std::string(rest)}, {}};
     }
 
     const auto f = detail::split_fields(line);
@@ -195,14 +216,14 @@ inline Parsed parse_message(std::string_view line) {
         if (nfields != 1 && nfields != 2) return fail("HELLO takes an id and an optional secret");
         if (auto why = id_problem(f[1])) return fail(std::string("HELLO ") + why);
         if (nfields == 2 && f[2].size() > MAX_SECRET_BYTES) return fail("HELLO secret too long");
-        return Parsed{Message::hello(std::string(f[1]), nfields == 2 ? std::string(f[2]) : std::string()), {}};
+        return Parsed{Hello{std::string(f[1]), nfields == 2 ? std::string(f[2]) : std::string()}, {}};
     }
     if (verb == "WAIT") {
         if (auto e = want(2); !e.empty()) return fail(e);
         auto joined = detail::parse_int<uint64_t>(f[1]);
         auto needed = detail::parse_int<uint64_t>(f[2]);
         if (!joined || !needed) return fail("bad count");
-        return Parsed{Message::wait(*joined, *needed), {}};
+        return Parsed{Wait{*joined, *needed}, {}};
     }
     if (verb == "TIME?") {
         if (auto e = want(2); !e.empty()) return fail(e);
@@ -210,7 +231,7 @@ inline Parsed parse_message(std::string_view line) {
         auto p = probe_at(2);
         if (!r) return fail("bad round");
         if (!p) return fail("bad probe");
-        return Parsed{Message::time_query(*r, *p), {}};
+        return Parsed{TimeQuery{*r, *p}, {}};
     }
     if (verb == "CLOCK") {
         if (nfields != 3 && nfields != 4) return fail("CLOCK takes 3 or 4 fields, got " + std::to_string(nfields));
@@ -220,10 +241,10 @@ inline Parsed parse_message(std::string_view line) {
         if (!r) return fail("bad round");
         if (!p) return fail("bad probe");
         if (!ns) return fail("bad clock reading");
-        if (nfields == 3) return Parsed{Message::clock(*r, *p, *ns), {}};
+        if (nfields == 3) return Parsed{ClockReply{*r, *p, *ns, std::nullopt}, {}};
         auto sent = detail::parse_int<int64_t>(f[4]);
         if (!sent) return fail("bad clock reading");
-        return Parsed{Message::clock(*r, *p, *ns, *sent), {}};
+        return Parsed{ClockReply{*r, *p, *ns, *sent}, {}};
     }
     if (verb == "ADJUST") {
         if (auto e = want(2); !e.empty()) return fail(e);
@@ -231,17 +252,17 @@ inline Parsed parse_message(std::string_view line) {
         auto ns = detail::parse_int<int64_t>(f[2]);
         if (!r) return fail("bad round");
         if (!ns) return fail("bad correction");
-        return Parsed{Message::adjust(*r, *ns), {}};
+        return Parsed{Adjust{*r, *ns}, {}};
     }
     if (verb == "ACK") {
         if (auto e = want(1); !e.empty()) return fail(e);
         auto r = round_at(1);
         if (!r) return fail("bad round");
-        return Parsed{Message::ack(*r), {}};
+        return Parsed{Ack{*r}, {}};
     }
     if (verb == "BYE") {
         if (auto e = want(0); !e.empty()) return fail(e);
-        return Parsed{Message::bye(), {}};
+        return Parsed{Bye{}, {}};
     }
     return fail("unknown verb");
 }

@@ -9,22 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
 #include "net.hpp"
 #include "protocol.hpp"
+#include "units.hpp"
 
 namespace {
 
 using namespace berkeley;
-
-constexpr const char* USAGE =
-    "usage: ./slave [options]           join a Berkeley master and follow its corrections\n"
-    "  --host HOST            the master's address                     [127.0.0.1]\n"
-    "  --port P               the master's port                        [8080]\n"
-    "  --id NAME              name to announce (letters, digits, -_.:) [slave-<pid>]\n"
-    "  --count K              run K slaves in this process, ids NAME-1..NAME-K [1]\n"
-    "  --connect-timeout SEC  give up when not connected for this long [30]\n";
 
 constexpr int64_t DEFAULT_CONNECT_TIMEOUT_NS = 30 * NS_PER_S;
 constexpr int64_t FIRST_RETRY_NS = 50 * NS_PER_MS;  // back-off doubles from here
@@ -40,24 +34,29 @@ struct Options {
     CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
-Options parse_options(int argc, char** argv) {
-    Options o;
+CliResult parse_options(int argc, char** argv, Options& o) {
     o.common.seed = default_seed();
     o.id = "slave-" + std::to_string(getpid());
-    const std::string usage = std::string(USAGE) + COMMON_USAGE;
-    Args a(argc, argv, usage.c_str());
-    while (a.next()) {
-        const std::string_view f = a.current();
-        if (f == "--host") o.host = a.value();
-        else if (f == "--port") o.port = static_cast<uint16_t>(a.integer(1, 65535));
-        else if (f == "--id") o.id = a.value();
-        else if (f == "--count") o.count = static_cast<size_t>(a.integer(1, MAX_COUNT));
-        else if (f == "--connect-timeout") o.connect_timeout_ns = a.scaled(9, 0, 86400 * NS_PER_S);
-        else if (!parse_common_option(a, o.common, "slave")) a.fail("unknown argument " + std::string(f));
-    }
+    std::vector<OptionSpec> specs = {
+        {"host", "HOST", "the master's address                     [127.0.0.1]", store_text(o.host)},
+        {"port", "P", "the master's port                        [8080]", store_integer("port", o.port, 1, 65535)},
+        {"id", "NAME", "name to announce (letters, digits, -_.:) [slave-<pid>]", store_text(o.id)},
+        {"count", "K", "run K slaves in this process, ids NAME-1..NAME-K [1]", store_integer("count", o.count, 1, MAX_COUNT)},
+        {"connect-timeout", "SEC", "give up when not connected for this long [30]",
+         store_scaled("connect-timeout", o.connect_timeout_ns, 9, 0, 86400 * NS_PER_S)},
+    };
+    for (OptionSpec& spec : common_options(o.common)) specs.push_back(std::move(spec));
+    const char* synopsis = "./slave [options]           join a Berkeley master and follow its corrections";
+    std::vector<std::string> args;
+    CliResult r = parse_command_line(argc, argv, "slave", synopsis, specs, args);
+    if (!r.run) return r;
+    auto mistake = [&](const std::string& problem) {
+        return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
+    };
+    if (!args.empty()) return mistake("unexpected argument " + args[0]);
     const std::string longest = o.count > 1 ? o.id + "-" + std::to_string(o.count) : o.id;
-    if (const char* why = id_problem(longest)) a.fail("bad --id '" + o.id + "': " + why);
-    return o;
+    if (const char* why = id_problem(longest)) return mistake("bad --id '" + o.id + "': " + why);
+    return r;
 }
 
 class Slave {
@@ -66,12 +65,11 @@ public:
 
     Slave(const Options& o, EventLoop& loop, EventLog& log, std::string id, uint64_t seed, uint64_t token)
         : opt_(o), loop_(loop), log_(log), id_(std::move(id)), seed_(seed),
-          clock_(make_clock(o.common, seed, realtime_ns())), token_(token), console_{o.common.quiet} {}
+          clock_(starting_clock(o.common, seed, realtime_ns())), token_(token), console_{o.common.quiet} {}
 
     void start(int64_t now);
     void on_ready(uint32_t events);
     void on_timer(int64_t now);
-    int64_t next_deadline_ns() const;
     bool done() const { return state_ == State::Done; }
     int exit_code() const { return exit_code_; }
     void stop(const char* why);
@@ -80,9 +78,11 @@ private:
     void try_connect(int64_t now);
     void on_connected(int64_t now);
     bool on_line(const std::string& line, int64_t recv_real_ns);
-    void on_time_query(const Message& m, int64_t recv_real_ns);
-    void on_adjust(const Message& m);
-    void on_wait(const Message& m);
+    void on_time_query(const TimeQuery& m, int64_t recv_real_ns);
+    void on_adjust(const Adjust& m);
+    void on_wait(const Wait& m);
+    void on_error(const Error& m);
+    void retry_later(int64_t now);
     void lose_master(const std::string& why);
     void give_up();
     void violation(const std::string& what);
@@ -108,7 +108,6 @@ private:
     Fd connecting_;                  // while the TCP handshake is under way
     std::unique_ptr<LineConn> conn_;  // once connected
     std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed on the next event
-    int64_t retry_at_ns_ = 0;         // monotonic
     int64_t retry_delay_ns_ = FIRST_RETRY_NS;
     int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
     bool heard_ = false;              // has the master said anything valid on this connection
@@ -138,44 +137,38 @@ void Slave::try_connect(int64_t now) {
     connecting_ = connect_tcp(opt_.host, opt_.port, error);
     if (connecting_.valid() && loop_.add(connecting_.get(), EPOLLOUT, token_, error)) {
         state_ = State::Connecting;
+        loop_.arm(token_, give_up_at_ns_);
         return;
     }
     connecting_.reset();
     failure_ = error;
+    retry_later(now);
+}
+
+void Slave::retry_later(int64_t now) {
     state_ = State::Waiting;
-    retry_at_ns_ = now + retry_delay_ns_;
+    loop_.arm(token_, now + retry_delay_ns_);
 }
 
-// Deadlines: the next connection attempt, giving up, and silence from the
-// master (it answers HELLO with WAIT at once and repeats it every second
-// until its first round; after that its rounds keep talking).
-int64_t Slave::next_deadline_ns() const {
-    switch (state_) {
-        case State::Waiting: return retry_at_ns_;
-        case State::Connecting: return give_up_at_ns_;
-        case State::Connected: return last_heard_ns_ + opt_.connect_timeout_ns;
-        case State::Done: return -1;
-    }
-    return -1;
-}
-
+// This slave's one timer: the next connection attempt, giving up on a
+// handshake, or silence from the master (it answers HELLO with WAIT at once
+// and repeats it every second until its first round; after that its rounds
+// keep talking). Silence is checked lazily: the timer is not moved each time
+// the master speaks, only re-armed here if it did.
 void Slave::on_timer(int64_t now) {
     retired_.reset();
     switch (state_) {
         case State::Waiting:
-            if (now < retry_at_ns_) return;
             if (now >= give_up_at_ns_) return give_up();
             retry_delay_ns_ = std::min(retry_delay_ns_ * 2, MAX_RETRY_NS);
             return try_connect(now);
         case State::Connecting:  // a handshake that never finishes (SYN dropped)
-            if (now < give_up_at_ns_) return;
             loop_.remove(connecting_.get());
             connecting_.reset();
             return give_up();
         case State::Connected:
-            if (now >= last_heard_ns_ + opt_.connect_timeout_ns)
-                lose_master("no word from the master for " + std::to_string(opt_.connect_timeout_ns / NS_PER_MS) + " ms");
-            return;
+            if (now < last_heard_ns_ + opt_.connect_timeout_ns) return loop_.arm(token_, last_heard_ns_ + opt_.connect_timeout_ns);
+            return lose_master("no word from the master for " + std::to_string(opt_.connect_timeout_ns / NS_PER_MS) + " ms");
         case State::Done: return;
     }
 }
@@ -194,9 +187,7 @@ void Slave::on_ready(uint32_t events) {
         if (err == 0) return on_connected(now);
         failure_ = std::string("connect: ") + std::strerror(err);
         connecting_.reset();
-        state_ = State::Waiting;
-        retry_at_ns_ = now + retry_delay_ns_;
-        return;
+        return retry_later(now);
     }
     if (state_ != State::Connected) return;
     if ((events & EPOLLOUT) && !conn_->flush()) return lose_master(conn_->error());
@@ -212,10 +203,11 @@ void Slave::on_connected(int64_t now) {
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
     if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps())
         console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", id_.c_str());
-    if (!conn_->start(error) || !conn_->send(format_message(Message::hello(id_, opt_.common.secret)))) {
+    if (!conn_->start(error) || !conn_->send(format_message(Hello{id_, opt_.common.secret}))) {
         return lose_master(error.empty() ? conn_->error() : error);
     }
     state_ = State::Connected;
+    loop_.arm(token_, now + opt_.connect_timeout_ns);
     heard_ = false;  // the back-off and the give-up time reset only once the master talks
     last_heard_ns_ = now;
     last_wait_joined_ = 0;
@@ -225,43 +217,44 @@ void Slave::on_connected(int64_t now) {
     event("connected").str("master", opt_.host + ":" + std::to_string(opt_.port));
 }
 
-// Dispatch one line from the master. False: stop reading, the connection is gone.
+// Dispatch one line from the master to its handler. False: stop reading, the connection is gone.
 bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
-    Parsed parsed = parse_message(line);
+    const Parsed parsed = parse_message(line);
     if (!parsed.message) {
         violation("bad message: " + parsed.error);
         return false;
     }
     const Message& m = *parsed.message;
-    if (m.verb == Verb::Wait || m.verb == Verb::TimeQuery || m.verb == Verb::Adjust) {  // the master is alive
-        last_heard_ns_ = monotonic_ns();
+    if (std::holds_alternative<Wait>(m) || std::holds_alternative<TimeQuery>(m) || std::holds_alternative<Adjust>(m)) {
+        last_heard_ns_ = monotonic_ns();  // the master is alive
         if (!heard_) retry_delay_ns_ = FIRST_RETRY_NS;
         heard_ = true;
     }
-    switch (m.verb) {
-        case Verb::Wait: on_wait(m); break;
-        case Verb::TimeQuery: on_time_query(m, recv_real_ns); break;
-        case Verb::Adjust: on_adjust(m); break;
-        case Verb::Bye: finish(0, "the master said BYE"); break;
-        case Verb::Error:
-            // A wrong secret will not get better by retrying; anything else
-            // (too many slaves, missed rounds, our id still taken) may.
-            if (m.text.rfind("authentication", 0) == 0) finish(1, "the master refused us: " + m.text);
-            else lose_master("the master refused us: " + m.text);
-            break;
-        case Verb::Hello:
-        case Verb::Clock:
-        case Verb::Ack: violation(std::string(verb_name(m.verb)) + " is a slave's message"); break;
-    }
+    std::visit(Overloaded{
+                   [&](const Wait& w) { on_wait(w); },
+                   [&](const TimeQuery& q) { on_time_query(q, recv_real_ns); },
+                   [&](const Adjust& a) { on_adjust(a); },
+                   [&](const Bye&) { finish(0, "the master said BYE"); },
+                   [&](const Error& e) { on_error(e); },
+                   [&](const auto& other) { violation(std::string(verb_name(other)) + " is a slave's message"); },
+               },
+               m);
     return state_ == State::Connected;
 }
 
+// A wrong secret will not get better by retrying; anything else (too many
+// slaves, missed rounds, our id still taken) may.
+void Slave::on_error(const Error& m) {
+    if (m.reason.rfind("authentication", 0) == 0) finish(1, "the master refused us: " + m.reason);
+    else lose_master("the master refused us: " + m.reason);
+}
+
 // The master heard our HELLO (and repeats it while it waits for the others).
-void Slave::on_wait(const Message& m) {
-    if (m.round == last_wait_joined_) return;
-    last_wait_joined_ = m.round;
-    if (m.round < m.needed)
-        console_.say("%s: the master is waiting for slaves: %" PRIu64 "/%" PRIu64 "\n", id_.c_str(), m.round, m.needed);
+void Slave::on_wait(const Wait& m) {
+    if (m.joined == last_wait_joined_) return;
+    last_wait_joined_ = m.joined;
+    if (m.joined < m.needed)
+        console_.say("%s: the master is waiting for slaves: %" PRIu64 "/%" PRIu64 "\n", id_.c_str(), m.joined, m.needed);
 }
 
 // Answer at once. With kernel timestamps the reply carries two readings:
@@ -269,48 +262,45 @@ void Slave::on_wait(const Message& m) {
 // process took to wake up does not count) and the clock as the reply leaves,
 // read after the reply's prefix is built, right before the send. With user
 // timestamps it is Cristian's single reading, taken at that last moment.
-void Slave::on_time_query(const Message& m, int64_t recv_real_ns) {
+void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_))
         return violation("TIME? " + std::to_string(m.round) + " " + std::to_string(m.probe) + " repeats or goes back");
     last_query_round_ = m.round;
     last_query_probe_ = m.probe;
     const bool two = opt_.common.kernel_timestamps;
-    const int64_t arrived = read_clock(clock_, recv_real_ns);
-    std::string line = "CLOCK " + std::to_string(m.round) + " " + std::to_string(m.probe) + " ";
-    if (two) line += std::to_string(arrived) + " ";
-    const int64_t real = realtime_ns();
-    const int64_t clock = read_clock(clock_, real);
-    line += std::to_string(clock);
-    line += '\n';
-    if (!conn_->send(line)) return lose_master(conn_->error());
-    auto e = event_at("reply", clock, real);
+    const int64_t t2 = read_clock(clock_, recv_real_ns);
+    const int64_t real = realtime_ns();  // T3: the last moment before the reply is formatted and sent
+    const int64_t t3 = read_clock(clock_, real);
+    const ClockReply reply = two ? ClockReply{m.round, m.probe, t2, t3} : ClockReply{m.round, m.probe, t3, std::nullopt};
+    if (!conn_->send(format_message(reply))) return lose_master(conn_->error());
+    auto e = event_at("reply", t3, real);
     e.num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
-    if (two) e.num("arrived_ns", arrived).num("arrived_real_ns", recv_real_ns);
+    if (two) e.num("arrived_ns", t2).num("arrived_real_ns", recv_real_ns);
 }
 
-void Slave::on_adjust(const Message& m) {
+void Slave::on_adjust(const Adjust& m) {
     if (m.round <= last_adjust_round_)  // applying it twice would double the step
         return violation("ADJUST " + std::to_string(m.round) + " repeats or goes back");
     const int64_t real = realtime_ns();
-    auto corrected = apply_correction(clock_, real, m.value_ns, opt_.common.discipline);
-    if (!corrected) return violation("correction " + std::to_string(m.value_ns) + " out of range");
+    auto corrected = apply_correction(clock_, real, m.correction_ns, opt_.common.discipline);
+    if (!corrected) return violation("correction " + std::to_string(m.correction_ns) + " out of range");
     clock_ = corrected->clock;
     last_adjust_round_ = m.round;
     const int64_t clock = read_clock(clock_, real);
     auto e = event_at("adjust", clock, real);
-    e.num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.value_ns);
+    e.num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
     correction_fields(e, *corrected);
     // Slewed, the correction is still being added: show the time it is heading for.
     console_.say("%s: Synchronized time at the client is: %s (correction %s, %s)\n", id_.c_str(),
-                 format_time(clock + slew_remaining(clock_, real)).c_str(), format_ms(m.value_ns).c_str(),
+                 format_time(clock + slew_remaining(clock_, real)).c_str(), format_ms(m.correction_ns).c_str(),
                  corrected->how == Applied::Step ? "stepped" : "slewing");
-    if (!conn_->send(format_message(Message::ack(m.round)))) lose_master(conn_->error());
+    if (!conn_->send(format_message(Ack{m.round}))) lose_master(conn_->error());
 }
 
 // The master broke the protocol: tell it why, close, and start over (an
 // honest master that restarted will be found again).
 void Slave::violation(const std::string& what) {
-    (void)conn_->send(format_message(Message::error(what.substr(0, MAX_REASON_BYTES))));
+    (void)conn_->send(format_message(Error{what.substr(0, MAX_REASON_BYTES)}));
     lose_master("protocol violation: " + what);
 }
 
@@ -320,13 +310,12 @@ void Slave::lose_master(const std::string& why) {
     event("lost").str("reason", why);
     retired_ = std::move(conn_);
     failure_ = why;
-    state_ = State::Waiting;
     const int64_t now = monotonic_ns();
     // A session that worked earns a fresh connect timeout; a connection the
     // master never used (refused, or closed at once) does not.
     if (heard_) give_up_at_ns_ = now + opt_.connect_timeout_ns;
     heard_ = false;
-    retry_at_ns_ = now + retry_delay_ns_;
+    retry_later(now);
 }
 
 void Slave::stop(const char* why) {
@@ -338,7 +327,9 @@ void Slave::finish(int code, const std::string& why) {
     else console_.say("%s: %s; exiting\n", id_.c_str(), why.c_str());
     event("exit").num("code", code).str("reason", why);
     retired_ = std::move(conn_);
+    if (connecting_.valid()) loop_.remove(connecting_.get());
     connecting_.reset();
+    loop_.disarm(token_);
     state_ = State::Done;
     exit_code_ = code;
 }
@@ -347,10 +338,19 @@ void Slave::finish(int code, const std::string& why) {
 
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
-    const Options opt = parse_options(argc, argv);
+    Options opt;
+    const CliResult parsed = parse_options(argc, argv, opt);
+    if (!parsed.run) {
+        std::fputs(parsed.text.c_str(), parsed.code == 0 ? stdout : stderr);
+        return parsed.code;
+    }
     EventLog log;
     EventLoop loop;
-    if (start_up("slave", opt.common, log, loop) == 0) return 1;
+    std::string error;
+    if (start_up(opt.common, log, loop, error) == 0) {
+        std::fprintf(stderr, "slave: %s\n", error.c_str());
+        return 1;
+    }
     // --count K: K independent slaves on this one loop, each its own
     // connection, clock (seed + i) and id; the token of each is its index.
     std::vector<std::unique_ptr<Slave>> slaves;
@@ -359,28 +359,30 @@ int main(int argc, char** argv) {
         slaves.push_back(std::make_unique<Slave>(opt, loop, log, std::move(id), opt.common.seed + i, i));
     }
     for (auto& s : slaves) s->start(monotonic_ns());
-    size_t running = slaves.size();
+    size_t running = 0;
+    for (const auto& s : slaves) running += !s->done();
+    // Run one slave's handler, and count it out if that ended it.
+    auto handle = [&](uint64_t token, auto&& what) {
+        if (token >= slaves.size() || slaves[token]->done()) return;
+        what(*slaves[token]);
+        if (slaves[token]->done()) --running;
+    };
+    int code = 0;
     while (running > 0) {
         if (g_stop_signal) {
             for (auto& s : slaves) s->stop(g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
             break;
         }
-        const int64_t now = monotonic_ns();
-        int64_t deadline = -1;
-        for (const auto& s : slaves) {
-            const int64_t d = s->next_deadline_ns();
-            if (d >= 0 && (deadline < 0 || d < deadline)) deadline = d;
-        }
-        for (const Ready& r : loop.wait(deadline < 0 ? -1 : std::max<int64_t>(0, deadline - now)))
-            if (r.token < slaves.size()) slaves[r.token]->on_ready(r.events);
-        const int64_t after = monotonic_ns();
-        running = 0;
-        for (auto& s : slaves) {
-            s->on_timer(after);
-            running += !s->done();
+        const bool ok = loop.run_once(
+            [&](uint64_t token, uint32_t events) { handle(token, [&](Slave& s) { s.on_ready(events); }); },
+            [&](uint64_t token) { handle(token, [&](Slave& s) { s.on_timer(monotonic_ns()); }); }, error);
+        if (!ok) {
+            std::fprintf(stderr, "slave: %s\n", error.c_str());
+            for (auto& s : slaves) s->stop("event loop failed");
+            code = 1;
+            break;
         }
     }
-    int code = 0;
     for (const auto& s : slaves) code = std::max(code, s->exit_code());
     return code;
 }

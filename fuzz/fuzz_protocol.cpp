@@ -54,7 +54,7 @@ void fuzz_arithmetic(const uint8_t* data, size_t size) {
     std::vector<int64_t> offsets{0};
     for (size_t i = 0; i + 2 < v.size(); i += 3) {
         if (auto e = estimate_offset(Probe{v[i], v[i + 1], v[i + 2]})) {
-            check(e->rtt_ns >= 0, "rtt is not negative");
+            check(e->delay_ns >= 0, "the delay is not negative");
             check(e->offset_ns <= MAX_OFFSET_NS && e->offset_ns >= -MAX_OFFSET_NS, "offsets are bounded");
             offsets.push_back(e->offset_ns);
         }

@@ -1,20 +1,19 @@
-// Tests for net.hpp and eventlog.hpp: the Fd owner, the epoll loop, the
-// buffered line connection over real sockets, the TCP helpers on loopback
-// (port 0, never a fixed one) and the JSON-lines event log.
+// Tests for net.hpp, in its order: the epoll loop and its timers, the TCP
+// helpers on loopback (port 0, never a fixed one), the buffered line
+// connection over real sockets, kernel receive timestamps.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
 #include <fstream>
 #include <sys/socket.h>
+#include <vector>
 
-#include "eventlog.hpp"
+#include "clock.hpp"
 #include "net.hpp"
 
 using namespace berkeley;
 
 namespace {
-
-bool fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 struct Pair {
     Fd a, b;
@@ -30,23 +29,21 @@ void write_all(int fd, std::string_view s) {
     REQUIRE(::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
 }
 
-}  // namespace
-
-TEST_CASE("Fd owns exactly one descriptor and closes it once") {
-    Pair p;
-    const int raw = p.a.get();
-    Fd moved(std::move(p.a));
-    CHECK(!p.a.valid());
-    CHECK(moved.get() == raw);
-    CHECK(fd_is_open(raw));
-    Fd assigned;
-    assigned = std::move(moved);
-    CHECK(!moved.valid());
-    CHECK(fd_is_open(raw));
-    assigned.reset();
-    CHECK(!assigned.valid());
-    CHECK(!fd_is_open(raw));
+// What one turn of the loop delivered: file events, then fired timers (timer = true).
+struct Ready {
+    uint64_t token;
+    uint32_t events;
+    bool timer;
+};
+std::vector<Ready> turn(EventLoop& loop, int64_t max_wait_ns) {
+    std::vector<Ready> got;
+    std::string error;
+    REQUIRE(loop.run_once([&](uint64_t token, uint32_t events) { got.push_back({token, events, false}); },
+                          [&](uint64_t token) { got.push_back({token, 0, true}); }, error, max_wait_ns));
+    return got;
 }
+
+}  // namespace
 
 TEST_CASE("EventLoop reports the caller's token, times out, and forgets removed fds") {
     EventLoop loop;
@@ -56,19 +53,100 @@ TEST_CASE("EventLoop reports the caller's token, times out, and forgets removed 
     REQUIRE(loop.add(p.a.get(), EPOLLIN, 42, error));
 
     const int64_t before = monotonic_ns();
-    CHECK(loop.wait(20 * NS_PER_MS).empty());
+    CHECK(turn(loop, 20 * NS_PER_MS).empty());
     CHECK(monotonic_ns() - before >= 15 * NS_PER_MS);
 
     write_all(p.b.get(), "x");
-    auto& ready = loop.wait(5 * NS_PER_S);
+    auto ready = turn(loop, 5 * NS_PER_S);
     REQUIRE(ready.size() == 1);
     CHECK(ready[0].token == 42);
     CHECK((ready[0].events & EPOLLIN));
 
     loop.remove(p.a.get());
-    CHECK(loop.wait(10 * NS_PER_MS).empty());
+    CHECK(turn(loop, 10 * NS_PER_MS).empty());
     CHECK(!loop.modify(p.a.get(), EPOLLIN, 42, error));
     CHECK(error.find("epoll_ctl") == 0);
+}
+
+TEST_CASE("EventLoop timers fire once, in deadline order, and can be moved or disarmed") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    const int64_t now = monotonic_ns();
+    loop.arm(3, now + 30 * NS_PER_MS);
+    loop.arm(1, now + 10 * NS_PER_MS);
+    loop.arm(2, now + 20 * NS_PER_MS);
+    loop.arm(4, now + 25 * NS_PER_MS);
+    loop.disarm(4);                      // cancelled: never fires
+    loop.arm(5, now + 5 * NS_PER_MS);
+    loop.arm(5, now + 40 * NS_PER_MS);   // moved: fires once, at the later time
+    CHECK(loop.armed(1));
+    CHECK_FALSE(loop.armed(4));
+    std::vector<uint64_t> fired;
+    for (int turns = 0; turns < 1000 && fired.size() < 4; ++turns)
+        for (const Ready& r : turn(loop, 5 * NS_PER_S)) {
+            CHECK(r.timer);
+            CHECK(monotonic_ns() >= now + 5 * NS_PER_MS);
+            fired.push_back(r.token);
+        }
+    CHECK(fired == std::vector<uint64_t>{1, 2, 3, 5});
+    CHECK(monotonic_ns() - now >= 40 * NS_PER_MS);
+    CHECK_FALSE(loop.armed(5));
+    // Nothing armed, nothing fires: the turn ends at max_wait.
+    CHECK(turn(loop, 10 * NS_PER_MS).empty());
+}
+
+TEST_CASE("EventLoop: the nearest timer bounds the sleep, and a file event does not wait for it") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    Pair p;
+    REQUIRE(loop.add(p.a.get(), EPOLLIN, 9, error));
+    loop.arm(9, monotonic_ns() + 60 * NS_PER_S);
+    write_all(p.b.get(), "x");
+    const int64_t before = monotonic_ns();
+    auto got = turn(loop, -1);
+    CHECK(monotonic_ns() - before < 30 * NS_PER_S);
+    REQUIRE(got.size() == 1);
+    CHECK_FALSE(got[0].timer);
+    CHECK(loop.armed(9));  // the timer is still there for later
+
+    // With no file event, the sleep ends at the timer, not at max_wait.
+    char buf[8];
+    REQUIRE(::recv(p.a.get(), buf, sizeof buf, 0) == 1);
+    loop.arm(9, monotonic_ns() + 20 * NS_PER_MS);
+    got = turn(loop, 60 * NS_PER_S);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].timer);
+}
+
+TEST_CASE("EventLoop: many moved timers stay bounded, and a handler may re-arm its own timer") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    const int64_t now = monotonic_ns();
+    for (int i = 0; i < 100'000; ++i) loop.arm(static_cast<uint64_t>(i % 10), now + 1'000 * NS_PER_S + i);
+    for (uint64_t t = 0; t < 10; ++t) CHECK(loop.armed(t));
+    for (uint64_t t = 1; t < 10; ++t) loop.disarm(t);
+    loop.arm(0, now);  // due already
+    int fired = 0;
+    std::string err;
+    REQUIRE(loop.run_once([](uint64_t, uint32_t) {},
+                          [&](uint64_t token) {
+                              ++fired;
+                              loop.arm(token, monotonic_ns());  // re-armed at once: next turn, not this one
+                          },
+                          err, 0));
+    CHECK(fired == 1);
+    CHECK(loop.armed(0));
+}
+
+TEST_CASE("EventLoop::run_once reports a failing epoll instead of pretending nothing happened") {
+    EventLoop never_opened;
+    std::string error;
+    const bool ok = never_opened.run_once([](uint64_t, uint32_t) {}, [](uint64_t) {}, error, 0);
+    CHECK_FALSE(ok);
+    CHECK(error.find("epoll_pwait2") == 0);
 }
 
 TEST_CASE("LineConn frames lines fed in pieces and stamps them right after the read") {
@@ -141,13 +219,13 @@ TEST_CASE("LineConn keeps what the socket would not take and sends it on EPOLLOU
         for (int spins = 0; spins < 10000 && received.size() < big.size(); ++spins) {
             ssize_t n = ::recv(p.b.get(), buf, sizeof buf, 0);
             if (n > 0) received.append(buf, static_cast<size_t>(n));
-            for (const Ready& r : loop.wait(1 * NS_PER_MS))
+            for (const Ready& r : turn(loop, 1 * NS_PER_MS))
                 if (r.token == 7 && (r.events & EPOLLOUT)) REQUIRE(conn.flush());
         }
         CHECK(received == big);
         CHECK(!conn.has_output());
         // EPOLLOUT is disarmed once the buffer is empty: no busy wake-ups.
-        CHECK(loop.wait(10 * NS_PER_MS).empty());
+        CHECK(turn(loop, 10 * NS_PER_MS).empty());
     }
     SUBCASE("a peer that never reads cannot make us buffer without bound") {
         bool refused = false;
@@ -169,7 +247,7 @@ TEST_CASE("TCP on loopback: port 0 listens, connect and accept meet, a taken por
     EventLoop loop;
     REQUIRE(loop.open(error));
     REQUIRE(loop.add(client.get(), EPOLLOUT, 3, error));
-    REQUIRE(!loop.wait(5 * NS_PER_S).empty());
+    REQUIRE(!turn(loop, 5 * NS_PER_S).empty());
     CHECK(connect_error(client.get()) == 0);
 
     std::string peer;
@@ -191,39 +269,6 @@ TEST_CASE("TCP on loopback: port 0 listens, connect and accept meet, a taken por
     std::string bad_host;
     CHECK(!listen_tcp("no.such.host.invalid", 0, bad_host).valid());
     CHECK(bad_host.find("getaddrinfo") == 0);
-}
-
-TEST_CASE("EventLog writes one JSON object per line with the clock pair, escaped") {
-    char path[] = "/tmp/berkeley-eventlog-XXXXXX";
-    const int tmp = mkstemp(path);
-    REQUIRE(tmp >= 0);
-    Fd cleanup(tmp);
-    {
-        EventLog log;
-        std::string error;
-        REQUIRE(log.open(path, error));
-        log.event("start", "s-1", -5, 7).num("port", 8080).flag("ok", true);
-        log.event("lost", "s-1", 1, 2).str("reason", "said \"no\"\\\n\x01");
-    }
-    std::ifstream in(path);
-    std::string line1, line2, extra;
-    REQUIRE(std::getline(in, line1));
-    REQUIRE(std::getline(in, line2));
-    CHECK(!std::getline(in, extra));
-    CHECK(line1 == R"({"event":"start","id":"s-1","clock_ns":-5,"real_ns":7,"port":8080,"ok":true})");
-    CHECK(line2 == R"({"event":"lost","id":"s-1","clock_ns":1,"real_ns":2,"reason":"said \"no\"\\\u000a\u0001"})");
-    unlink(path);
-
-    SUBCASE("without a file nothing is written and nothing fails") {
-        EventLog none;
-        none.event("start", "x", 0, 0).num("a", 1);
-    }
-    SUBCASE("an unwritable path is an error naming the path") {
-        EventLog bad;
-        std::string error;
-        CHECK(!bad.open("/nonexistent-dir/x.log", error));
-        CHECK(error.find("/nonexistent-dir/x.log") != std::string::npos);
-    }
 }
 
 TEST_CASE("kernel receive timestamps mark when the bytes arrived, not when they were read") {

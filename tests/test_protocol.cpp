@@ -52,47 +52,47 @@ TEST_CASE("format_message: exact line formats") {
         const char* want;
     };
     const std::vector<Row> rows = {
-        {Message::hello("slave-1"), "HELLO slave-1\n"},
-        {Message::time_query(3, 2), "TIME? 3 2\n"},
-        {Message::clock(3, 2, 1'764'460'800'123'456'789), "CLOCK 3 2 1764460800123456789\n"},
-        {Message::clock(1, 1, -5), "CLOCK 1 1 -5\n"},
-        {Message::adjust(7, -1'500'000), "ADJUST 7 -1500000\n"},
-        {Message::adjust(7, 0), "ADJUST 7 0\n"},
-        {Message::ack(7), "ACK 7\n"},
-        {Message::bye(), "BYE\n"},
-        {Message::error("round 3 timed out"), "ERROR round 3 timed out\n"},
-        {Message::time_query(U64_MAX, MAX_PROBES), "TIME? 18446744073709551615 100\n"},
-        {Message::clock(U64_MAX, MAX_PROBES, I64_MIN), "CLOCK 18446744073709551615 100 -9223372036854775808\n"},
-        {Message::adjust(1, I64_MAX), "ADJUST 1 9223372036854775807\n"},
+        {Hello{"slave-1", ""}, "HELLO slave-1\n"},
+        {TimeQuery{3, 2}, "TIME? 3 2\n"},
+        {ClockReply{3, 2, 1'764'460'800'123'456'789, std::nullopt}, "CLOCK 3 2 1764460800123456789\n"},
+        {ClockReply{1, 1, -5, std::nullopt}, "CLOCK 1 1 -5\n"},
+        {Adjust{7, -1'500'000}, "ADJUST 7 -1500000\n"},
+        {Adjust{7, 0}, "ADJUST 7 0\n"},
+        {Ack{7}, "ACK 7\n"},
+        {Bye{}, "BYE\n"},
+        {Error{"round 3 timed out"}, "ERROR round 3 timed out\n"},
+        {TimeQuery{U64_MAX, MAX_PROBES}, "TIME? 18446744073709551615 100\n"},
+        {ClockReply{U64_MAX, MAX_PROBES, I64_MIN, std::nullopt}, "CLOCK 18446744073709551615 100 -9223372036854775808\n"},
+        {Adjust{1, I64_MAX}, "ADJUST 1 9223372036854775807\n"},
     };
     for (const Row& r : rows) {
         const std::string want = r.want;
         CAPTURE(want);
         CHECK(format_message(r.m) == want);
     }
-    CHECK(std::string(verb_name(Verb::TimeQuery)) == "TIME?");
-    CHECK(std::string(verb_name(Verb::Adjust)) == "ADJUST");
+    CHECK(std::string(verb_name(TimeQuery{1, 1})) == "TIME?");
+    CHECK(std::string(verb_name(Adjust{1, 0})) == "ADJUST");
 }
 
 TEST_CASE("format_message / parse_message round trip at the boundaries") {
     std::vector<Message> messages = {
-        Message::hello("a"),
-        Message::hello(std::string(MAX_ID_BYTES, 'z')),
-        Message::hello("Az09-_.:"),
-        Message::bye(),
-        Message::error("x"),
-        Message::error(std::string(MAX_REASON_BYTES, 'r')),
-        Message::error("  spaces, punctuation! and ~ symbols {} "),
+        Hello{"a", ""},
+        Hello{std::string(MAX_ID_BYTES, 'z'), ""},
+        Hello{"Az09-_.:", ""},
+        Bye{},
+        Error{"x"},
+        Error{std::string(MAX_REASON_BYTES, 'r')},
+        Error{"  spaces, punctuation! and ~ symbols {} "},
     };
     const uint64_t rounds[] = {1, 2, 9, 10, 4'294'967'296ULL, U64_MAX - 1, U64_MAX};
     const uint32_t probes[] = {1, 2, 10, 99, MAX_PROBES};
     const int64_t values[] = {I64_MIN, I64_MIN + 1, -1'000'000'000, -1, 0, 1, 1'000'000'000, I64_MAX - 1, I64_MAX};
     for (uint64_t r : rounds) {
-        messages.push_back(Message::ack(r));
-        for (int64_t v : values) messages.push_back(Message::adjust(r, v));
+        messages.push_back(Ack{r});
+        for (int64_t v : values) messages.push_back(Adjust{r, v});
         for (uint32_t p : probes) {
-            messages.push_back(Message::time_query(r, p));
-            for (int64_t v : values) messages.push_back(Message::clock(r, p, v));
+            messages.push_back(TimeQuery{r, p});
+            for (int64_t v : values) messages.push_back(ClockReply{r, p, v, std::nullopt});
         }
     }
     for (const Message& m : messages) {
@@ -112,29 +112,23 @@ TEST_CASE("format_message / parse_message round trip at the boundaries") {
 TEST_CASE("parse_message: fields of accepted lines") {
     Parsed p = parse_message("CLOCK 12 3 -42");
     REQUIRE(p.message.has_value());
-    CHECK(p.message->verb == Verb::Clock);
-    CHECK(p.message->round == 12);
-    CHECK(p.message->probe == 3);
-    CHECK(p.message->value_ns == -42);
+    CHECK(*p.message == Message{ClockReply{12, 3, -42, std::nullopt}});
 
     p = parse_message("HELLO node-7.lab:9000");
     REQUIRE(p.message.has_value());
-    CHECK(p.message->verb == Verb::Hello);
-    CHECK(p.message->text == "node-7.lab:9000");
+    CHECK(std::get<Hello>(*p.message).id == "node-7.lab:9000");
 
     p = parse_message("ERROR too many  spaces ok");
     REQUIRE(p.message.has_value());
-    CHECK(p.message->verb == Verb::Error);
-    CHECK(p.message->text == "too many  spaces ok");
+    CHECK(std::get<Error>(*p.message).reason == "too many  spaces ok");
 
     p = parse_message("ADJUST 1 0");
     REQUIRE(p.message.has_value());
-    CHECK(p.message->verb == Verb::Adjust);
-    CHECK(p.message->value_ns == 0);
+    CHECK(std::get<Adjust>(*p.message).correction_ns == 0);
 
     p = parse_message("BYE");
     REQUIRE(p.message.has_value());
-    CHECK(p.message->verb == Verb::Bye);
+    CHECK(std::holds_alternative<Bye>(*p.message));
 }
 
 // ---------------------------------------------------------------------------
@@ -520,12 +514,12 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
 
 // ---------------------------------------------------------------------------
 TEST_CASE("HELLO carries an optional shared secret") {
-    CHECK(format_message(Message::hello("s1", "k3y/with+punct")) == "HELLO s1 k3y/with+punct\n");
+    CHECK(format_message(Hello{"s1", "k3y/with+punct"}) == "HELLO s1 k3y/with+punct\n");
     auto p = parse_message("HELLO s1 k3y/with+punct");
     REQUIRE(p.message);
-    CHECK(p.message->text == "s1");
-    CHECK(p.message->secret == "k3y/with+punct");
-    CHECK(parse_message("HELLO s1").message->secret.empty());
+    CHECK(std::get<Hello>(*p.message).id == "s1");
+    CHECK(std::get<Hello>(*p.message).secret == "k3y/with+punct");
+    CHECK(std::get<Hello>(*parse_message("HELLO s1").message).secret.empty());
     CHECK(parse_message("HELLO s1 " + std::string(MAX_SECRET_BYTES, 'k')).message.has_value());
     auto too_long = parse_message("HELLO s1 " + std::string(MAX_SECRET_BYTES + 1, 'k'));
     CHECK_FALSE(too_long.message);
@@ -554,16 +548,17 @@ TEST_CASE("secrets_equal: equal only when identical, whatever the lengths") {
 }
 
 TEST_CASE("CLOCK with two readings: arrival and departure") {
-    CHECK(format_message(Message::clock(3, 2, -5, 7)) == "CLOCK 3 2 -5 7\n");
+    CHECK(format_message(ClockReply{3, 2, -5, 7}) == "CLOCK 3 2 -5 7\n");
     auto p = parse_message("CLOCK 3 2 1764460800000000000 1764460800000030000");
     REQUIRE(p.message);
-    CHECK(p.message->value_ns == 1764460800000000000);
-    REQUIRE(p.message->sent_ns.has_value());
-    CHECK(*p.message->sent_ns == 1764460800000030000);
+    const auto& two = std::get<ClockReply>(*p.message);
+    CHECK(two.t2_ns == 1764460800000000000);
+    REQUIRE(two.t3_ns.has_value());
+    CHECK(*two.t3_ns == 1764460800000030000);
     // One reading: no second value, and the two forms stay distinct.
     auto one = parse_message("CLOCK 3 2 5");
     REQUIRE(one.message);
-    CHECK_FALSE(one.message->sent_ns.has_value());
+    CHECK_FALSE(std::get<ClockReply>(*one.message).t3_ns.has_value());
     CHECK(format_message(*parse_message("CLOCK 3 2 5 5").message) == "CLOCK 3 2 5 5\n");
     for (const char* bad : {"CLOCK 1 1 5 x", "CLOCK 1 1 5 -0", "CLOCK 1 1 5 9223372036854775808", "CLOCK 1 1 5  6",
                             "CLOCK 1 1 5 6 7"}) {
@@ -573,12 +568,11 @@ TEST_CASE("CLOCK with two readings: arrival and departure") {
 }
 
 TEST_CASE("WAIT: joined and needed, both unsigned") {
-    CHECK(format_message(Message::wait(2, 3)) == "WAIT 2 3\n");
+    CHECK(format_message(Wait{2, 3}) == "WAIT 2 3\n");
     auto p = parse_message("WAIT 18446744073709551615 0");
     REQUIRE(p.message);
-    CHECK(p.message->verb == Verb::Wait);
-    CHECK(p.message->round == UINT64_MAX);
-    CHECK(p.message->needed == 0);
+    CHECK(std::get<Wait>(*p.message).joined == UINT64_MAX);
+    CHECK(std::get<Wait>(*p.message).needed == 0);
     for (const char* bad : {"WAIT", "WAIT 1", "WAIT 1 2 3", "WAIT -1 2", "WAIT 1 -0", "WAIT 01 2", "WAIT 1 x",
                             "WAIT 18446744073709551616 1", "wait 1 2"}) {
         CAPTURE(bad);

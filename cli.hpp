@@ -1,0 +1,250 @@
+// cli.hpp - what master and slave share around the algorithm: the command
+// line (getopt_long, so "--port 8081" and "--port=8081" both work), the
+// options both programs take, the secret file, start-up, and the console.
+// Nothing here exits: parsing returns what to do, and main() does it, so
+// tests/test_cli.cpp can cover every path.
+#pragma once
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <fcntl.h>
+#include <functional>
+#include <getopt.h>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include "clock.hpp"
+#include "eventlog.hpp"
+#include "net.hpp"
+#include "os.hpp"
+#include "protocol.hpp"
+#include "units.hpp"
+
+namespace berkeley {
+
+// ---------------------------------------------------------------------------
+// The command line. Each program lists its options as OptionSpecs; the usage
+// text is made from the same list, so it cannot drift from what is parsed.
+
+struct OptionSpec {
+    const char* name;  // long name, without "--"
+    const char* arg;   // the value's placeholder ("MS"); nullptr for a flag
+    const char* help;  // one line, the default in [brackets]
+    // Take the value ("" for a flag); nullopt when fine, else what is wrong.
+    std::function<std::optional<std::string>(std::string_view)> apply;
+};
+
+// What main() does after parsing: run, or print `text` and exit with `code`
+// (0 for --help and --version on stdout; 2 for a mistake, with the usage, on stderr).
+struct CliResult {
+    bool run = true;
+    int code = 0;
+    std::string text;
+};
+
+inline std::string usage_text(std::string_view synopsis, std::span<const OptionSpec> specs) {
+    std::string out = "usage: " + std::string(synopsis) + "\n";
+    for (const OptionSpec& s : specs) {
+        std::string left = "  --" + std::string(s.name) + (s.arg ? " " + std::string(s.arg) : "");
+        left.resize(std::max<size_t>(left.size() + 1, 25), ' ');
+        out += left + s.help + "\n";
+    }
+    out += "  --help, --version      (options also take --name=value)\n";
+    return out;
+}
+
+// Parse argv: options anywhere, in either form, unambiguous prefixes too (as
+// GNU tools do); everything else goes to `positional`, in order.
+inline CliResult parse_command_line(int argc, char** argv, std::string_view program, std::string_view synopsis,
+                                 std::span<const OptionSpec> specs, std::vector<std::string>& positional) {
+    enum : int { HELP = 1000, VERSION, FIRST_SPEC };
+    std::vector<option> longopts;
+    for (size_t i = 0; i < specs.size(); ++i)
+        longopts.push_back({specs[i].name, specs[i].arg ? required_argument : no_argument, nullptr,
+                            FIRST_SPEC + static_cast<int>(i)});
+    longopts.push_back({"help", no_argument, nullptr, HELP});
+    longopts.push_back({"version", no_argument, nullptr, VERSION});
+    longopts.push_back({nullptr, 0, nullptr, 0});
+    auto mistake = [&](const std::string& problem) {
+        return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
+    };
+    opterr = 0;  // we say what went wrong ourselves
+    optind = 0;  // start afresh (glibc), so parsing can run more than once
+    while (true) {
+        const int c = getopt_long(argc, argv, ":h", longopts.data(), nullptr);
+        if (c == -1) break;
+        const std::string seen = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+        if (c == 'h' || c == HELP) return CliResult{false, 0, usage_text(synopsis, specs)};
+        if (c == VERSION) return CliResult{false, 0, std::string(program) + " (berkeley-sync) " + PROGRAM_VERSION + "\n"};
+        if (c == ':') return mistake(seen.substr(0, seen.find('=')) + " needs a value");
+        if (c == '?') return mistake("unknown option " + seen);
+        const OptionSpec& s = specs[static_cast<size_t>(c - FIRST_SPEC)];
+        const std::string_view value = s.arg ? std::string_view(optarg) : std::string_view();
+        if (auto problem = s.apply(value)) return mistake(*problem);
+    }
+    for (int i = optind; i < argc; ++i) positional.emplace_back(argv[i]);
+    return CliResult{};
+}
+
+// An option's value as a decimal with up to `decimals` fraction digits,
+// scaled to an integer (seconds with decimals 9 give nanoseconds), stored in
+// `out` when it lies within [lo, hi].
+template <typename T>
+auto store_scaled(const char* name, T& out, int decimals, int64_t lo, int64_t hi) {
+    return [name, &out, decimals, lo, hi](std::string_view text) -> std::optional<std::string> {
+        const auto v = parse_decimal(text, decimals);
+        if (!v || *v < lo || *v > hi) return "bad value for --" + std::string(name) + ": '" + std::string(text) + "'";
+        out = static_cast<T>(*v);
+        return std::nullopt;
+    };
+}
+template <typename T>
+auto store_integer(const char* name, T& out, int64_t lo, int64_t hi) {
+    return store_scaled(name, out, 0, lo, hi);
+}
+inline auto store_text(std::string& out) {
+    return [&out](std::string_view text) -> std::optional<std::string> {
+        out = text;
+        return std::nullopt;
+    };
+}
+inline auto store_flag(bool& out, bool value) {
+    return [&out, value](std::string_view) -> std::optional<std::string> {
+        out = value;
+        return std::nullopt;
+    };
+}
+
+// ---------------------------------------------------------------------------
+// The options master and slave share: their simulated clock, how it takes
+// corrections, how they read time off the wire, their log and their secret.
+struct CommonOptions {
+    std::optional<int64_t> offset_ns;  // unset: random, from the seed
+    std::optional<int64_t> rate_ppb;
+    uint64_t seed = 0;
+    Discipline discipline;
+    bool kernel_timestamps = true;
+    std::string secret_file;           // empty: no secret
+    std::string secret;                // read from secret_file at start-up
+    std::string log_path;
+    bool quiet = false;
+};
+
+inline uint64_t default_seed() {
+    return static_cast<uint64_t>(realtime_ns()) ^ (static_cast<uint64_t>(getpid()) << 32);
+}
+
+inline std::vector<OptionSpec> common_options(CommonOptions& o) {
+    auto optional_into = [](const char* name, std::optional<int64_t>& out, int decimals, int64_t lo, int64_t hi) {
+        return [name, &out, decimals, lo, hi](std::string_view text) -> std::optional<std::string> {
+            int64_t v = 0;
+            if (auto problem = store_scaled(name, v, decimals, lo, hi)(text)) return problem;
+            out = v;
+            return std::nullopt;
+        };
+    };
+    return {
+        {"offset", "MS", "simulated clock offset                   [random, +/-5 s]",
+         optional_into("offset", o.offset_ns, 6, -MAX_OFFSET_NS, MAX_OFFSET_NS)},
+        {"drift", "PPM", "simulated clock drift                    [random, +/-50 ppm]",
+         optional_into("drift", o.rate_ppb, 3, -MAX_RATE_PPB, MAX_RATE_PPB)},
+        {"seed", "N", "seed for the random offset and drift     [time and pid]",
+         store_integer("seed", o.seed, 0, INT64_MAX)},
+        {"step-threshold", "MS", "step corrections this large, slew smaller ones [128]",
+         store_scaled("step-threshold", o.discipline.step_threshold_ns, 6, 0, MAX_OFFSET_NS)},
+        {"slew-rate", "PPM", "how fast to slew                         [500]",
+         store_scaled("slew-rate", o.discipline.slew_rate_ppb, 3, 1, 100'000'000)},
+        {"no-frequency", nullptr, "do not learn and trim the clock's rate error", store_flag(o.discipline.frequency, false)},
+        {"timestamps", "MODE",
+         "kernel: arrival times stamped by the kernel, two readings per reply;\n"
+         "                         user: clock reads in this process, one reading (Cristian's) [kernel]",
+         [&o](std::string_view mode) -> std::optional<std::string> {
+             if (mode != "kernel" && mode != "user") return "--timestamps takes kernel or user";
+             o.kernel_timestamps = mode == "kernel";
+             return std::nullopt;
+         }},
+        {"secret-file", "FILE", "shared secret for HELLO (mode 600)", store_text(o.secret_file)},
+        {"log", "FILE", "write JSON-lines events to FILE", store_text(o.log_path)},
+        {"quiet", nullptr, "print only errors", store_flag(o.quiet, true)},
+    };
+}
+
+// The simulated clock the options ask for, started at host time real_ns:
+// offset and rate as given, or drawn from the seed.
+inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t real_ns) {
+    const ClockParams random = random_clock_params(seed);
+    return make_clock(real_ns, o.offset_ns.value_or(random.offset_ns), o.rate_ppb.value_or(random.rate_ppb));
+}
+
+// ---------------------------------------------------------------------------
+// The secret file: its first line, without trailing white space. Like ssh
+// with its keys, refuse a file that group or others may read: a secret that
+// anyone on the host can read keeps nobody out.
+[[nodiscard]] inline bool read_secret_file(const std::string& path, std::string& secret, std::string& error) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd.valid() || fstat(fd.get(), &st) != 0) {
+        error = sys_error("open") + " (" + path + ")";
+        return false;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+        error = "secret file " + path + " has mode " + mode +
+                ": it must not be accessible by group or others (chmod 600 " + path + ")";
+        return false;
+    }
+    char buf[MAX_SECRET_BYTES + 2];
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+        error = sys_error("read") + " (" + path + ")";
+        return false;
+    }
+    secret.assign(buf, static_cast<size_t>(n));
+    secret = secret.substr(0, secret.find('\n'));
+    while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ' || secret.back() == '\t'))
+        secret.pop_back();
+    const bool printable = std::all_of(secret.begin(), secret.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    if (secret.empty() || secret.size() > MAX_SECRET_BYTES || !printable) {
+        error = "secret file " + path + ": the first line must be 1 to " + std::to_string(MAX_SECRET_BYTES) +
+                " printable characters without spaces";
+        return false;
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------
+// Start-up, after the options are parsed: signals, the open-file limit, the
+// secret, the log and the event loop. Returns the open-file limit now in
+// force, or 0 with `error` set when a step fails.
+[[nodiscard]] inline uint64_t start_up(CommonOptions& o, EventLog& log, EventLoop& loop, std::string& error) {
+    install_signal_handlers();
+    const uint64_t fd_limit = raise_fd_limit();
+    if (!o.secret_file.empty() && !read_secret_file(o.secret_file, o.secret, error)) return 0;
+    if (!o.log_path.empty() && !log.open(o.log_path, error)) return 0;
+    if (!loop.open(error)) return 0;
+    return fd_limit;
+}
+
+// Console output, silenced by --quiet. Line-buffered even into a pipe, so a
+// parent (analyze.py) sees each line as it happens.
+struct Console {
+    bool quiet = false;
+    __attribute__((format(printf, 2, 3))) void say(const char* fmt, ...) const {
+        if (quiet) return;
+        va_list args;
+        va_start(args, fmt);
+        std::vprintf(fmt, args);
+        va_end(args);
+        std::fflush(stdout);
+    }
+};
+
+}  // namespace berkeley

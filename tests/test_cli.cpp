@@ -1,0 +1,189 @@
+// test_cli.cpp - cli.hpp, in its order: the command line (both option forms,
+// prefixes, every mistake returned rather than exited), the shared options,
+// the secret file, and start-up.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+
+using namespace berkeley;
+
+namespace {
+
+// argv as getopt_long wants it: mutable strings, kept alive by the caller.
+struct Argv {
+    std::vector<std::string> words;
+    std::vector<char*> ptrs;
+    explicit Argv(std::vector<std::string> w) : words(std::move(w)) {
+        for (auto& s : words) ptrs.push_back(s.data());
+        ptrs.push_back(nullptr);
+    }
+    int argc() const { return static_cast<int>(words.size()); }
+    char** argv() { return ptrs.data(); }
+};
+
+struct Outcome {
+    CliResult result;
+    std::vector<std::string> positional;
+    CommonOptions common;
+    uint16_t port = 8080;
+    int64_t interval_ns = 1'000'000'000;
+};
+
+Outcome parse(std::vector<std::string> words) {
+    Outcome p;
+    std::vector<OptionSpec> specs = {
+        {"port", "P", "port [8080]", store_integer("port", p.port, 0, 65535)},
+        {"interval", "SEC", "interval [1]", store_scaled("interval", p.interval_ns, 9, NS_PER_MS, 86400 * NS_PER_S)},
+    };
+    for (OptionSpec& s : common_options(p.common)) specs.push_back(std::move(s));
+    Argv a(std::move(words));
+    p.result = parse_command_line(a.argc(), a.argv(), "prog", "./prog N [options]", specs, p.positional);
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("options take '--name value' and '--name=value', anywhere among the arguments") {
+    for (const auto& words : {std::vector<std::string>{"prog", "3", "--port", "8081", "--interval", "0.25"},
+                              std::vector<std::string>{"prog", "--port=8081", "3", "--interval=0.25"},
+                              std::vector<std::string>{"prog", "--interval=.25", "--po", "8081", "3"}}) {
+        CAPTURE(words.size());
+        const Outcome p = parse(words);
+        CHECK(p.result.run);
+        CHECK(p.port == 8081);
+        CHECK(p.interval_ns == 250 * NS_PER_MS);
+        CHECK(p.positional == std::vector<std::string>{"3"});
+    }
+}
+
+TEST_CASE("a value may start with '-': negative offsets") {
+    const Outcome p = parse({"prog", "--offset", "-1500.5", "--drift=-12.25"});
+    REQUIRE(p.result.run);
+    CHECK(*p.common.offset_ns == -1'500'500'000);
+    CHECK(*p.common.rate_ppb == -12'250);
+}
+
+TEST_CASE("shared options: every one is parsed, defaults stay when absent") {
+    const Outcome none = parse({"prog"});
+    CHECK(none.result.run);
+    CHECK_FALSE(none.common.offset_ns.has_value());
+    CHECK(none.common.discipline.frequency);
+    CHECK(none.common.kernel_timestamps);
+    CHECK(none.common.discipline.step_threshold_ns == DEFAULT_STEP_THRESHOLD_NS);
+
+    const Outcome all = parse({"prog", "--seed", "42", "--step-threshold", "5", "--slew-rate", "250.5", "--no-frequency",
+                              "--timestamps", "user", "--secret-file", "/x/y", "--log", "/tmp/l", "--quiet"});
+    REQUIRE(all.result.run);
+    CHECK(all.common.seed == 42);
+    CHECK(all.common.discipline.step_threshold_ns == 5 * NS_PER_MS);
+    CHECK(all.common.discipline.slew_rate_ppb == 250'500);
+    CHECK_FALSE(all.common.discipline.frequency);
+    CHECK_FALSE(all.common.kernel_timestamps);
+    CHECK(all.common.secret_file == "/x/y");
+    CHECK(all.common.secret.empty());  // read at start-up, not while parsing
+    CHECK(all.common.log_path == "/tmp/l");
+    CHECK(all.common.quiet);
+}
+
+TEST_CASE("mistakes come back as exit 2 with the problem and the usage, never as exit()") {
+    struct Row {
+        std::vector<std::string> words;
+        const char* problem;
+    };
+    const Row rows[] = {
+        {{"prog", "--bogus"}, "unknown option --bogus"},
+        {{"prog", "-x"}, "unknown option -x"},
+        {{"prog", "--port"}, "--port needs a value"},
+        {{"prog", "--port=70000"}, "bad value for --port: '70000'"},
+        {{"prog", "--port", "12ab"}, "bad value for --port: '12ab'"},
+        {{"prog", "--interval", "0"}, "bad value for --interval: '0'"},
+        {{"prog", "--offset", "1.2.3"}, "bad value for --offset: '1.2.3'"},
+        {{"prog", "--timestamps", "both"}, "--timestamps takes kernel or user"},
+        {{"prog", "--quiet=yes"}, "unknown option --quiet=yes"},
+    };
+    for (const Row& r : rows) {
+        CAPTURE(r.problem);
+        const Outcome p = parse(r.words);
+        CHECK_FALSE(p.result.run);
+        CHECK(p.result.code == 2);
+        CHECK(p.result.text.find(std::string("error: ") + r.problem + "\n") == 0);
+        CHECK(p.result.text.find("usage: ./prog N [options]") != std::string::npos);
+    }
+}
+
+TEST_CASE("--help and --version: text for stdout, exit 0; the usage lists every option") {
+    const Outcome help = parse({"prog", "--help"});
+    CHECK_FALSE(help.result.run);
+    CHECK(help.result.code == 0);
+    for (const char* name : {"--port P", "--interval SEC", "--offset MS", "--secret-file FILE", "--quiet", "--help"})
+        CHECK(help.result.text.find(name) != std::string::npos);
+    CHECK(parse({"prog", "-h"}).result.text == help.result.text);
+    const Outcome version = parse({"prog", "--version"});
+    CHECK(version.result.code == 0);
+    CHECK(version.result.text == std::string("prog (berkeley-sync) ") + PROGRAM_VERSION + "\n");
+}
+
+TEST_CASE("starting_clock: given offset and drift win; otherwise the seed decides, reproducibly") {
+    CommonOptions o;
+    o.offset_ns = 5 * NS_PER_S;
+    o.rate_ppb = -3'000;
+    const SimClock given = starting_clock(o, 1, 1'000);
+    CHECK(read_clock(given, 1'000) == 1'000 + 5 * NS_PER_S);
+    CHECK(given.rate_ppb == -3'000);
+    CommonOptions random;
+    const SimClock a = starting_clock(random, 7, 0), b = starting_clock(random, 7, 0), c = starting_clock(random, 8, 0);
+    CHECK(read_clock(a, 0) == read_clock(b, 0));
+    CHECK(a.rate_ppb == b.rate_ppb);
+    CHECK(read_clock(a, 0) != read_clock(c, 0));
+}
+
+TEST_CASE("read_secret_file: the first line, private files only, printable without spaces") {
+    char dir[] = "/tmp/berkeley-cli-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    auto write = [&](const char* name, const std::string& text, mode_t mode) {
+        const std::string path = std::string(dir) + "/" + name;
+        Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
+        REQUIRE(fd.valid());
+        REQUIRE(::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+        REQUIRE(chmod(path.c_str(), mode) == 0);
+        return path;
+    };
+    std::string secret, error;
+    CHECK(read_secret_file(write("good", "s3cret-value \r\nsecond line\n", 0600), secret, error));
+    CHECK(secret == "s3cret-value");
+    CHECK_FALSE(read_secret_file(write("loose", "s3cret\n", 0644), secret, error));
+    CHECK(error.find("must not be accessible by group or others (chmod 600") != std::string::npos);
+    CHECK_FALSE(read_secret_file(write("empty", "\n", 0600), secret, error));
+    CHECK(error.find("printable characters") != std::string::npos);
+    CHECK_FALSE(read_secret_file(write("spaces", "two words\n", 0600), secret, error));
+    CHECK_FALSE(read_secret_file(write("long", std::string(MAX_SECRET_BYTES + 1, 'k'), 0600), secret, error));
+    CHECK_FALSE(read_secret_file(std::string(dir) + "/missing", secret, error));
+    CHECK(error.find("open: ") == 0);
+    for (const char* name : {"good", "loose", "empty", "spaces", "long"}) unlink((std::string(dir) + "/" + name).c_str());
+    rmdir(dir);
+}
+
+TEST_CASE("start_up reports a failing step instead of exiting: the secret, then the log") {
+    CommonOptions o;
+    EventLog log;
+    EventLoop loop;
+    std::string error;
+    o.secret_file = "/nonexistent-dir/secret";
+    CHECK(start_up(o, log, loop, error) == 0);
+    CHECK(error.find("/nonexistent-dir/secret") != std::string::npos);
+    o.secret_file.clear();
+    o.log_path = "/nonexistent-dir/x.log";
+    error.clear();
+    CHECK(start_up(o, log, loop, error) == 0);
+    CHECK(error.find("/nonexistent-dir/x.log") != std::string::npos);
+    o.log_path.clear();
+    error.clear();
+    CHECK(start_up(o, log, loop, error) > 0);
+    CHECK(error.empty());
+}
