@@ -88,6 +88,8 @@ template <typename... Handlers>
 struct Overloaded : Handlers... {
     using Handlers::operator()...;
 };
+template <typename... Handlers>
+Overloaded(Handlers...) -> Overloaded<Handlers...>;  // for compilers without C++20 aggregate deduction
 
 inline const char* verb_name(const Message& m) {
     return std::visit([](const auto& v) { return std::decay_t<decltype(v)>::VERB; }, m);
