@@ -16,8 +16,11 @@ slewed (a ramp, until all of it is in). The report gives the true spread
 round and once its corrections are fully applied, each clock's corrections,
 and the final verdict.
 
-Layout: reading logs, the clock model, the analysis (pure functions), the text
-report, the SVG picture, launching the slaves, main(). Standard library only.
+Layout: reading logs (whole, or following one still being written), the clock
+model, the analysis (pure functions), the text report, the SVG picture,
+launching processes, main(). Standard library only. The tests (tests/harness.py)
+and the benchmarks (bench/) import this file for its log reader, its clock
+model and its process launcher rather than keeping copies of their own.
 """
 
 import argparse
@@ -36,16 +39,18 @@ import tempfile
 import threading
 import time
 
+VERSION = "1.0.0"  # the C++ programs' PROGRAM_VERSION
 NS_PER_US = 1_000
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 MASTER_ID = "master"
 UNREACHABLE = "could not reach the master at"  # what ./slave prints when it gives up
 STOP_GRACE_S = 5  # after SIGTERM, before SIGKILL
+POLL_S = 0.005  # how often a wait looks at a log again
 
 # Fields each event must carry to be usable (beyond event, id, clock_ns, real_ns).
-REQUIRED = {"adjust": ("round", "correction_ns"), "reply": ("round",), "round": ("round",),
-            "estimate": ("slave", "round", "estimate_ns")}
+REQUIRED = {"start": ("offset_ns", "rate_ppb"), "adjust": ("round", "correction_ns", "mode", "rate_ppb"),
+            "reply": ("round",), "round": ("round",), "estimate": ("slave", "round", "estimate_ns")}
 
 
 class NothingToAnalyse(Exception):
@@ -53,6 +58,8 @@ class NothingToAnalyse(Exception):
 
 
 def warn(message):
+    """Where the readers below report a line they skip, unless the caller
+    passes a warn of its own (the benchmarks collect them, the tests fail)."""
     print("analyze.py: warning: " + message, file=sys.stderr, flush=True)
 
 
@@ -69,43 +76,93 @@ def check_event(event):
     for key in REQUIRED.get(event["event"], ()):
         if key not in event:
             return "%s event without '%s'" % (event["event"], key)
-    for key in ("correction_ns", "rate_ppb", "slew_rate_ppb"):
+    for key in ("correction_ns", "offset_ns", "rate_ppb", "slew_rate_ppb"):
         if key in event and not isinstance(event[key], int):
             return "bad field '%s'" % key
     if event["event"] == "adjust":
-        mode = event.get("mode", "step")  # older logs have no mode: every correction was a step
-        if mode not in ("step", "slew"):
-            return "adjust event with unknown mode %r" % mode
-        if mode == "slew" and event.get("correction_ns") and not event.get("slew_rate_ppb", 0) > 0:
+        if event["mode"] not in ("step", "slew"):
+            return "adjust event with unknown mode %r" % event["mode"]
+        if event["mode"] == "slew" and event["correction_ns"] and not event.get("slew_rate_ppb", 0) > 0:
             return "slewed adjust without a positive 'slew_rate_ppb'"
     return None
 
 
-def read_events(path):
-    """The events of one log. A corrupt or truncated line is reported and skipped."""
-    events = []
-    with open(path, errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError as e:
-                warn("%s:%d: skipped a corrupt line (%s)" % (path, number, e))
-                continue
-            problem = check_event(event)
-            if problem:
-                warn("%s:%d: skipped a line: %s" % (path, number, problem))
-                continue
-            events.append(event)
-    return events
+def parse_line(line, where, warn=warn):
+    """The event on one line, or None for a blank line or (reported through
+    warn, `where` naming file and line) an unusable one."""
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError as e:
+        warn("%s: skipped a corrupt line (%s)" % (where, e))
+        return None
+    problem = check_event(event)
+    if problem:
+        warn("%s: skipped a line: %s" % (where, problem))
+        return None
+    return event
 
 
-def read_logs(paths):
+class LogTail:
+    """A log that a running program may still be writing: read_new() gives
+    the events appended since the last call, from a kept offset, so a growing
+    log is never read twice. A line counts once it is whole (an unfinished
+    last one waits for its end), unless final=True says the writer is done."""
+
+    def __init__(self, path, warn=warn):
+        self.path, self.warn = path, warn
+        self.offset, self.lines_read, self.partial = 0, 0, b""
+        self.unseen = []  # read by wait_for after the event it waited for
+
+    def read_new(self, final=False):
+        """The new events ([] while the file does not exist)."""
+        events, self.unseen = self.unseen, []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return events
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = b"" if final else lines.pop()
+        for line in lines:
+            self.lines_read += 1
+            event = parse_line(line.decode(errors="replace"), "%s:%d" % (self.path, self.lines_read), self.warn)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def wait_for(self, name, timeout_s, proc=None):
+        """Read on until an event called `name` arrives and return it (the
+        events before it are passed over, those after it are left for the
+        next read); None once timeout_s has passed or the process proc, the
+        log's writer, has exited without logging it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            exited = proc is not None and proc.poll() is not None  # before reading: its last lines count
+            events = self.read_new()
+            for i, event in enumerate(events):
+                if event["event"] == name:
+                    self.unseen = events[i + 1:]
+                    return event
+            if exited or time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
+
+
+def read_events(path, warn=warn):
+    """The events of one whole log ([] when there is none). A corrupt or
+    truncated line is reported through warn and skipped."""
+    return LogTail(path, warn).read_new(final=True)
+
+
+def read_logs(paths, warn=warn):
     """Events grouped by clock id, from several log files (each read once)."""
     by_id, source = {}, {}
     for path in dict.fromkeys(os.path.realpath(p) for p in paths):
-        for clock_id, events in group_by_id(read_events(path)).items():
+        for clock_id, events in group_by_id(read_events(path, warn)).items():
             if clock_id in by_id:
                 warn("%s: clock %s was already read from %s; ignoring it here" % (path, clock_id, source[clock_id]))
                 continue
@@ -131,22 +188,23 @@ def group_by_id(events):
 #     offset(t) = O + (t - R) * r / 1e9 + sign(S) * min(|S|, (t - R) * s / 1e9)
 #                     `- drift and trim   `- the slew: a ramp of slope s until all of S is in
 #
-# floored once to whole ns, as clock.hpp does. A step (mode "step", or no mode
-# in older logs) has S = 0 and jumps at R: just before it the offset was
-# O - correction_ns. A slew does not jump at all. A new correction discards
-# what was left of the slew before it, so every anchor starts afresh.
+# floored once to whole ns, as clock.hpp does. A step (mode "step") has S = 0
+# and jumps at R: just before it the offset was O - correction_ns. A slew
+# does not jump at all. A new correction discards what was left of the slew
+# before it, so every anchor starts afresh.
 
 Anchor = collections.namedtuple("Anchor", "real_ns offset_before_ns offset_ns rate_ppb slew_ns slew_rate_ppb")
 
 
-def anchor_of(event, rate_ppb):
-    """The anchor a `start` or `adjust` event sets; rate_ppb is the rate in
-    force before it, kept when the event logs none (older logs)."""
+def anchor_of(event, stand_in_rate_ppb=0):
+    """The anchor a `start` or `adjust` event sets, at the rate it logs. A log
+    that lost its `start` begins at its first event, whatever it is: one that
+    logs no rate stands in at stand_in_rate_ppb."""
     offset = event["clock_ns"] - event["real_ns"]
-    rate = event.get("rate_ppb", rate_ppb)
+    rate = event.get("rate_ppb", stand_in_rate_ppb)
     if event["event"] != "adjust":
         return Anchor(event["real_ns"], offset, offset, rate, 0, 0)
-    if event.get("mode", "step") == "slew":
+    if event["mode"] == "slew":
         return Anchor(event["real_ns"], offset, offset, rate, event["correction_ns"], event.get("slew_rate_ppb", 0))
     return Anchor(event["real_ns"], offset - event["correction_ns"], offset, rate, 0, 0)
 
@@ -173,13 +231,9 @@ class ClockTrack:
     def __init__(self, clock_id, events):
         self.id = clock_id
         self.events = sorted(events, key=lambda e: e["real_ns"])  # stable: log order on ties
-        first = self.first("start") or self.events[0]  # a log cut before its start: begin where it begins
-        rate = next((e["rate_ppb"] for e in self.events if "rate_ppb" in e), 0)
-        self.anchors = []
-        for e in self.events:
-            if e is first or e["event"] == "adjust":
-                self.anchors.append(anchor_of(e, rate))
-                rate = self.anchors[-1].rate_ppb
+        first = self.first("start") or self.events[0]  # a log that lost its start: begin where it begins
+        stand_in_rate = next((e["rate_ppb"] for e in self.events if "rate_ppb" in e), 0)
+        self.anchors = [anchor_of(e, stand_in_rate) for e in self.events if e is first or e["event"] == "adjust"]
         self.reals = [a.real_ns for a in self.anchors]
 
     def offset_at(self, t, before_step=False):
@@ -306,11 +360,10 @@ def analyse(tracks, tolerance_ns):
         start = tracks[c].first("start")
         first = start or tracks[c].events[0]
         clocks[c] = {
-            "initial_offset_ns": start["offset_ns"] if start and "offset_ns" in start
-            else first["clock_ns"] - first["real_ns"],
+            "initial_offset_ns": start["offset_ns"] if start else first["clock_ns"] - first["real_ns"],
             "drift_ppb": tracks[c].anchors[0].rate_ppb,
             "corrections_ns": [steps[c][r]["correction_ns"] if r in steps[c] else None for r in round_numbers],
-            "correction_modes": [steps[c][r].get("mode", "step") if r in steps[c] else None for r in round_numbers],
+            "correction_modes": [steps[c][r]["mode"] if r in steps[c] else None for r in round_numbers],
             "final_offset_ns": round(final[c] - mean),
             "in_final_round": c in last["clocks"],
         }
@@ -519,12 +572,88 @@ def xml_escape(text):
 
 
 # ---------------------------------------------------------------------------
-# Launching the slaves
+# Launching processes: analyze.py's slaves, and the tests' and benchmarks'
+# masters and slaves
 
-def start_slaves(args, log_dir, children, readers):
-    """Start slave-1..slave-N with offsets and drifts drawn from --seed, each
-    Popen appended to children at once (so that a Ctrl-C midway still stops
-    those started). Their output is streamed, prefixed, by one thread per pipe."""
+class Processes:
+    """The child processes of one run. Each is remembered when started and
+    stopped by its own PID, SIGTERM and then SIGKILL after grace_s; no other
+    process is ever signalled. A child's stdout and stderr go to NAME.out and
+    NAME.err in out_dir, or (pipe=True) to pipes read line by line as text.
+    say(message) hears of each child stopped."""
+
+    def __init__(self, out_dir=None, grace_s=STOP_GRACE_S, say=None):
+        self.dir, self.grace_s = out_dir, grace_s
+        self.say = say or (lambda message: None)
+        self.children = []
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def start(self, argv, name, pipe=False, **popen_args):
+        """Start argv as `name`, stdin from /dev/null; its Popen, with .name,
+        is remembered before anything else can fail. popen_args (env,
+        preexec_fn, ...) go to Popen as they are."""
+        if pipe:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, bufsize=1, **popen_args)
+        else:
+            with open(self.path(name + ".out"), "w") as out, open(self.path(name + ".err"), "w") as err:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, **popen_args)
+        p.name = name
+        self.children.append(p)
+        return p
+
+    def output(self, name):
+        """(stdout, stderr) that `name` has written to its files so far."""
+        with open(self.path(name + ".out"), errors="replace") as out, \
+                open(self.path(name + ".err"), errors="replace") as err:
+            return out.read(), err.read()
+
+    def wait_all(self, timeout_s):
+        """Wait until every child has exited or timeout_s has passed; True if all exited."""
+        deadline = time.monotonic() + timeout_s
+        for p in self.children:
+            try:
+                p.wait(timeout=max(0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+        return True
+
+    def stop_all(self, why="stopping"):
+        """Stop every child that still runs: SIGTERM to all of them, then
+        SIGKILL to those still running grace_s later."""
+        running = [p for p in self.children if p.poll() is None]
+        for p in running:
+            self.say("stopping %s (pid %d): %s" % (p.name, p.pid, why))
+            p.terminate()  # Popen signals only a child it has not yet reaped: never a reused PID
+        deadline = time.monotonic() + self.grace_s
+        for p in running:
+            try:
+                p.wait(timeout=max(0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say("killing %s (pid %d)" % (p.name, p.pid))
+                p.kill()
+                p.wait()
+
+    @staticmethod
+    def cpu_ns(p):
+        """User + system CPU time child p has used so far, from /proc/<pid>/stat
+        (clock-tick resolution); None once it has been reaped."""
+        if p.returncode is not None:  # reaped: its PID may belong to another process now
+            return None
+        try:
+            with open("/proc/%d/stat" % p.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return (int(fields[11]) + int(fields[12])) * NS_PER_S // os.sysconf("SC_CLK_TCK")
+
+
+def start_slaves(args, log_dir, procs, readers):
+    """Start slave-1..slave-N with offsets and drifts drawn from --seed
+    (procs remembers each at once, so that a Ctrl-C midway still stops those
+    started). Their output is streamed, prefixed, by one thread per pipe."""
     rng = random.Random(args.seed)
     for i in range(1, args.n + 1):
         ident = "slave-%d" % i
@@ -533,10 +662,8 @@ def start_slaves(args, log_dir, children, readers):
         argv = [args.slave, "--host", args.host, "--port", str(args.port), "--id", ident,
                 "--offset", "%.3f" % offset_ms, "--drift", "%.3f" % drift_ppm,
                 "--log", os.path.join(log_dir, ident + ".log"), "--connect-timeout", str(args.connect_timeout)]
-        p = subprocess.Popen(argv + (["--quiet"] if args.quiet else []), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        p.ident, p.errors = ident, []
-        children.append(p)
+        p = procs.start(argv + (["--quiet"] if args.quiet else []), ident, pipe=True)
+        p.errors = []
         for pipe, dest in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
             readers.append(threading.Thread(target=stream, args=(pipe, ident, dest, p.errors), daemon=True))
             readers[-1].start()
@@ -554,52 +681,28 @@ def stream(pipe, ident, dest, errors):
             dest.flush()
 
 
-def wait_for(children, timeout_s):
-    """Wait until every child has exited or the timeout passed; True if all exited."""
-    deadline = time.monotonic() + timeout_s
-    for p in children:
-        try:
-            p.wait(timeout=max(0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            return False
-    return True
-
-
-def stop(children, why):
-    """Stop our own children that still run: SIGTERM, then SIGKILL."""
-    for p in children:
-        if p.poll() is None:
-            print("analyze.py: stopping %s (pid %d): %s" % (p.ident, p.pid, why), file=sys.stderr)
-            p.terminate()
-    for p in children:
-        try:
-            p.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            print("analyze.py: killing %s (pid %d)" % (p.ident, p.pid), file=sys.stderr)
-            p.kill()
-            p.wait()
-
-
 def run_slaves(args):
     """Run the slaves to the end; returns the log directory, or exits 2."""
     log_dir = args.logs or tempfile.mkdtemp(prefix="berkeley-analyze-")
     os.makedirs(log_dir, exist_ok=True)
     print("analyze.py: starting %d slave(s) for the master at %s:%d (seed %d), logs in %s"
           % (args.n, args.host, args.port, args.seed, log_dir), flush=True)
-    children, readers = [], []
+    procs = Processes(say=lambda message: print("analyze.py: " + message, file=sys.stderr))
+    readers = []
     try:
-        start_slaves(args, log_dir, children, readers)
-        if not wait_for(children, args.timeout):
-            stop(children, "still running after %g s (--timeout)" % args.timeout)
+        start_slaves(args, log_dir, procs, readers)
+        if not procs.wait_all(args.timeout):
+            procs.stop_all("still running after %g s (--timeout)" % args.timeout)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         print("\nanalyze.py: interrupted; reporting what was logged so far", file=sys.stderr)
-        stop(children, "interrupted")
+        procs.stop_all("interrupted")
     except OSError as e:
-        stop(children, "could not start them all")
+        procs.stop_all("could not start them all")
         sys.exit("analyze.py: cannot run %s: %s (build it with: make compile)" % (args.slave, e.strerror or e))
     for t in readers:
         t.join()
+    children = procs.children
     if children and all(p.returncode == 1 and any(UNREACHABLE in e for e in p.errors) for p in children):
         print("analyze.py: no master answered at %s:%d within %g s. Start one first, in another terminal:\n"
               "    ./master %d --port %d --log master.log\nthen run this again." %
@@ -613,6 +716,7 @@ def run_slaves(args):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Run N Berkeley slaves against ./master and judge the run from the logs.")
+    p.add_argument("--version", action="version", version="analyze.py (berkeley-sync) " + VERSION)
     p.add_argument("n", nargs="?", type=int, help="number of slaves to start")
     p.add_argument("--from-logs", metavar="DIR", help="analyse the *.log files in DIR; start nothing")
     p.add_argument("--host", default="127.0.0.1", help="the master's address [127.0.0.1]")

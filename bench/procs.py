@@ -1,53 +1,29 @@
-"""bench/procs.py - the processes a benchmark starts, their logs, and /proc.
+"""bench/procs.py - the processes a benchmark starts, and what /proc says of them.
 
-Every process is started through Procs, remembered, and stopped by its own
-PID at the end; nothing else is touched. Every wait has a deadline. Logs are
-tailed from a kept offset, so a growing log is never read twice.
-Standard library only; Linux only (/proc).
+Processes are started and stopped through analyze.py's Processes (each
+remembered and stopped by its own PID at the end; nothing else is touched),
+and logs are followed with its LogTail, from a kept offset. Every wait has a
+deadline. Standard library only; Linux only (/proc).
 """
 
-import json
 import os
 import subprocess
+import sys
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MASTER = os.path.join(ROOT, "master")
-SLAVE = os.path.join(ROOT, "slave")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-NS_PER_S = 1_000_000_000
-POLL_S = 0.005  # how often a wait looks at a log
-STOP_GRACE_S = 3  # after SIGTERM, before SIGKILL
+sys.path.insert(0, ROOT)
+import analyze  # noqa: E402
+
+# BERKELEY_BIN_DIR benchmarks other builds, as it tests them in tests/harness.py.
+BIN_DIR = os.environ.get("BERKELEY_BIN_DIR", ROOT)
+MASTER = os.path.join(BIN_DIR, "master")
+SLAVE = os.path.join(BIN_DIR, "slave")
 
 
 class BenchError(Exception):
     """A run could not be measured: a program failed, or a wait timed out."""
-
-
-class LogTail:
-    """The events appended to a JSON-lines log since the last read_new()."""
-
-    def __init__(self, path):
-        self.path, self.offset, self.partial = path, 0, b""
-
-    def read_new(self):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()  # an unfinished last line waits for its end
-        events = []
-        for line in lines:
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass  # analyze.py reports corrupt lines when it reads the whole log
-        return events
 
 
 def proc_status(pid):
@@ -62,16 +38,6 @@ def proc_status(pid):
     except (FileNotFoundError, ProcessLookupError):
         pass
     return values
-
-
-def proc_cpu_ns(pid):
-    """User + system CPU time of a process so far (clock-tick resolution), or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return (int(fields[11]) + int(fields[12])) * NS_PER_S // CLK_TCK
 
 
 def open_fds(pid):
@@ -105,7 +71,7 @@ class Monitor(threading.Thread):
                 alive = True
                 self.max_rss_kib[p.name] = max(self.max_rss_kib[p.name], status["VmRSS"])
                 self.last_hwm_kib[p.name] = status.get("VmHWM", self.last_hwm_kib[p.name])
-                cpu = proc_cpu_ns(p.pid)
+                cpu = analyze.Processes.cpu_ns(p)
                 if cpu is not None:
                     self.cpu[p.name].append((time.time_ns(), cpu))
             if not alive:
@@ -126,44 +92,32 @@ class Monitor(threading.Thread):
         return after[0] - before[-1]
 
 
-class Procs:
-    """The processes of one benchmark, their output and logs in log_dir."""
+class Procs(analyze.Processes):
+    """The processes of one benchmark, their output and logs in log_dir; the
+    logs' unusable lines go to warn."""
 
-    def __init__(self, log_dir):
-        self.dir = log_dir
-        self.procs = []
+    def __init__(self, log_dir, warn):
         os.makedirs(log_dir, exist_ok=True)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def start(self, argv, name):
-        with open(self.path(name + ".out"), "w") as out, open(self.path(name + ".err"), "w") as err:
-            p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        p.name = name
-        self.procs.append(p)
-        return p
+        super().__init__(log_dir)
+        self.warn = warn
 
     def stderr_of(self, p):
-        with open(self.path(p.name + ".err"), errors="replace") as f:
-            return " / ".join(f.read().strip().splitlines()[:2])[:300]  # the error, not the usage after it
+        err = self.output(p.name)[1]
+        return " / ".join(err.strip().splitlines()[:2])[:300]  # the error, not the usage after it
 
     def master(self, n, name, flags, timeout_s=10):
         """./master N on a free port; returns once it has logged `start`
         (p.port, p.log, p.tail set; the tail has consumed the start event)."""
         p = self.start([MASTER, str(n), "--port", "0", "--log", self.path(name + ".log"), *flags], name)
-        p.log, p.tail = self.path(name + ".log"), LogTail(self.path(name + ".log"))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for e in p.tail.read_new():
-                if e.get("event") == "start":
-                    p.port = e["port"]
-                    return p
-            if p.poll() is not None:
-                raise BenchError("%s exited with %d before listening: %s" % (name, p.returncode, self.stderr_of(p)))
-            if time.monotonic() > deadline:
-                raise BenchError("%s did not log `start` within %g s" % (name, timeout_s))
-            time.sleep(POLL_S)
+        p.log = self.path(name + ".log")
+        p.tail = analyze.LogTail(p.log, self.warn)
+        start = p.tail.wait_for("start", timeout_s, p)
+        if start is None and p.poll() is not None:
+            raise BenchError("%s exited with %d before listening: %s" % (name, p.returncode, self.stderr_of(p)))
+        if start is None:
+            raise BenchError("%s did not log `start` within %g s" % (name, timeout_s))
+        p.port = start["port"]
+        return p
 
     def slaves(self, port, count, name, flags, log=True, ident="slave"):
         """One ./slave process running `count` slaves ident-1..ident-count."""
@@ -182,15 +136,3 @@ class Procs:
             raise BenchError("%s still running after the time allowed" % p.name) from None
         if p.returncode != 0:
             raise BenchError("%s exited with %d: %s" % (p.name, p.returncode, self.stderr_of(p)))
-
-    def stop_all(self):
-        """SIGTERM, then SIGKILL, to every process started here that still runs."""
-        running = [p for p in self.procs if p.poll() is None]
-        for p in running:
-            p.terminate()
-        for p in running:
-            try:
-                p.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()

@@ -8,9 +8,7 @@ import os
 import subprocess
 
 from procs import ROOT
-
-NS_PER_US = 1_000
-NS_PER_MS = 1_000_000
+from analyze import NS_PER_MS, NS_PER_US  # found on the path procs set
 
 
 def us(ns, digits=1):

@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """bench/run.py - the benchmark suite: precision, steady state, scale (with the
-cost of a round) and soak, each judged against its target.
+cost of a round), soak and the master's CPU per hostile connection, each
+judged against its target.
 
     python3 bench/run.py                   the full suite (under 10 minutes)
     python3 bench/run.py --quick           a reduced version for a fast check
-    python3 bench/run.py --only scale,soak a subset (precision, steady, scale, soak)
+    python3 bench/run.py --only scale,soak a subset (precision, steady, scale, soak, hostile)
 
 It runs the ./master and ./slave already built in the repo root (make compile;
-it builds nothing), on free loopback ports, and judges every run from the logs
-alone through analyze.py's clock model. It prints each row as it comes in and
-writes bench/results.md. Exit status 1 when a run could not be measured (or,
-with --strict, when a target was missed). Standard library only.
+it builds nothing), or those in $BERKELEY_BIN_DIR, on free loopback ports, and
+judges every run from the logs alone through analyze.py's log reader and clock
+model. It prints each row as it comes in and writes bench/results.md. Exit
+status 1 when a run could not be measured (or, with --strict, when a target
+was missed). Standard library only.
 """
 
 import argparse
 import os
+import resource
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -24,26 +28,26 @@ sys.dont_write_bytecode = True  # leave no __pycache__ in bench/ or the repo roo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procs import MASTER, ROOT, SLAVE, BenchError, Monitor, Procs, open_fds, proc_status  # noqa: E402
-from report import NS_PER_MS, NS_PER_US, Section, judge, median, ms, percentile, us, write_markdown  # noqa: E402
+from report import Section, judge, median, ms, percentile, us, write_markdown  # noqa: E402
+import analyze  # noqa: E402 (found on the path procs set)
+from analyze import NS_PER_MS, NS_PER_S, NS_PER_US  # noqa: E402
 
-sys.path.insert(0, ROOT)
-import analyze  # noqa: E402
-
-SKIPPED_LINES = []  # analyze.py's warnings, summarised once instead of one line each
-
-
-def _collect_warning(message):
-    SKIPPED_LINES.append(message)
+# The log lines analyze.py's reader skipped as unusable, in order and once
+# each (a log both tailed and read whole reports its lines twice): summarised
+# in one note instead of one line each.
+SKIPPED_LINES = {}
 
 
-analyze.warn = _collect_warning
+def note_skipped(message):
+    SKIPPED_LINES.setdefault(message)
 
 
-NS_PER_S = 1_000_000_000
-NAMES = ("precision", "steady", "scale", "soak")
+NAMES = ("precision", "steady", "scale", "soak", "hostile")
 
-FULL = {"precision_rounds": 30, "steady_s": 120, "scale": ((1000, 101, 0.15), (10000, 3, 2.0)), "soak_rounds": 5000}
-QUICK = {"precision_rounds": 10, "steady_s": 40, "scale": ((1000, 11, 0.15),), "soak_rounds": 500}
+FULL = {"precision_rounds": 30, "steady_s": 120, "scale": ((1000, 101, 0.15), (10000, 3, 2.0)), "soak_rounds": 5000,
+        "hostile": (3, 3000, 10000)}
+QUICK = {"precision_rounds": 10, "steady_s": 40, "scale": ((1000, 11, 0.15),), "soak_rounds": 500,
+         "hostile": (3, 3000)}
 STEADY_SKIP_S = 30  # steady state is judged after the first 30 s
 CONNECT_S_PER_SLAVE = 0.01  # generous time for the slaves to connect, beyond a fixed 20 s
 ROUND_S_PER_SLAVE = 0.0002  # generous time a round may take per slave, beyond its interval
@@ -87,8 +91,8 @@ class SyncRun:
         finally:
             if self.monitor:
                 self.monitor.stop()
-        tracks = {c: analyze.ClockTrack(c, ev)
-                  for c, ev in analyze.read_logs([self.master.log, self.slaves.log]).items() if ev}
+        logs = analyze.read_logs([self.master.log, self.slaves.log], warn=self.procs.warn)
+        tracks = {c: analyze.ClockTrack(c, ev) for c, ev in logs.items() if ev}
         self.tracks = tracks
         self.result = analyze.analyse(tracks, NS_PER_MS)
         self.master_events = tracks[analyze.MASTER_ID].events
@@ -273,12 +277,15 @@ def where_in_round(run):
 
 def bench_scale(procs, cfg, seed):
     s = Section("3. Scale (drift 0)",
-                ["N", "rounds", "round duration (median)", "answered/acked last round", "spread after last round",
-                 "spread p99 over rounds 2..", "master RSS baseline -> peak", "RSS per slave"],
+                ["N", "rounds", "round duration (median)", "before: round duration at c4d0c55",
+                 "answered/acked last round", "spread after last round", "spread p99 over rounds 2..",
+                 "master RSS baseline -> peak", "RSS per slave"],
                 ["One `./slave --count N` process, `--drift 0`, --quiet, offsets as in 1. Round duration is "
-                 "round_done.duration_ns (first probe sent to last ACK), median over all rounds. Peak RSS is the "
-                 "larger of the highest VmRSS polled every 10 ms and the last VmHWM read before the master "
-                 "exited; baseline is VmRSS right after the master logged `start`."])
+                 "round_done.duration_ns (first probe sent to last ACK), median over all rounds; beside it, the "
+                 "same figure measured at c4d0c55, before the master's event-loop change (its bench/results.md, on the "
+                 "machine recorded there: compare the machines before the figures). "
+                 "Peak RSS is the larger of the highest VmRSS polled every 10 ms and the last VmHWM read before "
+                 "the master exited; baseline is VmRSS right after the master logged `start`."])
     c = Section("4. Cost of a round (master CPU)",
                 ["N", "rounds", "master CPU per round", "per slave per round", "master CPU share of a round",
                  "slave process CPU share", "rtt p50 / p99 / max", "first replies all in", "last adjust"],
@@ -303,6 +310,8 @@ def bench_scale(procs, cfg, seed):
 # last round, everyone answered and acked it, master KiB per slave.
 SCALE_TARGETS = {1000: {"round_ns": 100 * NS_PER_MS, "p99_ns": 50 * NS_PER_US},
                  10000: {"round_ns": NS_PER_S, "final_ns": NS_PER_MS - 1, "all_in": True, "kib": 2}}
+# Median round duration by N at c4d0c55, before the event-loop change.
+SCALE_BEFORE_NS = {1000: 35 * NS_PER_MS, 10000: 576 * NS_PER_MS}
 
 
 def maybe_judge(value, limit, text, target_text):
@@ -327,6 +336,7 @@ def scale_row(s, run, targets):
     answered = "%d/%d of %d" % (last["answered"], last["acked"], n)
     s.add(n, len(dones),
           maybe_judge(dur, targets.get("round_ns"), ms(dur), "<= %s" % ms(targets.get("round_ns"), 0)),
+          ms(SCALE_BEFORE_NS.get(n), 0),
           judge(0 if all_in else 1, 0, answered, "all") if targets.get("all_in") else answered,
           maybe_judge(final, targets.get("final_ns"), us(final), "< 1 ms"),
           maybe_judge(p99, targets.get("p99_ns"), us(p99), "<= %s" % us(targets.get("p99_ns"), 0)),
@@ -420,12 +430,152 @@ def bench_soak(procs, cfg, seed):
 
 
 # ---------------------------------------------------------------------------
+# 6. Master CPU per hostile connection
+#
+# N honest slaves joined and rounds far apart; between two rounds a client
+# opens connections one after another, each saying a line the master cannot
+# parse. What one such connection costs the master should not grow with N.
+
+HOSTILE_CONNECTIONS = 2000  # K, at most, per N
+HOSTILE_LINE = b"garbage\n"
+HOSTILE_INTERVAL_S = 10  # between rounds; well inside the slaves' 30 s silence limit
+IDLE_WINDOW_S = 1.0
+SOCKET_TIMEOUT_S = 5  # for each connect and each read of the answer
+ANSWER_MAX_BYTES = 4096
+ROUND_MARGIN_S = 1  # the client stops this long before the next round is due
+FD_SLACK = 64  # descriptors a process needs beyond one per slave
+HOSTILE_RATIO_TARGET = 1.5
+
+
+def bench_hostile(procs, cfg, seed):
+    s = Section("6. Master CPU per hostile connection",
+                ["N", "hostile connections", "answered ERROR", "dropped (logged)", "window", "master CPU in it",
+                 "idle CPU (same length)", "CPU per hostile connection"],
+                ["N honest slaves (one `./slave --count N`, --quiet, `--drift 0`, offsets as in 1) joined to a master "
+                 "run with `--rounds 0 --interval %d`. Once round 1 is done, the master's CPU time (utime + stime "
+                 "from /proc/<pid>/stat, clock ticks of %.0f ms) is read over a %g s idle window and then while a "
+                 "Python client opens up to K = %d connections one after another, each: connect to 127.0.0.1, "
+                 "send `garbage`, read the master's `ERROR` until it closes the connection, close. Waiting for "
+                 "the answer makes each connection a wake-up of its own for the master, never a batch. CPU per "
+                 "hostile connection = (CPU in the window - the idle window's CPU scaled to its length) / "
+                 "connections made. The client stops %d s before round 2 is due, and a round that began inside "
+                 "the windows voids the row. The master and the slave process raise their own descriptor limit to the "
+                 "hard limit, as in 3; a row fails at once when that is below N + %d. Target: the largest figure "
+                 "within %gx of the smallest."
+                 % (HOSTILE_INTERVAL_S, 1000 / os.sysconf("SC_CLK_TCK"), IDLE_WINDOW_S, HOSTILE_CONNECTIONS,
+                    ROUND_MARGIN_S, FD_SLACK, HOSTILE_RATIO_TARGET)])
+    per_connection = {}
+    for n in cfg["hostile"]:
+        try:
+            per_connection[n] = hostile_row(s, procs, n, seed)
+        except BenchError as e:
+            s.fail("N=%d" % n, e)
+        finally:
+            procs.stop_all()  # N slaves gone before the next N starts
+    if len(per_connection) < 2:
+        return s
+    (n_lo, smallest), (n_hi, largest) = (min(per_connection.items(), key=lambda x: x[1]),
+                                         max(per_connection.items(), key=lambda x: x[1]))
+    if smallest <= 0:
+        s.fail("largest / smallest", "the smallest figure (N=%d) is %s: too small to compare" % (n_lo, us(smallest)))
+        return s
+    ratio = largest / smallest
+    s.add("largest / smallest", "", "", "", "", "", "",
+          judge(ratio, HOSTILE_RATIO_TARGET, "%.2fx (N=%d / N=%d)" % (ratio, n_hi, n_lo),
+                "<= %gx" % HOSTILE_RATIO_TARGET))
+    if ratio > HOSTILE_RATIO_TARGET:
+        s.findings.append("A hostile connection cost the master %s with N=%d joined against %s with N=%d: %.1fx, so "
+                          "its cost grows with the slaves the master holds." % (us(largest), n_hi, us(smallest), n_lo,
+                                                                               ratio))
+    return s
+
+
+def hostile_row(s, procs, n, seed):
+    """One N's row; returns the master's CPU ns per hostile connection."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < n + FD_SLACK:
+        raise BenchError("%d slaves need about %d file descriptors per process; the hard limit is %d (ulimit -Hn)"
+                         % (n, n + FD_SLACK, hard))
+    name = "hostile-%d" % n
+    master_flags, slave_flags = sync_flags(n, seed, 0, HOSTILE_INTERVAL_S, ["--drift", "0"])
+    master = procs.master(n, name + "-master", master_flags)
+    procs.slaves(master.port, n, name + "-slaves", slave_flags, log=False)
+    # Round 1 begins once all N have said HELLO.
+    timeout_s = 20 + n * (CONNECT_S_PER_SLAVE + ROUND_S_PER_SLAVE)
+    first = master.tail.wait_for("round", timeout_s, master)
+    done = first and master.tail.wait_for("round_done", timeout_s, master)
+    if not done:
+        raise BenchError("the master did not finish round 1 within %g s (exit code %s)" % (timeout_s, master.poll()))
+    if done["answered"] != n:
+        s.findings.append("N=%d: %d of the slaves answered round 1 (all %d had joined)." % (n, done["answered"], n))
+
+    cpu0, t0 = cpu_of(procs, master), time.monotonic()
+    time.sleep(IDLE_WINDOW_S)
+    idle_ns, idle_s = cpu_of(procs, master) - cpu0, time.monotonic() - t0
+    cpu0, t0 = cpu_of(procs, master), time.monotonic()
+    cutoff_real_ns = first["real_ns"] + (HOSTILE_INTERVAL_S - ROUND_MARGIN_S) * NS_PER_S
+    made, answered = hostile_connections(master.port, HOSTILE_CONNECTIONS, cutoff_real_ns)
+    used_ns, window_s = cpu_of(procs, master) - cpu0, time.monotonic() - t0
+    end_real_ns = time.time_ns()
+
+    events = master.tail.read_new()
+    late = [e for e in events if e["event"] == "round" and e["real_ns"] <= end_real_ns]
+    if late:
+        raise BenchError("round %d began inside the measurement" % late[0]["round"])
+    if made == 0:
+        raise BenchError("no connection was made before round 2 was due")
+    dropped = sum(e["event"] == "disconnected" and e["slave"] == "" for e in events)
+    idle_share_ns = idle_ns * window_s / idle_s
+    per_connection = (used_ns - idle_share_ns) / made
+    s.add(n, made, answered, dropped, "%.2f s" % window_s, ms(used_ns), ms(idle_share_ns), us(per_connection))
+    if made < HOSTILE_CONNECTIONS:
+        s.findings.append("N=%d: %d of %d connections were made before round 2 was due."
+                          % (n, made, HOSTILE_CONNECTIONS))
+    if answered < made or dropped < made:
+        s.findings.append("N=%d: of %d hostile connections %d were answered ERROR and %d logged as dropped."
+                          % (n, made, answered, dropped))
+    return per_connection
+
+
+def cpu_of(procs, p):
+    cpu = procs.cpu_ns(p)
+    if cpu is None or p.poll() is not None:
+        raise BenchError("%s exited with %s during the measurement: %s" % (p.name, p.poll(), procs.stderr_of(p)))
+    return cpu
+
+
+def hostile_connections(port, k, cutoff_real_ns):
+    """Up to k connections, one after another until host time cutoff_real_ns,
+    each: connect, send a line the master cannot parse, read the answer until
+    the master closes the connection, close. Returns (made, answered ERROR)."""
+    made = answered = 0
+    while made < k and time.time_ns() < cutoff_real_ns:
+        answer = b""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S) as sock:
+                made += 1
+                sock.sendall(HOSTILE_LINE)
+                while len(answer) < ANSWER_MAX_BYTES:
+                    chunk = sock.recv(ANSWER_MAX_BYTES)
+                    if not chunk:
+                        break
+                    answer += chunk
+        except ConnectionResetError:
+            pass  # the master dropped it before we read all: it still counts as made
+        except OSError as e:  # a timeout included
+            raise BenchError("hostile connection %d: %s" % (made, e)) from None
+        answered += answer.startswith(b"ERROR ")
+    return made, answered
+
+
+# ---------------------------------------------------------------------------
 # main
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Benchmark ./master and ./slave; write bench/results.md.")
     p.add_argument("--quick", action="store_true",
-                   help="reduced run: precision 10 rounds, steady 40 s, scale N=1000 only, soak 500 rounds")
+                   help="reduced run: precision 10 rounds, steady 40 s, scale N=1000 only, soak 500 rounds, "
+                        "hostile N=3 and 3000")
     p.add_argument("--only", metavar="NAME[,NAME]", help="run a subset of: " + ", ".join(NAMES))
     p.add_argument("--output", default=os.path.join(ROOT, "bench", "results.md"), help="[bench/results.md]")
     p.add_argument("--seed", type=int, default=1, help="seed for every clock's offset and drift [1]")
@@ -449,8 +599,9 @@ def main(argv=None):
     mode = ("quick" if args.quick else "full") + ("" if args.names == NAMES else ", only " + ",".join(args.names))
     log_dir = tempfile.mkdtemp(prefix="berkeley-bench-")
     print("bench: %s run; logs in %s" % (mode, log_dir), flush=True)
-    procs = Procs(log_dir)
-    benches = {"precision": bench_precision, "steady": bench_steady, "scale": bench_scale, "soak": bench_soak}
+    procs = Procs(log_dir, note_skipped)
+    benches = {"precision": bench_precision, "steady": bench_steady, "scale": bench_scale, "soak": bench_soak,
+               "hostile": bench_hostile}
     sections = []
     t_start = time.monotonic()
     try:
@@ -472,7 +623,7 @@ def main(argv=None):
     notes = []
     if SKIPPED_LINES:
         notes.append("analyze.py skipped %d log line(s) as unusable while reading these runs; the first: `%s`"
-                     % (len(SKIPPED_LINES), SKIPPED_LINES[0].replace(log_dir + "/", "")))
+                     % (len(SKIPPED_LINES), next(iter(SKIPPED_LINES)).replace(log_dir + "/", "")))
         print("bench: " + notes[-1].replace("`", ""), file=sys.stderr)
     met, missed, failed = write_markdown(args.output, sections, mode, command, total_s, notes)
     print("\nbench: %d target(s) met, %d missed%s; total %.0f s; wrote %s"

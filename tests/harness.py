@@ -2,26 +2,28 @@
 loopback ports, wait on what they log (never on sleeps), read their JSON-lines
 logs and measure the true spread of their clocks against the host clock.
 
-Every process started here is remembered and killed by PID at the end; no
-other process is touched."""
+The log reader, the clock model and the process launcher are analyze.py's
+(the repo root is put on sys.path, so tests can `import analyze` too): every
+process started here is remembered and stopped by PID at the end; no other
+process is touched."""
 
-import json
 import os
-import signal
 import socket
-import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import analyze  # noqa: E402
+
 # BERKELEY_BIN_DIR runs the same tests against other builds (the sanitizer
 # build in build/asan, say).
 BIN_DIR = os.environ.get("BERKELEY_BIN_DIR", ROOT)
 MASTER = os.path.join(BIN_DIR, "master")
 SLAVE = os.path.join(BIN_DIR, "slave")
 WAIT_S = 60  # generous: a loaded 2-core CI machine can be slow
-NS_PER_S = 1_000_000_000
 
 
 def free_port():
@@ -32,16 +34,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def bad_line(message):
+    """The tests' warn for analyze.py's reader: a bad log line fails the test
+    instead of being skipped."""
+    raise AssertionError("unusable log line: " + message)
+
+
 def read_log(path):
-    """The JSON objects of a log, skipping nothing silently: a bad line fails."""
-    events = []
-    if not os.path.exists(path):
-        return events
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                events.append(json.loads(line))
-    return events
+    """The events of a log ([] before it exists), skipping nothing silently."""
+    return analyze.read_events(path, warn=bad_line)
 
 
 def wait_until(predicate, what, timeout=WAIT_S):
@@ -54,39 +55,23 @@ def wait_until(predicate, what, timeout=WAIT_S):
     raise AssertionError("timed out waiting for " + what)
 
 
-class Run:
-    """One test's processes and their logs in a temporary directory."""
+class Run(analyze.Processes):
+    """One test's processes, their output and their logs in a temporary directory."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="berkeley-test-")
-        self.procs = []
+        super().__init__(tempfile.mkdtemp(prefix="berkeley-test-"))
 
     def log(self, name):
-        return os.path.join(self.dir, name + ".log")
-
-    def start(self, argv, name):
-        out = open(os.path.join(self.dir, name + ".out"), "w")
-        err = open(os.path.join(self.dir, name + ".err"), "w")
-        p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        out.close()
-        err.close()
-        p.name = name
-        self.procs.append(p)
-        return p
-
-    def output(self, name):
-        with open(os.path.join(self.dir, name + ".out")) as f:
-            out = f.read()
-        with open(os.path.join(self.dir, name + ".err")) as f:
-            return out, f.read()
+        return self.path(name + ".log")
 
     def master(self, n, *args, port=0, name="master"):
         argv = [MASTER, str(n), "--port", str(port), "--log", self.log(name), *map(str, args)]
         p = self.start(argv, name)
         if port == 0:
-            start = wait_until(lambda: [e for e in read_log(self.log(name)) if e["event"] == "start"],
-                               "the master to listen")
-            p.port = start[0]["port"]
+            start = analyze.LogTail(self.log(name), bad_line).wait_for("start", WAIT_S, p)
+            if start is None:
+                raise AssertionError("the master did not listen: %s" % self.output(name)[1])
+            p.port = start["port"]
         else:
             p.port = port
         return p
@@ -99,52 +84,22 @@ class Run:
         return p.wait(timeout=timeout)
 
     def close(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-
-
-def true_offset_at(events, t_real):
-    """The clock's true offset (simulated minus host time) at host time t_real,
-    from its last `start` or `adjust` event at or before t_real (before the
-    first: backwards from it at its rate). From that event on the clock runs at
-    the rate it logs (an adjust without rate_ppb keeps the rate), and a slewed
-    adjust (mode "slew") adds its correction at slew_rate_ppb until all of it
-    is in; a step (or an adjust without mode) is already in clock_ns."""
-    anchors = [e for e in events if e["event"] in ("start", "adjust")] or events[:1]
-    base, rate = anchors[0], anchors[0].get("rate_ppb", 0)
-    for e in anchors[1:]:
-        if e["real_ns"] > t_real:
-            break
-        base, rate = e, e.get("rate_ppb", rate)
-    elapsed = t_real - base["real_ns"]
-    slewed = 0  # in ns x 1e9, like the drift term: the sum is floored once
-    if base.get("mode") == "slew" and elapsed > 0:
-        slewed = min(abs(base["correction_ns"]) * NS_PER_S, elapsed * base["slew_rate_ppb"])
-        slewed = slewed if base["correction_ns"] >= 0 else -slewed
-    return base["clock_ns"] - base["real_ns"] + (elapsed * rate + slewed) // NS_PER_S
-
-
-def applied_at(adjust):
-    """Host time by which an adjust's correction is all in: at once for a step,
-    at the end of the slew (rounded up to whole ns) for a slew."""
-    if adjust.get("mode") != "slew":
-        return adjust["real_ns"]
-    return adjust["real_ns"] - (-abs(adjust["correction_ns"]) * NS_PER_S // adjust["slew_rate_ppb"])
+        self.stop_all()
 
 
 def final_spread_ns(logs):
-    """Largest minus smallest true offset of all clocks at one common host
-    instant: once every clock's last correction is fully applied (the latest
-    step, or the latest end of a slew, among their last adjusts)."""
-    last_adjusts = []
-    for events in logs:
-        adjusts = [e for e in events if e["event"] == "adjust"]
+    """Largest minus smallest true offset of all clocks (one list of events
+    each) at one common host instant: once every clock's last correction is
+    fully applied (the latest step, or the latest end of a slew, among their
+    last adjusts). Each clock is replayed with analyze.py's clock model."""
+    tracks = [analyze.ClockTrack(str(i), events) for i, events in enumerate(logs)]
+    applied = []
+    for track in tracks:
+        adjusts = [e for e in track.events if e["event"] == "adjust"]
         assert adjusts, "a clock was never adjusted"
-        last_adjusts.append(adjusts[-1])
-    t = max(applied_at(a) for a in last_adjusts)
-    offsets = [true_offset_at(events, t) for events in logs]
+        applied.append(track.applied_at(adjusts[-1]["real_ns"]))
+    t = max(applied)
+    offsets = [track.offset_at(t) for track in tracks]
     return max(offsets) - min(offsets)
 
 

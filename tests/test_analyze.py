@@ -6,6 +6,7 @@ Run: cd tests && python3 -m unittest test_analyze -v"""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,15 +15,11 @@ import tempfile
 import unittest
 import xml.etree.ElementTree as ET
 
-import harness
-from harness import ROOT, WAIT_S, Run, final_spread_ns, free_port, read_log, wait_until
-
-sys.path.insert(0, ROOT)
-import analyze  # noqa: E402
+from harness import ROOT, SLAVE, WAIT_S, Run, final_spread_ns, free_port, read_log, wait_until
+import analyze  # found on the path harness set
+from analyze import NS_PER_MS as MS, NS_PER_S as S
 
 ANALYZE = os.path.join(ROOT, "analyze.py")
-MS = 1_000_000
-S = 1_000_000_000
 T0 = 1_700_000_000 * S  # host time of the synthetic run's start
 
 
@@ -50,9 +47,8 @@ class Clock:
         line.update(fields)
         self.lines.append(json.dumps(line))
 
-    def adjust(self, t_ms, rnd, correction_ns, mode=None, rate_ppb=None, slew_ppb=500_000):
-        """Without mode, the old log format (a step, rate unchanged); with mode
-        "step" or "slew", the new one: also rate_ppb, trim_ppb, slew_rate_ppb."""
+    def adjust(self, t_ms, rnd, correction_ns, mode="step", rate_ppb=None, slew_ppb=500_000):
+        """A correction, stepped or slewed; without rate_ppb the rate is unchanged."""
         before = self.offset(t_ms, before_step=True)
         rate = self.anchors[-1][2] if rate_ppb is None else rate_ppb
         if mode == "slew":
@@ -60,9 +56,8 @@ class Clock:
         else:
             self.anchors.append((t_ms, before + correction_ns, rate, 0, 0))
         self.steps.append((t_ms, correction_ns))
-        fields = {"round": rnd, "correction_ns": correction_ns}
-        if mode:
-            fields.update(mode=mode, rate_ppb=rate, trim_ppb=rate - self.rate_ppb)
+        fields = {"round": rnd, "correction_ns": correction_ns, "mode": mode, "rate_ppb": rate,
+                  "trim_ppb": rate - self.rate_ppb}
         if mode == "slew":
             fields["slew_rate_ppb"] = slew_ppb
         self.log(t_ms, "adjust", **fields)
@@ -102,7 +97,7 @@ def synthetic_run():
 
 
 def slewing_run():
-    """The new log format. Master (0 ppm), slave-1 (+50 ppm), slave-2 (-20 ppm).
+    """Slews and trims. Master (0 ppm), slave-1 (+50 ppm), slave-2 (-20 ppm).
     Round 1 steps all three to +0.5 s at 1012 ms and trims slave-1 to +10 ppm
     and slave-2 to 0. Round 2: the master slews +2 us at 500 ppm (done at
     2014 ms); slave-1 slews -200 us at 100 ppm, which would take 2 s: round 3
@@ -163,18 +158,18 @@ class ClockModelTest(unittest.TestCase):
     def test_a_step_counts_after_it_but_not_just_before(self):
         t = self.track({"event": "start", "clock_ns": 100, "real_ns": 0, "rate_ppb": 0},
                        {"event": "adjust", "clock_ns": 1000 + 100 - 40, "real_ns": 1000, "round": 1,
-                        "correction_ns": -40})
+                        "correction_ns": -40, "mode": "step", "rate_ppb": 0, "trim_ppb": 0})
         self.assertEqual(t.offset_at(999), 100)
         self.assertEqual(t.offset_at(1000, before_step=True), 100)
         self.assertEqual(t.offset_at(1000), 60)
         self.assertEqual(t.offset_at(5000, before_step=True), 60)
 
-    def test_an_adjusts_rate_applies_from_it_on_and_a_missing_one_keeps_the_rate(self):
+    def test_an_adjusts_rate_applies_from_it_on_until_the_next_adjust(self):
         t = self.track({"event": "start", "clock_ns": 0, "real_ns": 0, "rate_ppb": 1_000_000},
                        {"event": "adjust", "clock_ns": 1_000_000 + 1000, "real_ns": 1_000_000, "round": 1,
                         "correction_ns": 0, "mode": "step", "rate_ppb": -2_000_000, "trim_ppb": -3_000_000},
                        {"event": "adjust", "clock_ns": 3_000_000 - 3000, "real_ns": 3_000_000, "round": 2,
-                        "correction_ns": 0})  # the old format: no mode, no rate_ppb
+                        "correction_ns": 0, "mode": "step", "rate_ppb": -2_000_000, "trim_ppb": -3_000_000})
         self.assertEqual(t.offset_at(500_000), 500)
         self.assertEqual(t.offset_at(2_000_000), 1000 - 2000)
         self.assertEqual(t.offset_at(4_000_000), -3000 - 2000)
@@ -226,32 +221,81 @@ class ClockModelTest(unittest.TestCase):
         self.assertIn("slew_rate_ppb", analyze.check_event(dict(self.SLEW, id="c", slew_rate_ppb=0)))
         self.assertIn("unknown mode", analyze.check_event(dict(self.SLEW, id="c", mode="smear")))
 
+    def test_an_adjust_or_start_without_its_schema_fields_is_refused(self):
+        for key in ("mode", "rate_ppb", "correction_ns"):
+            adjust = dict(self.SLEW, id="c")
+            del adjust[key]
+            self.assertIn("'%s'" % key, analyze.check_event(adjust))
+        start = {"event": "start", "id": "c", "clock_ns": 0, "real_ns": 0, "offset_ns": 0, "rate_ppb": 0}
+        self.assertIsNone(analyze.check_event(start))
+        self.assertIn("'rate_ppb'", analyze.check_event({k: v for k, v in start.items() if k != "rate_ppb"}))
 
-class HarnessModelTest(unittest.TestCase):
-    """tests/harness.py's own copy of the model, used by the integration tests."""
-
-    def test_true_offset_at_follows_a_slew_and_its_replacement(self):
-        events = [dict(e, id="c") for e in (
-            {"event": "start", "clock_ns": 100, "real_ns": 0, "rate_ppb": 0},
-            {"event": "reply", "clock_ns": 600, "real_ns": 500, "round": 1, "probe": 1},
-            ClockModelTest.SLEW,
-            {"event": "adjust", "clock_ns": 2000 + 95, "real_ns": 2000, "round": 2, "correction_ns": 5,
-             "mode": "step", "rate_ppb": 2_000_000, "trim_ppb": 2_000_000})]
-        self.assertEqual([harness.true_offset_at(events, x) for x in (-1000, 1000, 1100, 1999, 2000, 3000)],
+    def test_a_slew_replaced_by_a_step_at_a_new_rate(self):
+        # What the integration tests replay: a reply is no anchor, the slew's rest
+        # is discarded at the step, and the step's rate holds from it on.
+        t = self.track({"event": "start", "clock_ns": 100, "real_ns": 0, "rate_ppb": 0},
+                       {"event": "reply", "clock_ns": 600, "real_ns": 500, "round": 1, "probe": 1},
+                       self.SLEW,
+                       {"event": "adjust", "clock_ns": 2000 + 95, "real_ns": 2000, "round": 2, "correction_ns": 5,
+                        "mode": "step", "rate_ppb": 2_000_000, "trim_ppb": 2_000_000})
+        self.assertEqual([t.offset_at(x) for x in (-1000, 1000, 1100, 1999, 2000, 3000)],
                          [100, 100, 99, 90, 95, 97])  # 1999: -9.99 ns slewed, floored
-        self.assertEqual([harness.true_offset_at(events[:3], x) for x in (4999, 5000, 9000)], [60, 60, 60])
+
+
+class LogReaderTest(unittest.TestCase):
+    """analyze.py's reader: whole logs, and logs still being written."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="analyze-test-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.path = os.path.join(self.dir, "c.log")
+        self.warnings = []
+
+    def line(self, event, **fields):
+        return json.dumps(dict({"event": event, "id": "c", "clock_ns": 5, "real_ns": 3}, **fields)) + "\n"
+
+    def append(self, text):
+        with open(self.path, "a") as f:
+            f.write(text)
+
+    def test_a_tail_takes_a_line_once_it_is_whole_and_never_twice(self):
+        tail = analyze.LogTail(self.path, self.warnings.append)
+        self.assertEqual(tail.read_new(), [])  # no file yet
+        reply = self.line("reply", round=1)
+        self.append(self.line("connected") + reply[:10])
+        self.assertEqual([e["event"] for e in tail.read_new()], ["connected"])
+        self.append(reply[10:] + "not json\n")
+        self.assertEqual([e["event"] for e in tail.read_new()], ["reply"])
+        self.assertEqual(tail.read_new(), [])
+        self.assertEqual(len(self.warnings), 1)
+        self.assertIn("c.log:3: skipped a corrupt line", self.warnings[0])
+
+    def test_wait_for_leaves_the_events_after_it_for_the_next_read(self):
+        self.append(self.line("connected") + self.line("round", round=1) + self.line("round_done", round=1))
+        tail = analyze.LogTail(self.path, self.warnings.append)
+        self.assertEqual(tail.wait_for("round", 1)["round"], 1)
+        self.assertEqual([e["event"] for e in tail.read_new()], ["round_done"])
+        self.assertIsNone(tail.wait_for("round", 0.05))
+
+    def test_wait_for_gives_up_when_the_writer_has_exited(self):
+        exited = subprocess.Popen([sys.executable, "-c", "pass"])
+        exited.wait()
+        self.assertIsNone(analyze.LogTail(self.path).wait_for("start", WAIT_S, exited))
+
+    def test_a_whole_log_takes_an_unfinished_last_line_too(self):
+        self.append(self.line("connected") + self.line("exit").rstrip("\n"))
+        self.assertEqual([e["event"] for e in analyze.read_events(self.path, self.warnings.append)],
+                         ["connected", "exit"])
+        self.assertEqual(analyze.read_events(os.path.join(self.dir, "none.log")), [])
+        self.assertEqual(self.warnings, [])
+
+
+class FinalSpreadTest(unittest.TestCase):
+    """tests/harness.py's final_spread_ns, which the integration tests judge by."""
 
     def test_final_spread_once_the_last_slews_are_in(self):
         self.assertEqual(final_spread_ns([events_of(c) for c in slewing_run()]), 1013)
         self.assertEqual(final_spread_ns([events_of(c) for c in synthetic_run()]), 300)
-
-    def test_it_agrees_with_analyze(self):
-        clocks = slewing_run()
-        tracks = tracks_of(*clocks)
-        for c in clocks:
-            for t_ms in range(0, 3200, 1):
-                t = T0 + t_ms * MS + 123_457  # between whole ms, where flooring shows
-                self.assertEqual(harness.true_offset_at(events_of(c), t), tracks[c.id].offset_at(t), (c.id, t_ms))
 
 
 class AnalysisTest(unittest.TestCase):
@@ -307,7 +351,7 @@ class AnalysisTest(unittest.TestCase):
 
 
 class SlewAnalysisTest(unittest.TestCase):
-    """The new log format: slews, trims, a slew cut short (see slewing_run)."""
+    """Slews, trims, a slew cut short (see slewing_run)."""
 
     def test_after_is_once_the_corrections_are_fully_applied(self):
         r = analyze.analyse(tracks_of(*slewing_run()), 1000)
@@ -350,7 +394,7 @@ class SlewAnalysisTest(unittest.TestCase):
         # The estimates were made while slave-1 slewed; the errors come out as they were put in.
         self.assertEqual(r["estimation_error_ns"], {"slave-1": {"3": 100}, "slave-2": {"3": -100}})
 
-    def test_old_logs_are_judged_at_their_last_step(self):
+    def test_stepped_rounds_are_judged_at_their_last_step(self):
         r = analyze.analyse(tracks_of(*synthetic_run()), 1000)
         self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 2012 * MS])
         self.assertEqual(r["clocks"]["slave-1"]["correction_modes"], ["step", "step"])
@@ -405,7 +449,7 @@ class CommandLineTest(unittest.TestCase):
         series = [e for e in ET.parse(out_svg).iter() if e.get("class") == "series"]
         self.assertEqual(sorted(e.get("data-clock") for e in series), ["master", "slave-1", "slave-2"])
 
-    def test_new_format_logs(self):
+    def test_slewed_logs(self):
         for c in slewing_run():
             c.write(self.dir)
         out_svg = os.path.join(self.dir, "p.svg")
@@ -419,6 +463,28 @@ class CommandLineTest(unittest.TestCase):
         p = run_analyze("--from-logs", self.dir, "--tolerance-us", "0.1")
         self.assertEqual(p.returncode, 1)
         self.assertIn("NOT synchronized: spread 0.300 us > tolerance 0.1 us (furthest: slave-2", p.stdout)
+
+    def test_options_take_their_value_after_a_space_or_an_equals_sign(self):
+        p = run_analyze("--from-logs=" + self.dir, "--tolerance-us=0.1")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("NOT synchronized: spread 0.300 us > tolerance 0.1 us", p.stdout)
+        values = [("--host", "localhost"), ("--port", "9000"), ("--slave", "/bin/true"), ("--seed", "7"),
+                  ("--offset-range", "10"), ("--drift-range", "5"), ("--timeout", "30"), ("--connect-timeout", "3"),
+                  ("--tolerance-us", "20"), ("--plot", "p.svg"), ("--logs", "L"), ("--master-log", "m.log"),
+                  ("--json", "r.json")]
+        spaced = analyze.parse_args(["3"] + [word for option, value in values for word in (option, value)])
+        joined = analyze.parse_args(["3"] + ["%s=%s" % (option, value) for option, value in values])
+        self.assertEqual(vars(spaced), vars(joined))
+        self.assertEqual((joined.port, joined.tolerance_us, joined.json), (9000, 20.0, "r.json"))
+        self.assertEqual(vars(analyze.parse_args(["--from-logs", "D", "--seed", "1"])),
+                         vars(analyze.parse_args(["--from-logs=D", "--seed=1"])))
+        # Every option that takes a value is in the table above.
+        listed = set(re.findall(r"(--[a-z-]+) [A-Z]", run_analyze("--help").stdout))
+        self.assertEqual(listed, {option for option, _ in values} | {"--from-logs"})
+
+    def test_version(self):
+        p = run_analyze("--version")
+        self.assertEqual((p.returncode, p.stdout), (0, "analyze.py (berkeley-sync) 1.0.0\n"))
 
     def test_a_corrupt_line_is_reported_and_skipped(self):
         with open(self.paths[1]) as f:
@@ -457,7 +523,8 @@ class CommandLineTest(unittest.TestCase):
 
 
 class EndToEndTest(unittest.TestCase):
-    """The real ./master, and analyze.py starting the real ./slave."""
+    """The real ./master, and analyze.py starting the real ./slave (both from
+    BERKELEY_BIN_DIR when it is set)."""
 
     def setUp(self):
         self.run_ = Run()
@@ -468,7 +535,7 @@ class EndToEndTest(unittest.TestCase):
         m = r.master(3, "--rounds", 3, "--interval", 0.2)
         logs = os.path.join(r.dir, "slaves")
         out_svg, out_json = os.path.join(r.dir, "plot.svg"), os.path.join(r.dir, "figures.json")
-        p = run_analyze(3, "--port", m.port, "--logs", logs, "--master-log", r.log("master"), "--plot", out_svg,
+        p = run_analyze(3, "--slave", SLAVE, "--port", m.port, "--logs", logs, "--master-log", r.log("master"), "--plot", out_svg,
                         "--json", out_json, "--timeout", WAIT_S, "--seed", 1, timeout=2 * WAIT_S)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(r.wait(m), 0)
@@ -491,7 +558,7 @@ class EndToEndTest(unittest.TestCase):
 
     def test_no_master_is_a_clear_message_and_exit_2(self):
         port = free_port()
-        p = run_analyze(3, "--port", port, "--connect-timeout", 0.5, "--quiet", "--logs", self.run_.dir)
+        p = run_analyze(3, "--slave", SLAVE, "--port", port, "--connect-timeout", 0.5, "--quiet", "--logs", self.run_.dir)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
         self.assertIn("no master answered at 127.0.0.1:%d" % port, p.stderr)
         self.assertIn("./master 3", p.stderr)
@@ -499,10 +566,8 @@ class EndToEndTest(unittest.TestCase):
 
     def test_ctrl_c_stops_the_slaves_and_still_reports(self):
         logs = self.run_.dir
-        p = subprocess.Popen([sys.executable, ANALYZE, "2", "--port", str(free_port()), "--connect-timeout", "60",
-                              "--logs", logs, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True)
-        self.run_.procs.append(p)
+        p = self.run_.start([sys.executable, ANALYZE, "2", "--slave", SLAVE, "--port", str(free_port()),
+                             "--connect-timeout", "60", "--logs", logs, "--quiet"], "analyze", pipe=True)
         for ident in ("slave-1", "slave-2"):
             wait_until(lambda ident=ident: read_log(os.path.join(logs, ident + ".log")), ident + " to start")
         p.send_signal(signal.SIGINT)

@@ -7,16 +7,15 @@ clock), and that the log names what happened."""
 import os
 import signal
 import socket
-import stat
 import threading
 import time
 import unittest
 
-from harness import (WAIT_S, RawPeer, RunTestCase, final_spread_ns, free_port, read_log, true_offset_at,
-                     wait_until)
+from harness import WAIT_S, RawPeer, RunTestCase, final_spread_ns, free_port, read_log, wait_until
+import analyze  # found on the path harness set
+from analyze import NS_PER_MS as MS, NS_PER_S
 
-MS = 1_000_000
-HOUR_NS = 3_600_000 * MS
+HOUR_NS = 3600 * NS_PER_S
 
 
 def in_thread(fn, *args):
@@ -209,7 +208,7 @@ class FaultTest(RunTestCase):
         self.assert_honest_in_sync(["master", "h1", "h2"])
         final = read_log(r.log("master"))
         t = final[-1]["real_ns"]
-        self.assertLess(abs(true_offset_at(final, t)), max_skew_ms * MS)
+        self.assertLess(abs(analyze.ClockTrack("master", final).offset_at(t)), max_skew_ms * MS)
 
     # -- slow, silent and vanishing slaves --------------------------------------------
 
@@ -328,42 +327,30 @@ class FaultTest(RunTestCase):
 
     def test_out_of_file_descriptors_the_master_waits_instead_of_spinning(self):
         import resource
-        import subprocess
         from harness import MASTER
 
         def low_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 
         log = self.run_.log("master")
-        p = subprocess.Popen([MASTER, "1", "--port", "0", "--rounds", "1", "--log", log],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=low_limit)
-        self.run_.procs.append(p)
+        p = self.run_.start([MASTER, "1", "--port", "0", "--rounds", "1", "--log", log], "master",
+                            preexec_fn=low_limit)
         start = wait_until(lambda: self.events("master", "start"), "the master to listen")[0]
-        _, err_head = "", ""
         peers = [RawPeer.connect(start["port"]) for _ in range(40)]  # more than 48 - 32 reserved
         wait_until(lambda: self.events("master", "paused") or
                    len([e for e in self.events("master", "disconnected")]) > 0 or
-                   len(peers) > 0 and self._cpu_s(p.pid) is not None, "the master to take the connections")
-        cpu_before = self._cpu_s(p.pid)
+                   len(peers) > 0 and self.run_.cpu_ns(p) is not None, "the master to take the connections")
+        cpu_before = self.run_.cpu_ns(p)
         time.sleep(1.0)  # not a synchronisation: the interval over which CPU use is measured
-        cpu_used = self._cpu_s(p.pid) - cpu_before
-        self.assertLess(cpu_used, 0.3, "the master spun while out of descriptors")
+        cpu_used = self.run_.cpu_ns(p) - cpu_before
+        self.assertLess(cpu_used, 0.3 * NS_PER_S, "the master spun while out of descriptors")
         for peer in peers:
             peer.close()
         p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=WAIT_S)
-        self.assertEqual(p.returncode, 0)
+        self.assertEqual(self.run_.wait(p), 0)
+        err = self.run_.output("master")[1]
         self.assertIn("--max-slaves lowered to 16", err)
         self.assertLessEqual(len(err.splitlines()), 5, err)
-
-    @staticmethod
-    def _cpu_s(pid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def test_a_slow_slave_cannot_stretch_the_rounds(self):
         r = self.run_
