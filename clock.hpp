@@ -89,57 +89,85 @@ inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates
                              [](const Estimate& a, const Estimate& b) { return a.delay_ns < b.delay_ns; });
 }
 
-// Step 3: the fault-tolerant average. `offsets` holds every participant's
-// offset from the master, the master's own 0 among them. Readings further
-// than `max_skew_ns` from the median are left out (a broken or lying clock
-// cannot pull the others away); the rest are averaged. max_skew_ns == 0 keeps
-// all. The median is a middle reading (of two, the one nearer the master's
-// 0), so at least one is kept. As long as fewer than half the participants
-// lie, the median is an honest clock's.
+// Step 3: the fault-tolerant average. `offsets` holds the offset from the
+// master of every participant that votes (the master's own 0 among them
+// when it votes). The centre is their median; the window around it is
+// WINDOW_SPREADS robust standard deviations of the readings themselves
+// (1.4826 x the median absolute deviation from the median), at least
+// MIN_WINDOW_NS. Readings inside the window are averaged; the rest are left
+// out (their clocks are still corrected to the result).
+// Why this filter: the median and the MAD are set by the majority, whatever
+// a minority says, so the window is as wide as the honest clocks are apart:
+// the textbook's clocks, 25 minutes apart, are all averaged; an hour-off
+// reading among clocks seconds apart is left out; in step, with the honest
+// readings a few hundred ns apart, a lie of a microsecond is left out.
+// What it guarantees: with fewer than half the readings faulty, the median
+// lies within the honest readings, and the average within median +/- window,
+// so a faulty minority of f among n moves the agreed time by at most
+// f/n x window (plus the honest readings' own spread) in a round.
+// What it cannot: a majority of liars decides the median, and with it everything.
+// `max_skew_ns` overrides the window (--max-skew): ADAPTIVE_WINDOW for the
+// rule above, 0 to keep every reading, or a fixed width.
+constexpr int64_t ADAPTIVE_WINDOW = -1;
+constexpr int64_t WINDOW_SPREADS = 3;
+constexpr int64_t MIN_WINDOW_NS = 250;
+
 struct Agreement {
     int64_t average_ns = 0;      // the agreed offset, relative to the master
     int64_t median_ns = 0;
+    int64_t spread_ns = 0;       // robust standard deviation of the readings (1.4826 x MAD)
+    int64_t window_ns = 0;       // readings within this of the median were averaged; 0: all
     std::vector<bool> included;  // per offset: did it count in the average
     size_t included_count = 0;
 };
 
-inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_t max_skew_ns) {
+namespace detail {
+constexpr __int128 abs128(__int128 v) { return v < 0 ? -v : v; }
+// A middle value of `sorted` (not empty): of two, the one nearer 0 (the
+// master's own reading), the lower on a tie, so with one slave the master judges.
+inline int64_t middle_nearer_zero(const std::vector<int64_t>& sorted) {
+    const size_t lower = (sorted.size() - 1) / 2;
+    if (sorted.size() % 2 == 1 || abs128(sorted[lower + 1]) >= abs128(sorted[lower])) return sorted[lower];
+    return sorted[lower + 1];
+}
+}  // namespace detail
+
+inline Agreement fault_tolerant_average(std::span<const int64_t> offsets, int64_t max_skew_ns = ADAPTIVE_WINDOW) {
     Agreement a;
     a.included.assign(offsets.size(), false);
     if (offsets.empty()) return a;
     std::vector<int64_t> sorted(offsets.begin(), offsets.end());
     std::sort(sorted.begin(), sorted.end());
-    // Of two middle readings take the one nearer the master's own (0), the
-    // lower one on a tie: with a single slave, the master is the judge.
-    const size_t lower = (sorted.size() - 1) / 2;
-    a.median_ns = sorted[lower];
-    if (sorted.size() % 2 == 0) {
-        const __int128 low = sorted[lower], high = sorted[lower + 1];
-        if ((high < 0 ? -high : high) < (low < 0 ? -low : low)) a.median_ns = sorted[lower + 1];
-    }
+    a.median_ns = detail::middle_nearer_zero(sorted);
+    // Deviations from the median; of two middle ones the larger (keep more, not fewer).
+    std::vector<int64_t> deviation;
+    for (int64_t v : sorted)
+        deviation.push_back(static_cast<int64_t>(std::min<__int128>(detail::abs128(static_cast<__int128>(v) - a.median_ns), INT64_MAX)));
+    std::sort(deviation.begin(), deviation.end());
+    const __int128 mad = deviation[deviation.size() / 2];
+    a.spread_ns = static_cast<int64_t>(std::min<__int128>(mad * 14826 / 10000, INT64_MAX));
+    __int128 window = max_skew_ns;
+    if (max_skew_ns == ADAPTIVE_WINDOW) window = std::max<__int128>(WINDOW_SPREADS * mad * 14826 / 10000, MIN_WINDOW_NS);
+    a.window_ns = static_cast<int64_t>(std::min<__int128>(window, INT64_MAX));
     __int128 sum = 0;
     for (size_t i = 0; i < offsets.size(); ++i) {
-        __int128 distance = static_cast<__int128>(offsets[i]) - a.median_ns;
-        if (distance < 0) distance = -distance;
-        if (max_skew_ns > 0 && distance > max_skew_ns) continue;
+        if (window > 0 && detail::abs128(static_cast<__int128>(offsets[i]) - a.median_ns) > window) continue;
         a.included[i] = true;
         a.included_count++;
         sum += offsets[i];
     }
     // Round to nearest, halves away from zero, so the result does not lean.
-    __int128 n = static_cast<__int128>(a.included_count);
-    __int128 q = (sum >= 0 ? sum + n / 2 : sum - n / 2) / n;
-    a.average_ns = static_cast<int64_t>(q);
+    const __int128 n = static_cast<__int128>(a.included_count);
+    a.average_ns = static_cast<int64_t>((sum >= 0 ? sum + n / 2 : sum - n / 2) / n);
     return a;
 }
 
-// Once the clocks are in step, a reading that only a step could reach is
-// not an honest clock's: the filter tightens to the step threshold, so no
-// single faulty clock can make clocks that are in step jump (or slew for
-// minutes). max_skew_ns == 0 (no filter) stays 0, and so does a zero step
-// threshold (every correction stepped) leave max_skew_ns alone.
+// With a fixed --max-skew: once the clocks are in step, a reading that only
+// a step could reach is not an honest clock's, so the window tightens to the
+// step threshold. The adaptive window (and 0, no filter) are left alone, as
+// is a zero step threshold (every correction stepped).
 constexpr int64_t skew_limit(int64_t max_skew_ns, int64_t step_threshold_ns, bool in_step) {
-    if (!in_step || max_skew_ns == 0 || step_threshold_ns == 0) return max_skew_ns;
+    if (!in_step || max_skew_ns <= 0 || step_threshold_ns == 0) return max_skew_ns;
     return std::min(max_skew_ns, step_threshold_ns);
 }
 
@@ -276,39 +304,27 @@ inline ClockParams random_clock_params(uint64_t seed) {
 
 // ---------------------------------------------------------------------------
 // Step 5, what a time service adds to the textbook: apply a correction the
-// way adjtime() does, and learn the clock's rate error from the corrections.
+// way adjtime() does, and correct the clock's rate as the group agreed.
 //
 // - A correction of at least `step_threshold_ns` is stepped at once; a
-//   smaller one is slewed at `slew_rate_ppb`, so a clock that is in step
-//   never jumps, least of all backwards. A clock's first correction is
+//   smaller one is slewed at `slew_rate_ppb`. A clock's first correction is
 //   always stepped (as chrony's makestep does): it is not in step yet, and
 //   slewing 100 ms at 500 ppm would take 200 s.
-// - Frequency discipline (BSD timed had none): a clock that needs a
-//   correction c after running t since the last one runs c/t too slow.
-//   The trim moves by c / (t + tau), so noise in c moves it little however
-//   short t is, and stays within +/-MAX_TRIM_PPB. It learns only in lock:
-//   when the previous correction was fully applied and c is small enough
-//   to be drift (|c/t| within the trim's range), never from a step.
+// - In step means no step back, ever: once a clock has taken a correction,
+//   a backward one is slewed however large, so its time never goes back.
+// - The rate: `rate_change_ppb` (Step 6, from the master) moves the trim,
+//   bounded to +/-MAX_TRIM_PPB. The clock learns nothing by itself: its own
+//   corrections hold the group's common shifts too, and a clock that learned
+//   its rate from them would take a liar's steady push for a drift.
 constexpr int64_t DEFAULT_STEP_THRESHOLD_NS = 128 * NS_PER_MS;  // as NTP
 constexpr int64_t DEFAULT_SLEW_RATE_PPB = 500'000;             // 500 ppm, as adjtime
 constexpr int64_t MAX_TRIM_PPB = 500'000;
-constexpr int64_t FREQUENCY_TAU_NS = 1 * NS_PER_S;
 
 struct Discipline {
     int64_t step_threshold_ns = DEFAULT_STEP_THRESHOLD_NS;
     int64_t slew_rate_ppb = DEFAULT_SLEW_RATE_PPB;
-    bool frequency = true;
+    bool frequency = true;  // take the rate changes the master sends (master: send them)
 };
-
-// The trim after a correction of `correction_ns` that the clock needed
-// `since_ns` after its previous one.
-constexpr int64_t next_trim(int64_t trim_ppb, int64_t correction_ns, int64_t since_ns) {
-    if (since_ns <= 0) return trim_ppb;
-    const __int128 c = correction_ns;
-    if ((c < 0 ? -c : c) * NS_PER_S > static_cast<__int128>(MAX_TRIM_PPB) * since_ns) return trim_ppb;
-    const __int128 trim = trim_ppb + c * NS_PER_S / (static_cast<__int128>(since_ns) + FREQUENCY_TAU_NS);
-    return static_cast<int64_t>(std::clamp<__int128>(trim, -MAX_TRIM_PPB, MAX_TRIM_PPB));
-}
 
 enum class Applied { Step, Slew };
 struct Corrected {
@@ -316,19 +332,135 @@ struct Corrected {
     Applied how = Applied::Step;
 };
 
+// How a clock in this state takes a correction of `correction_ns`.
+constexpr Applied how_applied(bool corrected_before, int64_t correction_ns, const Discipline& d) {
+    if (!corrected_before) return Applied::Step;
+    if (correction_ns < 0) return Applied::Slew;  // never back, in step
+    return correction_ns >= d.step_threshold_ns ? Applied::Step : Applied::Slew;
+}
+
 constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t real_ns, int64_t correction_ns,
-                                                    const Discipline& d) {
-    const __int128 magnitude = correction_ns < 0 ? -static_cast<__int128>(correction_ns) : correction_ns;
-    if (magnitude >= d.step_threshold_ns || !c.corrected) {
-        auto stepped = step_clock(c, real_ns, correction_ns);
-        if (!stepped) return std::nullopt;
-        return Corrected{*stepped, Applied::Step};
+                                                    int64_t rate_change_ppb, const Discipline& d) {
+    const Applied how = how_applied(c.corrected, correction_ns, d);
+    auto next = how == Applied::Step ? step_clock(c, real_ns, correction_ns)
+                                     : slew_clock(c, real_ns, correction_ns, d.slew_rate_ppb);
+    if (!next) return std::nullopt;
+    if (d.frequency) {  // re-anchored above, so the new trim changes only the future
+        const __int128 trim = static_cast<__int128>(c.trim_ppb) + rate_change_ppb;
+        next->trim_ppb = static_cast<int64_t>(std::clamp<__int128>(trim, -MAX_TRIM_PPB, MAX_TRIM_PPB));
     }
-    auto slewed = slew_clock(c, real_ns, correction_ns, d.slew_rate_ppb);
-    if (!slewed) return std::nullopt;
-    if (d.frequency && c.corrected && slew_remaining(c, real_ns) == 0)
-        slewed->trim_ppb = next_trim(c.trim_ppb, correction_ns, real_ns - c.anchor_real_ns);
-    return Corrected{*slewed, Applied::Slew};
+    return Corrected{*next, how};
+}
+
+// ---------------------------------------------------------------------------
+// Step 6, frequency: the group agrees on a rate as it agrees on a time.
+// After a round every participant is corrected to the same time, so their
+// offsets from the master are 0. At the next round an offset o measured t
+// later says that clock runs o/t faster than the master. The group's rate is
+// the median of these rates over the participants whose readings were
+// averaged (the master's own 0 among them when it votes): as with the
+// median time, no minority can move it. Each participant then changes its
+// rate by gain x (the group's rate - its own); a liar whose offset is the
+// same lie every round looks like a clock running lie/t off and is outvoted.
+// The gain is 1 at first (lock in one round), then 1/2, 1/3, .. down to
+// 1/RATE_GAIN_MIN_DIVISOR: an average over the last few measurements, so
+// noise moves the rate little and nothing oscillates.
+constexpr uint32_t RATE_GAIN_MIN_DIVISOR = 4;
+
+// Can a rate be read `since_ns` after a correction? Only once it is fully
+// applied: a step at once, a slew by half the time (with room to spare).
+constexpr bool settled(int64_t correction_ns, Applied how, int64_t since_ns, const Discipline& d) {
+    if (how == Applied::Step) return true;
+    const __int128 magnitude = correction_ns < 0 ? -static_cast<__int128>(correction_ns) : correction_ns;
+    return magnitude * NS_PER_S * 2 <= static_cast<__int128>(d.slew_rate_ppb) * since_ns;
+}
+
+// The rate of a clock relative to the master (ppb, positive: faster), from
+// its offset measured `since_ns` after both were corrected to one time.
+// nullopt when it cannot be a rate: no time passed, or beyond MAX_RATE_PPB.
+constexpr std::optional<int64_t> relative_rate_ppb(int64_t offset_ns, int64_t since_ns) {
+    if (since_ns <= 0) return std::nullopt;
+    const __int128 rate = static_cast<__int128>(offset_ns) * NS_PER_S / since_ns;
+    if (rate > MAX_RATE_PPB || rate < -MAX_RATE_PPB) return std::nullopt;
+    return static_cast<int64_t>(rate);
+}
+
+// The group's rate relative to the master: the median (of two middle ones
+// the nearer the master's). 0 when nobody's rate is known.
+inline int64_t agreed_rate_ppb(std::span<const int64_t> rates_ppb) {
+    if (rates_ppb.empty()) return 0;
+    std::vector<int64_t> sorted(rates_ppb.begin(), rates_ppb.end());
+    std::sort(sorted.begin(), sorted.end());
+    return detail::middle_nearer_zero(sorted);
+}
+
+// The change of rate for a participant running `rate_ppb` relative to the
+// master (0 for the master itself), at its `updates`-th rate correction.
+constexpr int64_t rate_change_ppb(int64_t agreed_ppb, int64_t rate_ppb, uint32_t updates) {
+    const __int128 divisor = std::min<uint32_t>(updates, RATE_GAIN_MIN_DIVISOR - 1) + 1;
+    const __int128 change = (static_cast<__int128>(agreed_ppb) - rate_ppb) / divisor;
+    return static_cast<int64_t>(std::clamp<__int128>(change, -2 * MAX_TRIM_PPB, 2 * MAX_TRIM_PPB));
+}
+
+// ---------------------------------------------------------------------------
+// A whole round's arithmetic, Steps 3, 4 and 6 together, as the master runs it.
+// Participant 0 is the master itself (offset 0 by definition).
+// Who votes: when any participant already keeps a group's time (is in step),
+// only those in step vote; a newcomer is brought to their time and votes
+// from the next round on. At a fresh start, nobody is in step and everyone
+// votes: the textbook's round. So a restarted master is brought to the time
+// its in-step slaves keep, not they to its.
+struct Reading {
+    int64_t offset_ns = 0;            // best estimate, relative to the master
+    bool in_step = false;             // has taken corrections before
+    std::optional<int64_t> rate_ppb;  // relative to the master, when its last correction settled
+    uint32_t rate_updates = 0;        // rate changes taken so far (the gain)
+};
+
+struct Decision {
+    bool votes = false;
+    bool included = false;                   // its reading counted in the average
+    int64_t correction_ns = 0;               // Step 4
+    std::optional<int64_t> rate_change_ppb;  // Step 6, when its rate and the group's are known
+};
+
+struct RoundResult {
+    Agreement time;                   // over the voters only
+    std::optional<int64_t> rate_ppb;  // the group's rate relative to the master
+    std::vector<Decision> each;       // per reading, the master first
+};
+
+inline RoundResult agree_round(std::span<const Reading> readings, int64_t max_skew_ns = ADAPTIVE_WINDOW) {
+    RoundResult r;
+    r.each.resize(readings.size());
+    const bool any_in_step = std::any_of(readings.begin(), readings.end(), [](const Reading& x) { return x.in_step; });
+    std::vector<int64_t> offsets;
+    std::vector<size_t> voter;  // offsets[k] is readings[voter[k]]
+    for (size_t i = 0; i < readings.size(); ++i) {
+        if (any_in_step && !readings[i].in_step) continue;
+        r.each[i].votes = true;
+        voter.push_back(i);
+        offsets.push_back(readings[i].offset_ns);
+    }
+    // Two voters in step cannot outvote each other, and the spread of two
+    // says nothing: the median, the master's own reading, decides alone.
+    // At a fresh start two clocks simply average, as the textbook does.
+    if (offsets.size() == 2 && any_in_step && max_skew_ns == ADAPTIVE_WINDOW) max_skew_ns = MIN_WINDOW_NS;
+    r.time = fault_tolerant_average(offsets, max_skew_ns);
+    std::vector<int64_t> rates;  // only from readings that agreed with the majority
+    for (size_t k = 0; k < voter.size(); ++k) {
+        Decision& d = r.each[voter[k]];
+        d.included = r.time.included[k];
+        const Reading& x = readings[voter[k]];
+        if (d.included && x.rate_ppb) rates.push_back(*x.rate_ppb);
+    }
+    if (!rates.empty()) r.rate_ppb = agreed_rate_ppb(rates);
+    for (size_t i = 0; i < readings.size(); ++i) {
+        r.each[i].correction_ns = correction_for(r.time.average_ns, readings[i].offset_ns);
+        if (r.rate_ppb && readings[i].rate_ppb)
+            r.each[i].rate_change_ppb = rate_change_ppb(*r.rate_ppb, *readings[i].rate_ppb, readings[i].rate_updates);
+    }
+    return r;
 }
 
 }  // namespace berkeley

@@ -31,9 +31,6 @@ constexpr uint64_t DEFAULT_ROUNDS = 5;
 constexpr int64_t DEFAULT_INTERVAL_NS = 1 * NS_PER_S;
 constexpr uint32_t DEFAULT_PROBES = 4;
 constexpr int64_t DEFAULT_TIMEOUT_NS = 500 * NS_PER_MS;
-// Twice the default random offset range: honest simulated clocks can start
-// up to 10 s apart, so only a reading beyond that is taken for a fault.
-constexpr int64_t DEFAULT_MAX_SKEW_NS = 10 * NS_PER_S;
 constexpr uint32_t DEFAULT_MAX_MISSED = 3;
 constexpr size_t DEFAULT_MAX_SLAVES = 10'000;
 constexpr size_t MAX_SLAVES = 100'000;
@@ -59,7 +56,7 @@ struct Options {
     int64_t interval_ns = DEFAULT_INTERVAL_NS;
     uint32_t probes = DEFAULT_PROBES;
     int64_t timeout_ns = DEFAULT_TIMEOUT_NS;
-    int64_t max_skew_ns = DEFAULT_MAX_SKEW_NS;
+    int64_t max_skew_ns = ADAPTIVE_WINDOW;  // Step 3's window: adaptive, 0 (keep all) or fixed
     uint32_t max_missed = DEFAULT_MAX_MISSED;
     size_t max_slaves = DEFAULT_MAX_SLAVES;
     CommonOptions common;  // clock, discipline, timestamps, secret, log
@@ -76,8 +73,15 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         {"probes", "P", "clock requests per slave per round       [4]", store_integer("probes", o.probes, 1, MAX_PROBES)},
         {"timeout-ms", "MS", "how long to wait for one reply           [500]",
          store_scaled("timeout-ms", o.timeout_ns, 6, NS_PER_MS, 3600 * NS_PER_S)},
-        {"max-skew", "MS", "leave out readings further from the median (0: none) [10000]",
-         store_scaled("max-skew", o.max_skew_ns, 6, 0, MAX_OFFSET_NS)},
+        {"max-skew", "MS", "leave out readings further than MS from the median,\n"
+         "                         0 keeps all; auto: 3 robust deviations of the readings [auto]",
+         [&o](std::string_view text) -> std::optional<std::string> {
+             if (text == "auto") {
+                 o.max_skew_ns = ADAPTIVE_WINDOW;
+                 return std::nullopt;
+             }
+             return store_scaled("max-skew", o.max_skew_ns, 6, 0, MAX_OFFSET_NS)(text);
+         }},
         {"max-missed", "K", "drop a slave after K missed rounds in a row [3]",
          store_integer("max-missed", o.max_missed, 1, 1'000'000)},
         {"max-slaves", "M", "most slaves at once; one more gets ERROR [10000]",
@@ -112,7 +116,11 @@ struct Peer {
     // Membership.
     std::string id;                // from HELLO; empty until then
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
-    bool in_step = false;          // has applied one of our corrections (ACKed): averaged from then on
+    bool in_step = false;          // applied one of our corrections (ACK), or said INSTEP: it votes
+    // Frequency (Step 6): its offset next round is a rate if its last correction settled.
+    bool rate_ready = false;       // ACKed this round's ADJUST, which settles within an interval
+    int64_t corrected_real_ns = 0; // host time its last ADJUST went out
+    uint32_t rate_updates = 0;     // rate changes sent so far: the gain
     // This round.
     struct Round {
         bool probed = false;           // taking part in this round
@@ -120,6 +128,9 @@ struct Peer {
         uint32_t probes_sent = 0;
         int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
         std::vector<Estimate> estimates;
+        int64_t best_at_real_ns = 0;     // host time the best of them was sent (its T1)
+        int64_t best_delay_ns = 0;       // the best estimate's delay
+        int64_t correction_ns = 0;       // sent in ADJUST
         bool adjusted = false;         // sent an ADJUST this round
         bool acked = false;
         uint32_t lines = 0;            // for flood detection
@@ -128,11 +139,11 @@ struct Peer {
     const char* name() const { return id.empty() ? address.c_str() : id.c_str(); }
 };
 
-// A slave's answer in one round: its best estimate, and whether it votes.
-struct Answer {
-    Peer* peer;
-    Estimate best;
-    int vote;  // index in the offsets averaged, or -1: not averaged (a newcomer)
+// The participants of a round as agree_round() sees them: index 0 is the
+// master itself, index i > 0 the slave who[i - 1].
+struct Participants {
+    std::vector<Peer*> who;
+    std::vector<Reading> readings;
 };
 
 //   Waiting --N slaves--> Probing --all replies or timeouts--> Adjusting
@@ -156,11 +167,11 @@ private:
     void on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns);
     void probe_done(Peer& p);
     void finish_probing(int64_t now);
-    std::vector<Answer> collect_best_estimates(std::vector<int64_t>& offsets);
-    void send_corrections(const std::vector<Answer>& answers, const Agreement& agreed);
+    Participants collect_best_estimates();
+    void send_corrections(const Participants& p, const RoundResult& result);
     void count_misses();
-    void correct_self(const Agreement& agreed);
-    void print_round(const std::vector<Answer>& answers, const Agreement& agreed);
+    void correct_self(const RoundResult& result);
+    void print_round(const Participants& p, const RoundResult& result);
     void on_ack(Peer& p, const Ack& m);
     void finish_round(int64_t now);
     void begin_shutdown(int64_t now, const char* why);
@@ -174,6 +185,7 @@ private:
     void on_peer_ready(Peer& p, uint32_t events);
     bool on_line(Peer& p, const std::string& line, int64_t recv_real_ns);
     void on_hello(Peer& p, const Hello& m);
+    void on_in_step(Peer& p);
     void send(Peer& p, const Message& m);
     void refuse(Peer& p, const std::string& reason);
     void drop(Peer& p, const std::string& reason);
@@ -209,6 +221,8 @@ private:
     int64_t close_deadline_ns_ = 0;
     size_t last_answered_ = 0;       // slaves with an estimate in the last round
     int64_t last_spread_ns_ = 0;     // their largest |correction|
+    bool self_rate_ready_ = false;   // the master's own last correction settles within an interval
+    uint32_t self_rate_updates_ = 0;
     bool warned_timestamps_ = false;
     bool listener_paused_ = false;
 };
@@ -273,8 +287,13 @@ void Master::on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns) {
     const int64_t t1 = read_clock(clock_, p.round.probe_sent_real_ns);
     const int64_t t4 = read_clock(clock_, recv_real_ns);
     const Probe probe = m.t3_ns ? Probe(t1, m.t2_ns, *m.t3_ns, t4) : Probe(t1, m.t2_ns, t4);
-    if (auto e = estimate_offset(probe)) p.round.estimates.push_back(*e);
-    else event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_)).num("reading_ns", m.t2_ns);
+    if (auto e = estimate_offset(probe)) {
+        auto& all = p.round.estimates;
+        if (all.empty() || e->delay_ns < best_estimate(all)->delay_ns) p.round.best_at_real_ns = p.round.probe_sent_real_ns;
+        all.push_back(*e);
+    } else {
+        event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_)).num("reading_ns", m.t2_ns);
+    }
     if (p.round.probes_sent < opt_.probes) send_probe(p);
     else probe_done(p);
 }
@@ -287,51 +306,69 @@ void Master::probe_done(Peer& p) {
     --probing_left_;
 }
 
-// Steps 2-4 and the master's own correction, once every slave is done.
+// Steps 2-6 and the master's own correction, once every slave is done.
 void Master::finish_probing(int64_t now) {
-    std::vector<int64_t> offsets{0};  // the master's own clock, relative to itself
-    const std::vector<Answer> answers = collect_best_estimates(offsets);
-    const int64_t skew = skew_limit(opt_.max_skew_ns, opt_.common.discipline.step_threshold_ns, clock_.corrected);
-    const Agreement agreed = fault_tolerant_average(offsets, skew);
-    print_round(answers, agreed);
-    send_corrections(answers, agreed);
+    const Participants all = collect_best_estimates();
+    const int64_t window = skew_limit(opt_.max_skew_ns, opt_.common.discipline.step_threshold_ns, clock_.corrected);
+    const RoundResult result = agree_round(all.readings, window);  // Steps 3, 4 and 6: pure, in clock.hpp
+    print_round(all, result);
+    send_corrections(all, result);
     count_misses();
-    correct_self(agreed);
+    correct_self(result);
     phase_ = Phase::Adjusting;
     loop_.arm(ROUND_TIMER, now + opt_.timeout_ns);  // the wait for ACKs
 }
 
-// Step 2: each slave's best probe. Who votes: once the master is in step
-// (after its first correction), a slave joins the average only after it has
-// taken a correction itself, so a newcomer is brought to the agreed time
-// without pulling everyone else.
-std::vector<Answer> Master::collect_best_estimates(std::vector<int64_t>& offsets) {
-    std::vector<Answer> answers;
+// Step 2: each slave's best probe, and (Step 6) its rate when its last
+// correction and the master's own settled: its offset from the master, which
+// the last round set to 0, over the time since. The master first.
+Participants Master::collect_best_estimates() {
+    Participants all;
+    Reading self;
+    self.in_step = clock_.corrected;
+    if (self_rate_ready_) self.rate_ppb = 0;  // relative to itself
+    self.rate_updates = self_rate_updates_;
+    all.readings.push_back(self);
     for (auto& [token, p] : peers_) {
         if (!p.round.probed || !p.drop_reason.empty()) continue;
-        if (auto best = best_estimate(p.round.estimates)) {
-            const bool votes = !clock_.corrected || p.in_step;
-            answers.push_back({&p, *best, votes ? static_cast<int>(offsets.size()) : -1});
-            if (votes) offsets.push_back(best->offset_ns);
-        }
+        const bool rate_ready = p.rate_ready && self_rate_ready_;
+        p.rate_ready = false;  // a rate needs a correction in every round in between
+        const auto best = best_estimate(p.round.estimates);
+        if (!best) continue;
+        Reading r;
+        r.offset_ns = best->offset_ns;
+        r.in_step = p.in_step;
+        if (rate_ready) r.rate_ppb = relative_rate_ppb(best->offset_ns, p.round.best_at_real_ns - p.corrected_real_ns);
+        r.rate_updates = p.rate_updates;
+        all.who.push_back(&p);
+        all.readings.push_back(r);
+        p.round.best_delay_ns = best->delay_ns;
     }
-    return answers;
+    return all;
 }
 
-// Step 4: every slave that answered gets its own correction.
-void Master::send_corrections(const std::vector<Answer>& answers, const Agreement& agreed) {
+// Step 4: every slave that answered gets its own correction, and the change
+// of rate that brings it to the group's when its rate is known.
+void Master::send_corrections(const Participants& all, const RoundResult& result) {
     last_spread_ns_ = 0;
-    last_answered_ = answers.size();
-    for (const Answer& a : answers) {
-        Peer& p = *a.peer;
-        const int64_t correction = correction_for(agreed.average_ns, a.best.offset_ns);
-        last_spread_ns_ = std::max(last_spread_ns_, correction < 0 ? -correction : correction);
-        event("estimate").str("slave", p.id).num("round", static_cast<int64_t>(round_))
-            .num("estimate_ns", a.best.offset_ns).num("rtt_ns", a.best.delay_ns).num("correction_ns", correction)
-            .flag("included", a.vote >= 0 && agreed.included[static_cast<size_t>(a.vote)]);
-        send(p, Adjust{round_, correction});
+    last_answered_ = all.who.size();
+    const int64_t now_real = realtime_ns();
+    for (size_t i = 1; i < all.readings.size(); ++i) {
+        Peer& p = *all.who[i - 1];
+        const Reading& r = all.readings[i];
+        const Decision& d = result.each[i];
+        last_spread_ns_ = std::max(last_spread_ns_, d.correction_ns < 0 ? -d.correction_ns : d.correction_ns);
+        auto e = event("estimate");
+        e.str("slave", p.id).num("round", static_cast<int64_t>(round_)).num("estimate_ns", r.offset_ns)
+            .num("rtt_ns", p.round.best_delay_ns).num("correction_ns", d.correction_ns).flag("included", d.included);
+        if (r.rate_ppb) e.num("rate_ppb", *r.rate_ppb);
+        if (d.rate_change_ppb) e.num("rate_change_ppb", *d.rate_change_ppb);
+        send(p, Adjust{round_, d.correction_ns, d.rate_change_ppb});
         if (!p.drop_reason.empty()) continue;
         p.round.adjusted = true;
+        p.round.correction_ns = d.correction_ns;
+        p.corrected_real_ns = now_real;
+        p.rate_updates += d.rate_change_ppb.has_value();
         ++acks_left_;
     }
 }
@@ -353,33 +390,44 @@ void Master::count_misses() {
     }
 }
 
-// The master is a participant too: it corrects itself by the average.
-void Master::correct_self(const Agreement& agreed) {
+// The master is a participant too: it corrects itself by the average, and
+// its rate by the group's.
+void Master::correct_self(const RoundResult& result) {
+    const Decision& self = result.each[0];
     const int64_t real = realtime_ns();
-    auto corrected = apply_correction(clock_, real, agreed.average_ns, opt_.common.discipline);
+    const Discipline& d = opt_.common.discipline;
+    const Applied how = how_applied(clock_.corrected, self.correction_ns, d);
+    auto corrected = apply_correction(clock_, real, self.correction_ns, self.rate_change_ppb.value_or(0), d);
     if (!corrected) return;
     clock_ = corrected->clock;
+    self_rate_ready_ = settled(self.correction_ns, how, opt_.interval_ns, d);
+    self_rate_updates_ += self.rate_change_ppb.has_value();
     auto line = log_.event("adjust", "master", read_clock(clock_, real), real);
-    line.num("round", static_cast<int64_t>(round_)).num("correction_ns", agreed.average_ns);
+    line.num("round", static_cast<int64_t>(round_)).num("correction_ns", self.correction_ns);
+    if (self.rate_change_ppb) line.num("rate_change_ppb", *self.rate_change_ppb);
     correction_fields(line, *corrected);
 }
 
-void Master::print_round(const std::vector<Answer>& answers, const Agreement& agreed) {
-    console_.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best delay", "correction");
-    console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_ms(0).c_str(), "-",
-                 format_ms(agreed.average_ns).c_str(), agreed.included[0] ? "" : "  (left out of average)");
-    for (const Answer& a : answers) {
-        const bool included = a.vote >= 0 && agreed.included[static_cast<size_t>(a.vote)];
-        console_.say("  %-24s %20s %9.1f us %20s%s\n", a.peer->id.c_str(), format_ms(a.best.offset_ns).c_str(),
-                     static_cast<double>(a.best.delay_ns) / NS_PER_US,
-                     format_ms(correction_for(agreed.average_ns, a.best.offset_ns)).c_str(),
-                     included ? "" : a.vote < 0 ? "  (joining: not averaged)" : "  (left out of average)");
+void Master::print_round(const Participants& all, const RoundResult& result) {
+    auto note = [](const Decision& d) {
+        return d.included ? "" : d.votes ? "  (left out of average)" : "  (not in step: does not vote)";
+    };
+    console_.say("  %-24s %20s %12s %20s\\n", "participant", "estimated offset", "best delay", "correction");
+    console_.say("  %-24s %20s %12s %20s%s\\n", "master (self)", format_ms(0).c_str(), "-",
+                 format_ms(result.each[0].correction_ns).c_str(), note(result.each[0]));
+    for (size_t i = 1; i < all.readings.size(); ++i) {
+        const Peer& p = *all.who[i - 1];
+        console_.say("  %-24s %20s %9.1f us %20s%s\\n", p.id.c_str(), format_ms(all.readings[i].offset_ns).c_str(),
+                     static_cast<double>(p.round.best_delay_ns) / NS_PER_US,
+                     format_ms(result.each[i].correction_ns).c_str(), note(result.each[i]));
     }
 }
 
 void Master::on_ack(Peer& p, const Ack& m) {
     if (m.round != round_ || !p.round.adjusted || p.round.acked) return;
     p.round.acked = true;
+    const Applied how = how_applied(p.in_step, p.round.correction_ns, opt_.common.discipline);
+    p.rate_ready = settled(p.round.correction_ns, how, opt_.interval_ns, opt_.common.discipline);
     p.in_step = true;  // it has applied a correction: from now on it votes
     last_ack_ns_ = monotonic_ns();
     --acks_left_;
@@ -573,6 +621,7 @@ bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
                    [&](const Hello& h) { on_hello(p, h); },
                    [&](const ClockReply& c) { on_clock(p, c, recv_real_ns); },
                    [&](const Ack& a) { on_ack(p, a); },
+                   [&](const InStep&) { on_in_step(p); },
                    [&](const Error& e) { drop(p, "sent ERROR " + e.reason); },
                    [&](const auto& other) { refuse(p, std::string(verb_name(other)) + " is a master's message"); },
                },
@@ -600,6 +649,14 @@ void Master::on_hello(Peer& p, const Hello& m) {
         console_.say("waiting for slaves: %zu/%zu\n", ids_.size(), opt_.slaves);
         if (!loop_.armed(ROUND_TIMER)) loop_.arm(ROUND_TIMER, monotonic_ns() + WAIT_HEARTBEAT_NS);
     }
+}
+
+// The slave's clock already keeps a group's time (it was corrected by an
+// earlier master): it votes at once, and a new master is brought to it.
+void Master::on_in_step(Peer& p) {
+    if (p.in_step) return;
+    p.in_step = true;
+    event("in_step").str("slave", p.id);
 }
 
 void Master::send(Peer& p, const Message& m) {

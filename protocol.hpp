@@ -30,7 +30,10 @@ constexpr uint32_t MAX_PROBES = 100;
 //   slave  -> master   CLOCK <round> <probe> <t2> [<t3>]
 //                                                    the slave's clock as TIME? arrived (t2) and
 //                                                    as CLOCK left (t3); one reading: Cristian's
-//   master -> slave    ADJUST <round> <ns>           correction to add to the clock
+//   slave  -> master   INSTEP                        my clock already keeps a group's time:
+//                                                    bring a new master to it, not it to him
+//   master -> slave    ADJUST <round> <ns> [<ppb>]   correction to add to the clock, and the
+//                                                    change of its rate the group agreed on
 //   slave  -> master   ACK <round>                   correction applied
 //   master -> slave    BYE                           end of the run; close
 //   either             ERROR <reason>                about to close, and why
@@ -61,10 +64,15 @@ struct ClockReply {
     std::optional<int64_t> t3_ns;   // slave clock as this reply left
     bool operator==(const ClockReply&) const = default;
 };
+struct InStep {
+    static constexpr const char* VERB = "INSTEP";
+    bool operator==(const InStep&) const = default;
+};
 struct Adjust {
     static constexpr const char* VERB = "ADJUST";
     uint64_t round = 0;
-    int64_t correction_ns = 0;  // to add to the slave's clock
+    int64_t correction_ns = 0;               // to add to the slave's clock
+    std::optional<int64_t> rate_change_ppb;  // to add to its rate (parts per billion)
     bool operator==(const Adjust&) const = default;
 };
 struct Ack {
@@ -81,7 +89,7 @@ struct Error {
     std::string reason;
     bool operator==(const Error&) const = default;
 };
-using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, Adjust, Ack, Bye, Error>;
+using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, InStep, Adjust, Ack, Bye, Error>;
 
 // For dispatching a Message to one handler per verb with std::visit.
 template <typename... Handlers>
@@ -116,7 +124,12 @@ inline std::string format_message(const Message& message) {
                        field(m.t2_ns);
                        if (m.t3_ns) field(*m.t3_ns);
                    },
-                   [&](const Adjust& m) { field(m.round); field(m.correction_ns); },
+                   [&](const InStep&) {},
+                   [&](const Adjust& m) {
+                       field(m.round);
+                       field(m.correction_ns);
+                       if (m.rate_change_ppb) field(*m.rate_change_ppb);
+                   },
                    [&](const Ack& m) { field(m.round); },
                    [&](const Bye&) {},
                    [&](const Error& m) { field(m.reason); },
@@ -249,12 +262,19 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{ClockReply{*r, *p, *ns, *sent}, {}};
     }
     if (verb == "ADJUST") {
-        if (auto e = want(2); !e.empty()) return fail(e);
+        if (nfields != 2 && nfields != 3) return fail("ADJUST takes 2 or 3 fields, got " + std::to_string(nfields));
         auto r = round_at(1);
         auto ns = detail::parse_int<int64_t>(f[2]);
         if (!r) return fail("bad round");
         if (!ns) return fail("bad correction");
-        return Parsed{Adjust{*r, *ns}, {}};
+        if (nfields == 2) return Parsed{Adjust{*r, *ns, std::nullopt}, {}};
+        auto rate = detail::parse_int<int64_t>(f[3]);
+        if (!rate) return fail("bad rate change");
+        return Parsed{Adjust{*r, *ns, *rate}, {}};
+    }
+    if (verb == "INSTEP") {
+        if (auto e = want(0); !e.empty()) return fail(e);
+        return Parsed{InStep{}, {}};
     }
     if (verb == "ACK") {
         if (auto e = want(1); !e.empty()) return fail(e);

@@ -203,9 +203,11 @@ void Slave::on_connected(int64_t now) {
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
     if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps())
         console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", id_.c_str());
-    if (!conn_->start(error) || !conn_->send(format_message(Hello{id_, opt_.common.secret}))) {
-        return lose_master(error.empty() ? conn_->error() : error);
-    }
+    // A clock already corrected keeps a group's time: say so, so that a new
+    // master is brought to it rather than it to the master.
+    std::string hello = format_message(Hello{id_, opt_.common.secret});
+    if (clock_.corrected) hello += format_message(InStep{});
+    if (!conn_->start(error) || !conn_->send(hello)) return lose_master(error.empty() ? conn_->error() : error);
     state_ = State::Connected;
     loop_.arm(token_, now + opt_.connect_timeout_ns);
     heard_ = false;  // the back-off and the give-up time reset only once the master talks
@@ -282,13 +284,14 @@ void Slave::on_adjust(const Adjust& m) {
     if (m.round <= last_adjust_round_)  // applying it twice would double the step
         return violation("ADJUST " + std::to_string(m.round) + " repeats or goes back");
     const int64_t real = realtime_ns();
-    auto corrected = apply_correction(clock_, real, m.correction_ns, opt_.common.discipline);
+    auto corrected = apply_correction(clock_, real, m.correction_ns, m.rate_change_ppb.value_or(0), opt_.common.discipline);
     if (!corrected) return violation("correction " + std::to_string(m.correction_ns) + " out of range");
     clock_ = corrected->clock;
     last_adjust_round_ = m.round;
     const int64_t clock = read_clock(clock_, real);
     auto e = event_at("adjust", clock, real);
     e.num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
+    if (m.rate_change_ppb) e.num("rate_change_ppb", *m.rate_change_ppb);
     correction_fields(e, *corrected);
     // Slewed, the correction is still being added: show the time it is heading for.
     console_.say("%s: Synchronized time at the client is: %s (correction %s, %s)\n", id_.c_str(),

@@ -424,10 +424,14 @@ class FaultTest(RunTestCase):
         port = listener.getsockname()[1]
         s = r.slave(port, "target", "--connect-timeout", 20)
 
+        corrected = []  # once the slave took a correction it says INSTEP after HELLO
+
         def session():
             conn, _ = listener.accept()
             peer = RawPeer(conn)
             self.assertEqual(peer.line(), "HELLO target")
+            if corrected:
+                self.assertEqual(peer.line(), "INSTEP")
             return peer
 
         # 1. Honest first; then a repeated probe and a repeated ADJUST are violations.
@@ -436,6 +440,7 @@ class FaultTest(RunTestCase):
         self.assertRegex(p.line(), r"^CLOCK 1 1 -?\d+ -?\d+$")  # arrival and departure readings
         p.send("ADJUST 1 1000000\n")
         self.assertEqual(p.line(), "ACK 1")
+        corrected.append(True)
         p.send("ADJUST 1 1000000\n")
         self.assertEqual(p.lines_until_closed(), ["ERROR ADJUST 1 repeats or goes back"])
         p = session()

@@ -56,14 +56,14 @@ TEST_CASE("format_message: exact line formats") {
         {TimeQuery{3, 2}, "TIME? 3 2\n"},
         {ClockReply{3, 2, 1'764'460'800'123'456'789, std::nullopt}, "CLOCK 3 2 1764460800123456789\n"},
         {ClockReply{1, 1, -5, std::nullopt}, "CLOCK 1 1 -5\n"},
-        {Adjust{7, -1'500'000}, "ADJUST 7 -1500000\n"},
-        {Adjust{7, 0}, "ADJUST 7 0\n"},
+        {Adjust{7, -1'500'000, std::nullopt}, "ADJUST 7 -1500000\n"},
+        {Adjust{7, 0, std::nullopt}, "ADJUST 7 0\n"},
         {Ack{7}, "ACK 7\n"},
         {Bye{}, "BYE\n"},
         {Error{"round 3 timed out"}, "ERROR round 3 timed out\n"},
         {TimeQuery{U64_MAX, MAX_PROBES}, "TIME? 18446744073709551615 100\n"},
         {ClockReply{U64_MAX, MAX_PROBES, I64_MIN, std::nullopt}, "CLOCK 18446744073709551615 100 -9223372036854775808\n"},
-        {Adjust{1, I64_MAX}, "ADJUST 1 9223372036854775807\n"},
+        {Adjust{1, I64_MAX, std::nullopt}, "ADJUST 1 9223372036854775807\n"},
     };
     for (const Row& r : rows) {
         const std::string want = r.want;
@@ -71,7 +71,7 @@ TEST_CASE("format_message: exact line formats") {
         CHECK(format_message(r.m) == want);
     }
     CHECK(std::string(verb_name(TimeQuery{1, 1})) == "TIME?");
-    CHECK(std::string(verb_name(Adjust{1, 0})) == "ADJUST");
+    CHECK(std::string(verb_name(Adjust{1, 0, std::nullopt})) == "ADJUST");
 }
 
 TEST_CASE("format_message / parse_message round trip at the boundaries") {
@@ -89,7 +89,7 @@ TEST_CASE("format_message / parse_message round trip at the boundaries") {
     const int64_t values[] = {I64_MIN, I64_MIN + 1, -1'000'000'000, -1, 0, 1, 1'000'000'000, I64_MAX - 1, I64_MAX};
     for (uint64_t r : rounds) {
         messages.push_back(Ack{r});
-        for (int64_t v : values) messages.push_back(Adjust{r, v});
+        for (int64_t v : values) messages.push_back(Adjust{r, v, std::nullopt});
         for (uint32_t p : probes) {
             messages.push_back(TimeQuery{r, p});
             for (int64_t v : values) messages.push_back(ClockReply{r, p, v, std::nullopt});
@@ -141,7 +141,7 @@ TEST_CASE("parse_message: rejections carry a reason") {
         "ERROR", "ERROR ", "error x", "BYEBYE",
         // missing and extra fields
         "HELLO", "TIME?", "TIME? 1", "CLOCK", "CLOCK 1", "CLOCK 1 1", "ADJUST", "ADJUST 1", "ACK",
-        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1 1", "ADJUST 1 1 1", "ACK 1 1", "BYE now", "BYE 1",
+        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1 1", "ADJUST 1 1 1 1", "ADJUST 1 1 x", "ADJUST 1 1 -0", "INSTEP 1", "ACK 1 1", "BYE now", "BYE 1",
         // spacing
         "TIME?  1 1", "TIME? 1  1", "CLOCK 1 1  5", "HELLO  x", "ACK  1", " BYE", "BYE ", " ACK 1", "ACK 1 ",
         "HELLO x ", " HELLO x", "TIME? 1 1 ", " ", "  ", "HELLO ",
@@ -435,7 +435,7 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
         size_t fields;
     };
     static const VerbSpec verbs[] = {{"HELLO", 1}, {"WAIT", 2}, {"TIME?", 2}, {"CLOCK", 3}, {"ADJUST", 2}, {"ACK", 1},
-                                     {"BYE", 0},   {"ERROR", 3}, {"hello", 1}, {"TIME", 2}};
+                                     {"BYE", 0},   {"ERROR", 3}, {"hello", 1}, {"TIME", 2}, {"INSTEP", 0}};
     static const char* const fields[] = {
         "0", "1", "2", "7", "42", "99", "100", "101", "00", "01", "-0", "-1", "+1", "-", "",
         "18446744073709551615", "18446744073709551616", "9223372036854775807", "9223372036854775808",
@@ -565,6 +565,20 @@ TEST_CASE("CLOCK with two readings: arrival and departure") {
         CAPTURE(bad);
         CHECK_FALSE(parse_message(bad).message);
     }
+}
+
+TEST_CASE("ADJUST with a rate change, and INSTEP") {
+    CHECK(format_message(Adjust{3, -5, 250}) == "ADJUST 3 -5 250\n");
+    CHECK(format_message(Adjust{3, -5, std::nullopt}) == "ADJUST 3 -5\n");
+    auto p = parse_message("ADJUST 3 -5 -250");
+    REQUIRE(p.message);
+    CHECK(*p.message == Message{Adjust{3, -5, -250}});
+    CHECK_FALSE(std::get<Adjust>(*parse_message("ADJUST 3 -5").message).rate_change_ppb.has_value());
+    CHECK(parse_message("ADJUST 1 0 9223372036854775807").message.has_value());
+    CHECK(parse_message("ADJUST 1 0 x").error == "bad rate change");
+    CHECK(format_message(InStep{}) == "INSTEP\n");
+    CHECK(*parse_message("INSTEP").message == Message{InStep{}});
+    CHECK(std::string(verb_name(InStep{})) == "INSTEP");
 }
 
 TEST_CASE("WAIT: joined and needed, both unsigned") {
