@@ -353,19 +353,25 @@ constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t r
 }
 
 // ---------------------------------------------------------------------------
-// Step 6, frequency: the group agrees on a rate as it agrees on a time.
-// After a round every participant is corrected to the same time, so their
-// offsets from the master are 0. At the next round an offset o measured t
-// later says that clock runs o/t faster than the master. The group's rate is
-// the median of these rates over the participants whose readings were
-// averaged (the master's own 0 among them when it votes): as with the
-// median time, no minority can move it. Each participant then changes its
-// rate by gain x (the group's rate - its own); a liar whose offset is the
-// same lie every round looks like a clock running lie/t off and is outvoted.
-// The gain is 1 at first (lock in one round), then 1/2, 1/3, .. down to
-// 1/RATE_GAIN_MIN_DIVISOR: an average over the last few measurements, so
-// noise moves the rate little and nothing oscillates.
+// Step 6, frequency. After a round every participant is corrected to the
+// same time, so their offsets from the master are 0; at the next round an
+// offset o measured t later says that clock runs o/t faster than the master.
+// - Each slave takes the master's rate: its rate changes by -gain x o/t.
+//   The gain is 1 at first (lock in one round), then 1/2, 1/3, down to
+//   1/RATE_GAIN_MIN_DIVISOR, an average over the last few measurements. It
+//   is measured against the master every round, so noise cannot make it
+//   wander off.
+// - The master is the group's frequency reference, but the group's rate is
+//   its majority's: the master steers its own rate toward the median of the
+//   rates whose readings were averaged (its own 0 among them when it votes),
+//   slowly, with time constant MASTER_RATE_TAU_NS. One round's noise, or a
+//   minority's lies, move it by little each round; a master whose oscillator
+//   is the odd one out is still brought to the others' rate.
+// The whole group's rate moves only through the master, and slowly: a rate
+// learned from each clock's own corrections, as before, let every round's
+// noise and a liar's steady push walk the whole group's rate away.
 constexpr uint32_t RATE_GAIN_MIN_DIVISOR = 4;
+constexpr int64_t MASTER_RATE_TAU_NS = 60 * NS_PER_S;
 
 // Can a rate be read `since_ns` after a correction? Only once it is fully
 // applied: a step at once, a slew by half the time (with room to spare).
@@ -394,12 +400,19 @@ inline int64_t agreed_rate_ppb(std::span<const int64_t> rates_ppb) {
     return detail::middle_nearer_zero(sorted);
 }
 
-// The change of rate for a participant running `rate_ppb` relative to the
-// master (0 for the master itself), at its `updates`-th rate correction.
-constexpr int64_t rate_change_ppb(int64_t agreed_ppb, int64_t rate_ppb, uint32_t updates) {
-    const __int128 divisor = std::min<uint32_t>(updates, RATE_GAIN_MIN_DIVISOR - 1) + 1;
-    const __int128 change = (static_cast<__int128>(agreed_ppb) - rate_ppb) / divisor;
-    return static_cast<int64_t>(std::clamp<__int128>(change, -2 * MAX_TRIM_PPB, 2 * MAX_TRIM_PPB));
+// A slave's change of rate, running `rate_ppb` relative to the master, at its
+// `updates`-th rate correction: toward the master's rate.
+constexpr int64_t rate_change_ppb(int64_t rate_ppb, uint32_t updates) {
+    const int64_t divisor = std::min<uint32_t>(updates, RATE_GAIN_MIN_DIVISOR - 1) + 1;
+    return -std::clamp<int64_t>(rate_ppb, -2 * MAX_TRIM_PPB, 2 * MAX_TRIM_PPB) / divisor;
+}
+
+// The master's own change of rate toward the group's, `interval_ns` after
+// the last: a fraction interval / (interval + tau) of the difference.
+constexpr int64_t master_rate_change_ppb(int64_t group_rate_ppb, int64_t interval_ns) {
+    if (interval_ns <= 0) return 0;
+    const __int128 rate = std::clamp<int64_t>(group_rate_ppb, -2 * MAX_TRIM_PPB, 2 * MAX_TRIM_PPB);
+    return static_cast<int64_t>(rate * interval_ns / (static_cast<__int128>(interval_ns) + MASTER_RATE_TAU_NS));
 }
 
 // ---------------------------------------------------------------------------
@@ -426,11 +439,13 @@ struct Decision {
 
 struct RoundResult {
     Agreement time;                   // over the voters only
-    std::optional<int64_t> rate_ppb;  // the group's rate relative to the master
+    std::optional<int64_t> rate_ppb;  // the group's rate relative to the master, when known
     std::vector<Decision> each;       // per reading, the master first
 };
 
-inline RoundResult agree_round(std::span<const Reading> readings, int64_t max_skew_ns = ADAPTIVE_WINDOW) {
+// `interval_ns`: the time since the last round, for the master's own rate.
+inline RoundResult agree_round(std::span<const Reading> readings, int64_t interval_ns,
+                               int64_t max_skew_ns = ADAPTIVE_WINDOW) {
     RoundResult r;
     r.each.resize(readings.size());
     const bool any_in_step = std::any_of(readings.begin(), readings.end(), [](const Reading& x) { return x.in_step; });
@@ -457,8 +472,10 @@ inline RoundResult agree_round(std::span<const Reading> readings, int64_t max_sk
     if (!rates.empty()) r.rate_ppb = agreed_rate_ppb(rates);
     for (size_t i = 0; i < readings.size(); ++i) {
         r.each[i].correction_ns = correction_for(r.time.average_ns, readings[i].offset_ns);
-        if (r.rate_ppb && readings[i].rate_ppb)
-            r.each[i].rate_change_ppb = rate_change_ppb(*r.rate_ppb, *readings[i].rate_ppb, readings[i].rate_updates);
+        if (i == 0 && r.rate_ppb && readings[0].rate_ppb)
+            r.each[0].rate_change_ppb = master_rate_change_ppb(*r.rate_ppb, interval_ns);
+        else if (i > 0 && readings[i].rate_ppb)
+            r.each[i].rate_change_ppb = rate_change_ppb(*readings[i].rate_ppb, readings[i].rate_updates);
     }
     return r;
 }

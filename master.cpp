@@ -222,7 +222,6 @@ private:
     size_t last_answered_ = 0;       // slaves with an estimate in the last round
     int64_t last_spread_ns_ = 0;     // their largest |correction|
     bool self_rate_ready_ = false;   // the master's own last correction settles within an interval
-    uint32_t self_rate_updates_ = 0;
     bool warned_timestamps_ = false;
     bool listener_paused_ = false;
 };
@@ -310,7 +309,7 @@ void Master::probe_done(Peer& p) {
 void Master::finish_probing(int64_t now) {
     const Participants all = collect_best_estimates();
     const int64_t window = skew_limit(opt_.max_skew_ns, opt_.common.discipline.step_threshold_ns, clock_.corrected);
-    const RoundResult result = agree_round(all.readings, window);  // Steps 3, 4 and 6: pure, in clock.hpp
+    const RoundResult result = agree_round(all.readings, opt_.interval_ns, window);  // Steps 3, 4, 6: clock.hpp
     print_round(all, result);
     send_corrections(all, result);
     count_misses();
@@ -327,7 +326,6 @@ Participants Master::collect_best_estimates() {
     Reading self;
     self.in_step = clock_.corrected;
     if (self_rate_ready_) self.rate_ppb = 0;  // relative to itself
-    self.rate_updates = self_rate_updates_;
     all.readings.push_back(self);
     for (auto& [token, p] : peers_) {
         if (!p.round.probed || !p.drop_reason.empty()) continue;
@@ -401,7 +399,6 @@ void Master::correct_self(const RoundResult& result) {
     if (!corrected) return;
     clock_ = corrected->clock;
     self_rate_ready_ = settled(self.correction_ns, how, opt_.interval_ns, d);
-    self_rate_updates_ += self.rate_change_ppb.has_value();
     auto line = log_.event("adjust", "master", read_clock(clock_, real), real);
     line.num("round", static_cast<int64_t>(round_)).num("correction_ns", self.correction_ns);
     if (self.rate_change_ppb) line.num("rate_change_ppb", *self.rate_change_ppb);

@@ -31,6 +31,8 @@ struct Options {
     std::string id;
     size_t count = 1;
     int64_t connect_timeout_ns = DEFAULT_CONNECT_TIMEOUT_NS;
+    int64_t lie_ns = 0;             // fault injection, for experiments and tests
+    bool ignore_corrections = false;
     CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
@@ -44,6 +46,11 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         {"count", "K", "run K slaves in this process, ids NAME-1..NAME-K [1]", store_integer("count", o.count, 1, MAX_COUNT)},
         {"connect-timeout", "SEC", "give up when not connected for this long [30]",
          store_scaled("connect-timeout", o.connect_timeout_ns, 9, 0, 86400 * NS_PER_S)},
+        {"lie", "MS", "a liar, for experiments: every answer MS off its clock, which\n"
+         "                         itself follows the master's time, ignoring rate changes [0]",
+         store_scaled("lie", o.lie_ns, 6, -MAX_OFFSET_NS / 2, MAX_OFFSET_NS / 2)},
+        {"ignore-corrections", nullptr, "a stubborn clock, for experiments: acknowledge corrections, apply none",
+         store_flag(o.ignore_corrections, true)},
     };
     for (OptionSpec& spec : common_options(o.common)) specs.push_back(std::move(spec));
     const char* synopsis = "./slave [options]           join a Berkeley master and follow its corrections";
@@ -273,24 +280,38 @@ void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     const int64_t t2 = read_clock(clock_, recv_real_ns);
     const int64_t real = realtime_ns();  // T3: the last moment before the reply is formatted and sent
     const int64_t t3 = read_clock(clock_, real);
-    const ClockReply reply = two ? ClockReply{m.round, m.probe, t2, t3} : ClockReply{m.round, m.probe, t3, std::nullopt};
+    const int64_t lie = opt_.lie_ns;
+    const ClockReply reply = two ? ClockReply{m.round, m.probe, t2 + lie, t3 + lie}
+                                 : ClockReply{m.round, m.probe, t3 + lie, std::nullopt};
     if (!conn_->send(format_message(reply))) return lose_master(conn_->error());
-    auto e = event_at("reply", t3, real);
+    auto e = event_at("reply", t3, real);  // the log keeps the truth
     e.num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
     if (two) e.num("arrived_ns", t2).num("arrived_real_ns", recv_real_ns);
+    if (lie != 0) e.num("lie_ns", lie);
 }
 
 void Slave::on_adjust(const Adjust& m) {
     if (m.round <= last_adjust_round_)  // applying it twice would double the step
         return violation("ADJUST " + std::to_string(m.round) + " repeats or goes back");
     const int64_t real = realtime_ns();
-    auto corrected = apply_correction(clock_, real, m.correction_ns, m.rate_change_ppb.value_or(0), opt_.common.discipline);
+    if (opt_.ignore_corrections) {
+        last_adjust_round_ = m.round;
+        event("ignored").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
+        if (!conn_->send(format_message(Ack{m.round}))) lose_master(conn_->error());
+        return;
+    }
+    // A liar takes the correction its lie was answered with too, and no rate
+    // change (those answer its lie as well), so that its clock keeps the
+    // master's time and its every answer is the same lie.
+    const int64_t rate_change = opt_.lie_ns != 0 ? 0 : m.rate_change_ppb.value_or(0);
+    auto corrected = apply_correction(clock_, real, m.correction_ns + opt_.lie_ns, rate_change, opt_.common.discipline);
     if (!corrected) return violation("correction " + std::to_string(m.correction_ns) + " out of range");
     clock_ = corrected->clock;
     last_adjust_round_ = m.round;
     const int64_t clock = read_clock(clock_, real);
     auto e = event_at("adjust", clock, real);
-    e.num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
+    e.num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns + opt_.lie_ns);
+    if (opt_.lie_ns != 0) e.num("lie_ns", opt_.lie_ns);
     if (m.rate_change_ppb) e.num("rate_change_ppb", *m.rate_change_ppb);
     correction_fields(e, *corrected);
     // Slewed, the correction is still being added: show the time it is heading for.

@@ -893,19 +893,24 @@ TEST_CASE("Step 6 pieces: settled, relative_rate_ppb, agreed_rate_ppb, rate_chan
     CHECK(agreed_rate_ppb(std::vector<int64_t>{0, 30, 20}) == 20);
     CHECK(agreed_rate_ppb(std::vector<int64_t>{0, 30, 20, 500'000}) == 20);  // a liar's "rate" is outvoted
 
-    CHECK(rate_change_ppb(100, 40, 0) == 60);  // the full difference at first
-    CHECK(rate_change_ppb(100, 40, 1) == 30);
-    CHECK(rate_change_ppb(100, 40, 2) == 20);
-    CHECK(rate_change_ppb(100, 40, 3) == 15);
-    CHECK(rate_change_ppb(100, 40, 1'000) == 15);  // never below a quarter
-    CHECK(rate_change_ppb(MAX_RATE_PPB, -MAX_RATE_PPB, 0) == 2 * MAX_TRIM_PPB);
+    CHECK(rate_change_ppb(60, 0) == -60);  // to the master's rate, all of it at first
+    CHECK(rate_change_ppb(-60, 1) == 30);
+    CHECK(rate_change_ppb(60, 2) == -20);
+    CHECK(rate_change_ppb(60, 3) == -15);
+    CHECK(rate_change_ppb(60, 1'000) == -15);  // never below a quarter
+    CHECK(rate_change_ppb(MAX_RATE_PPB, 0) == -2 * MAX_TRIM_PPB);
+
+    CHECK(master_rate_change_ppb(61'000, MASTER_RATE_TAU_NS) == 30'500);  // one time constant: half
+    CHECK(master_rate_change_ppb(-61'000, MASTER_RATE_TAU_NS / 60) == -1'000);
+    CHECK(master_rate_change_ppb(5'000, 0) == 0);
+    CHECK(master_rate_change_ppb(MAX_RATE_PPB, INT64_MAX / 4) == 2 * MAX_TRIM_PPB - 1);
 }
 
 TEST_CASE("agree_round: who votes, and the corrections of the textbook example") {
     const int64_t MIN = 60 * NS_PER_S;
     SUBCASE("fresh start: everyone votes; +5 / -20 / +15 min") {
         const std::vector<Reading> r = {{0, false, {}, 0}, {25 * MIN, false, {}, 0}, {-10 * MIN, false, {}, 0}};
-        const RoundResult x = agree_round(r);
+        const RoundResult x = agree_round(r, NS_PER_S);
         CHECK(x.time.average_ns == 5 * MIN);
         CHECK(x.each[0].correction_ns == 5 * MIN);
         CHECK(x.each[1].correction_ns == -20 * MIN);
@@ -915,7 +920,7 @@ TEST_CASE("agree_round: who votes, and the corrections of the textbook example")
     }
     SUBCASE("master in step: a newcomer is corrected but does not vote") {
         const std::vector<Reading> r = {{0, true, {}, 0}, {100, true, {}, 0}, {7 * NS_PER_S, false, {}, 0}};
-        const RoundResult x = agree_round(r);
+        const RoundResult x = agree_round(r, NS_PER_S);
         CHECK(x.time.average_ns == 50);
         CHECK_FALSE(x.each[2].votes);
         CHECK(x.each[2].correction_ns == 50 - 7 * NS_PER_S);
@@ -926,7 +931,7 @@ TEST_CASE("agree_round: who votes, and the corrections of the textbook example")
             {0, false, {}, 0}, {X, true, {}, 0}, {X + 40, true, {}, 0}, {X - 30, true, {}, 0},
             {X - 9'900 * NS_PER_MS, true, {}, 0},  // a liar 9.9 s behind, claiming to be in step
         };
-        const RoundResult x = agree_round(r);
+        const RoundResult x = agree_round(r, NS_PER_S);
         CHECK_FALSE(x.each[0].votes);
         CHECK_FALSE(x.each[4].included);
         CHECK(std::abs(x.each[0].correction_ns - X) <= 40);  // the master steps to the group
@@ -934,24 +939,24 @@ TEST_CASE("agree_round: who votes, and the corrections of the textbook example")
     }
     SUBCASE("two voters: at a fresh start they average; in step the master's reading decides") {
         const std::vector<Reading> fresh = {{0, false, {}, 0}, {-5 * NS_PER_S, false, {}, 0}};
-        CHECK(agree_round(fresh).time.average_ns == -5 * NS_PER_S / 2);
+        CHECK(agree_round(fresh, NS_PER_S).time.average_ns == -5 * NS_PER_S / 2);
         const std::vector<Reading> in_step = {{0, true, {}, 0}, {-5 * NS_PER_S, true, {}, 0}};
-        const RoundResult x = agree_round(in_step);
+        const RoundResult x = agree_round(in_step, NS_PER_S);
         CHECK(x.time.average_ns == 0);
         CHECK_FALSE(x.each[1].included);
-        CHECK(agree_round(in_step, 0).time.average_ns == -5 * NS_PER_S / 2);  // unless told to keep all
+        CHECK(agree_round(in_step, NS_PER_S, 0).time.average_ns == -5 * NS_PER_S / 2);  // unless told to keep all
     }
     SUBCASE("rates: only from readings that agreed, and a change for whoever has a rate") {
         const std::vector<Reading> r = {
             {0, true, 0, 0}, {10, true, 2'000, 0}, {-10, true, 1'000, 1}, {5'000, true, 400'000, 0}, {5, true, {}, 0}};
-        const RoundResult x = agree_round(r);
+        const RoundResult x = agree_round(r, NS_PER_S);
         CHECK_FALSE(x.each[3].included);
         REQUIRE(x.rate_ppb);
-        CHECK(*x.rate_ppb == 1'000);  // median of {0, 2000, 1000}
-        CHECK(*x.each[0].rate_change_ppb == 1'000);
-        CHECK(*x.each[1].rate_change_ppb == -1'000);
-        CHECK(*x.each[2].rate_change_ppb == 0);
-        CHECK(*x.each[3].rate_change_ppb == (1'000 - 400'000));  // sent, even though it did not vote
+        CHECK(*x.rate_ppb == 1'000);  // median of {0, 2000, 1000}: the liar's 400 ppm does not count
+        CHECK(*x.each[0].rate_change_ppb == master_rate_change_ppb(1'000, NS_PER_S));  // slowly
+        CHECK(*x.each[1].rate_change_ppb == -2'000);  // each slave to the master's rate
+        CHECK(*x.each[2].rate_change_ppb == -500);
+        CHECK(*x.each[3].rate_change_ppb == -400'000);  // sent, even though it did not vote
         CHECK_FALSE(x.each[4].rate_change_ppb);
     }
 }
@@ -998,7 +1003,7 @@ struct Group {
             r.rate_updates = m[i].rate_updates;
         }
         const int64_t spread = honest_spread();
-        const RoundResult x = agree_round(readings);
+        const RoundResult x = agree_round(readings, interval_ns);
         for (size_t i = 0; i < m.size(); ++i) {
             Member& who = m[i];
             const Decision& dec = x.each[i];
@@ -1084,7 +1089,7 @@ TEST_CASE("frequency under noise and attack: no oscillation, no runaway, bounded
 }
 
 TEST_CASE("no minority drags the honest ensemble: liars of every size, colluders, a stubborn clock") {
-    // Honest clocks with drift 0, 50 ns of measurement noise, 120 rounds of 1 s.
+    // Honest clocks with drift 0, +/-300 ns of measurement noise, 120 rounds of 1 s.
     // The honest ensemble may move at most 1 ppm (120 us), and stays within 2 us.
     struct Attack {
         const char* name;
@@ -1103,7 +1108,7 @@ TEST_CASE("no minority drags the honest ensemble: liars of every size, colluders
         const std::string name = a.name;
         CAPTURE(name);
         Group g;
-        g.noise_ns = 50;
+        g.noise_ns = 300;
         for (int i = 0; i < 5 - a.liars - (a.stubborn ? 1 : 0); ++i) g.add(i * 100 * NS_PER_MS, 0);
         for (int i = 0; i < a.liars; ++i) {
             g.add(0, 0);
@@ -1122,4 +1127,18 @@ TEST_CASE("no minority drags the honest ensemble: liars of every size, colluders
         CHECK(worst_spread <= 2 * NS_PER_US);
         for (const auto& x : g.m) CHECK(std::abs(x.clock.trim_ppb) <= 1'000);  // no trim learned from lies
     }
+}
+
+TEST_CASE("noise alone does not walk the group's rate away") {
+    // +/-1 us of noise on every reading, 0.1 s rounds for 120 s: the rate a
+    // round measures is +/-20 ppm of noise, yet the ensemble moves < 1 ppm.
+    Group g;
+    g.noise_ns = 1'000;
+    for (int i = 0; i < 5; ++i) g.add(i * 100 * NS_PER_MS, 0);
+    g.round(100 * NS_PER_MS);
+    const int64_t start = g.honest_offset();
+    int64_t worst = 0;
+    for (int r = 0; r < 1'200; ++r) worst = std::max(worst, g.round(100 * NS_PER_MS));
+    CHECK(std::abs(g.honest_offset() - start) <= 120 * NS_PER_US);
+    CHECK(worst <= 5 * NS_PER_US);
 }
