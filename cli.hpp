@@ -49,6 +49,13 @@ struct CliResult {
     std::string text;
 };
 
+// What main() does with a parse that says not to run: print its text (to
+// stdout for --help and --version, to stderr for a mistake) and return the exit status.
+inline int print_and_exit_code(const CliResult& r) {
+    std::fputs(r.text.c_str(), r.code == 0 ? stdout : stderr);
+    return r.code;
+}
+
 inline std::string usage_text(std::string_view synopsis, std::span<const OptionSpec> specs) {
     std::string out = "usage: " + std::string(synopsis) + "\n";
     for (const OptionSpec& s : specs) {

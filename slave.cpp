@@ -364,10 +364,7 @@ int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     Options opt;
     const CliResult parsed = parse_options(argc, argv, opt);
-    if (!parsed.run) {
-        std::fputs(parsed.text.c_str(), parsed.code == 0 ? stdout : stderr);
-        return parsed.code;
-    }
+    if (!parsed.run) return print_and_exit_code(parsed);
     EventLog log;
     EventLoop loop;
     std::string error;
