@@ -1,5 +1,6 @@
 # Build, test, demo and benchmark the Berkeley clock synchronization.
 #   make demo      build, run ./master 3 and analyze.py 3, report, plot demo.svg
+#   make textbook  the textbook's example: master 3:00, slaves 3:25 and 2:50, explained
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
@@ -12,7 +13,7 @@ HEADERS  := clock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps demo bench
+.PHONY: all compile test clean deps fuzz fuzz-deps demo bench textbook
 
 all: compile
 compile: master slave
@@ -39,6 +40,28 @@ demo: compile
 	  $(PYTHON) analyze.py 3 --port $$port --master-log $(DEMO_DIR)/master.log --logs $(DEMO_DIR) \
 	    --plot demo.svg --json $(DEMO_DIR)/report.json; rc=$$?; \
 	  wait $$master; trap - EXIT; echo "picture: demo.svg  logs: $(DEMO_DIR)/"; exit $$rc
+
+# The textbook's example (master 3:00, slaves 3:25 and 2:50, no drift): one
+# round, one probe each, the master's console explaining every step, then
+# analyze.py's report of the run from its logs. The slaves' ids are their
+# times, so the corrections read "3:25 -> -0:20:00".
+TEXTBOOK_DIR := build/textbook
+textbook: compile
+	@rm -rf $(TEXTBOOK_DIR) && mkdir -p $(TEXTBOOK_DIR)
+	@./master 2 --port 0 --rounds 1 --probes 1 --time 3:00 --drift 0 --explain \
+	    --log $(TEXTBOOK_DIR)/master.log > $(TEXTBOOK_DIR)/master.out 2>&1 & master=$$!; \
+	  trap 'kill $$master 2>/dev/null' EXIT; port=; \
+	  for i in $$(seq 200); do \
+	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(TEXTBOOK_DIR)/master.log 2>/dev/null); \
+	    [ -n "$$port" ] && break; sleep 0.05; done; \
+	  [ -n "$$port" ] || { echo "textbook: the master did not start"; exit 1; }; \
+	  for t in 3:25 2:50; do \
+	    ./slave --port $$port --id $$t --time $$t --drift 0 --quiet --log $(TEXTBOOK_DIR)/$$t.log & \
+	    for i in $$(seq 200); do grep -q '"slave":"'$$t'"' $(TEXTBOOK_DIR)/master.log && break; sleep 0.05; done; \
+	  done; \
+	  wait $$master; rc=$$?; trap - EXIT; wait; cat $(TEXTBOOK_DIR)/master.out; [ $$rc -eq 0 ] || exit $$rc; \
+	  echo; $(PYTHON) analyze.py --from-logs $(TEXTBOOK_DIR) --plot textbook.svg; \
+	  echo "picture: textbook.svg  logs: $(TEXTBOOK_DIR)/"
 
 # doctest is a header; Debian ships it as doctest-dev.
 DOCTEST_H := /usr/include/doctest/doctest.h

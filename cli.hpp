@@ -134,6 +134,7 @@ inline auto store_flag(bool& out, bool value) {
 // corrections, how they read time off the wire, their log and their secret.
 struct CommonOptions {
     std::optional<int64_t> offset_ns;  // unset: random, from the seed
+    std::optional<int64_t> time_of_day_ns;  // --time: read this at the top of the host's hour (UTC)
     std::optional<int64_t> rate_ppb;
     uint64_t seed = 0;
     Discipline discipline;
@@ -160,6 +161,13 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
     return {
         {"offset", "MS", "simulated clock offset                   [random, +/-5 s]",
          optional_into("offset", o.offset_ns, 6, -MAX_OFFSET_NS, MAX_OFFSET_NS)},
+        {"time", "HH:MM[:SS]", "set the clock as if it read this at the top of the host's hour\n"
+         "                         (UTC), so clocks started minutes apart stand as far apart as their times",
+         [&o](std::string_view text) -> std::optional<std::string> {
+             o.time_of_day_ns = parse_time_of_day(text);
+             if (!o.time_of_day_ns) return "bad value for --time: '" + std::string(text) + "' (HH:MM[:SS[.frac]], 0:00 to 23:59)";
+             return std::nullopt;
+         }},
         {"drift", "PPM", "simulated clock drift                    [random, +/-50 ppm]",
          optional_into("drift", o.rate_ppb, 3, -MAX_RATE_PPB, MAX_RATE_PPB)},
         {"seed", "N", "seed for the random offset and drift     [time and pid]",
@@ -183,11 +191,23 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
     };
 }
 
+// What is wrong with a combination of the shared options, if anything.
+inline std::optional<std::string> common_problem(const CommonOptions& o) {
+    if (o.offset_ns && o.time_of_day_ns) return "--time and --offset both set the clock: give one";
+    return std::nullopt;
+}
+
 // The simulated clock the options ask for, started at host time real_ns:
-// offset and rate as given, or drawn from the seed.
+// offset (or time of day) and rate as given, or drawn from the seed.
 inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t real_ns) {
     const ClockParams random = random_clock_params(seed);
-    return make_clock(real_ns, o.offset_ns.value_or(random.offset_ns), o.rate_ppb.value_or(random.rate_ppb));
+    int64_t offset_ns = o.offset_ns.value_or(random.offset_ns);
+    if (o.time_of_day_ns) {  // as if it read that at the top of the host's hour
+        const int64_t hour_ns = 3'600 * NS_PER_S, day_ns = 24 * hour_ns;
+        const int64_t top_of_hour = floor_div(real_ns, hour_ns) * hour_ns;
+        offset_ns = floor_div(top_of_hour, day_ns) * day_ns + *o.time_of_day_ns - top_of_hour;
+    }
+    return make_clock(real_ns, offset_ns, o.rate_ppb.value_or(random.rate_ppb));
 }
 
 // ---------------------------------------------------------------------------

@@ -38,6 +38,8 @@ constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the sla
 constexpr int64_t HELLO_TIMEOUT_NS = 5 * NS_PER_S;   // a connection must say HELLO by then
 constexpr size_t MAX_PENDING_HELLOS = 1024;          // connections not yet past HELLO
 constexpr int64_t WAIT_HEARTBEAT_NS = 1 * NS_PER_S;  // WAIT to joined slaves before round 1
+constexpr int64_t BY_HAND_TIMEOUT_NS = 600 * NS_PER_S;  // --by-hand: time to type an answer
+constexpr int64_t BY_HAND_INTERVAL_NS = 60 * NS_PER_S;
 constexpr uint64_t RESERVED_FDS = 32;                // log, epoll, listener, stdio, slack
 // An honest slave sends at most HELLO, one CLOCK per probe and an ACK per
 // round; a peer sending far more is flooding and is dropped.
@@ -59,6 +61,8 @@ struct Options {
     int64_t max_skew_ns = ADAPTIVE_WINDOW;  // Step 3's window: adaptive, 0 (keep all) or fixed
     uint32_t max_missed = DEFAULT_MAX_MISSED;
     size_t max_slaves = DEFAULT_MAX_SLAVES;
+    bool explain = false;   // print each round as the textbook's steps
+    bool by_hand = false;   // for a person typing the protocol with nc
     CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
@@ -86,6 +90,10 @@ CliResult parse_options(int argc, char** argv, Options& o) {
          store_integer("max-missed", o.max_missed, 1, 1'000'000)},
         {"max-slaves", "M", "most slaves at once; one more gets ERROR [10000]",
          store_integer("max-slaves", o.max_slaves, 1, MAX_SLAVES)},
+        {"explain", nullptr, "print each round as the textbook's steps, with the numbers", store_flag(o.explain, true)},
+        {"by-hand", nullptr, "for typing the protocol with nc: 1 probe, no HELLO deadline, 10 min to\n"
+         "                         answer, 60 s rounds, mistakes answered with what was expected",
+         store_flag(o.by_hand, true)},
     };
     for (OptionSpec& s : common_options(o.common)) specs.push_back(std::move(s));
     const char* synopsis = "./master N [options]        run Berkeley rounds for N slaves";
@@ -95,6 +103,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     auto mistake = [&](const std::string& problem) {
         return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
     };
+    if (auto problem = common_problem(o.common)) return mistake(*problem);
     if (args.empty()) return mistake("missing N, the number of slaves to wait for");
     if (args.size() > 1) return mistake("unexpected argument " + args[1]);
     const auto n = parse_decimal(args[0], 0);
@@ -102,6 +111,11 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         return mistake("N must be a number of slaves from 1 to " + std::to_string(MAX_SLAVES));
     o.slaves = static_cast<size_t>(*n);
     if (o.slaves > o.max_slaves) return mistake("N is larger than --max-slaves");
+    if (o.by_hand) {  // a person's pace, where the options were left at their defaults
+        if (o.probes == DEFAULT_PROBES) o.probes = 1;
+        if (o.timeout_ns == DEFAULT_TIMEOUT_NS) o.timeout_ns = BY_HAND_TIMEOUT_NS;
+        if (o.interval_ns == DEFAULT_INTERVAL_NS) o.interval_ns = BY_HAND_INTERVAL_NS;
+    }
     return r;
 }
 
@@ -129,6 +143,7 @@ struct Peer {
         int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
         std::vector<Estimate> estimates;
         int64_t best_at_real_ns = 0;     // host time the best of them was sent (its T1)
+        std::vector<std::pair<Probe, std::optional<Estimate>>> explained;  // --explain: every probe
         int64_t best_delay_ns = 0;       // the best estimate's delay
         int64_t correction_ns = 0;       // sent in ADJUST
         bool adjusted = false;         // sent an ADJUST this round
@@ -172,6 +187,7 @@ private:
     void count_misses();
     void correct_self(const RoundResult& result);
     void print_round(const Participants& p, const RoundResult& result);
+    void explain_round(const Participants& p, const RoundResult& result);
     void on_ack(Peer& p, const Ack& m);
     void finish_round(int64_t now);
     void begin_shutdown(int64_t now, const char* why);
@@ -186,6 +202,8 @@ private:
     bool on_line(Peer& p, const std::string& line, int64_t recv_real_ns);
     void on_hello(Peer& p, const Hello& m);
     void on_in_step(Peer& p);
+    void mistake(Peer& p, const std::string& what);
+    std::string expected_from(const Peer& p) const;
     void send(Peer& p, const Message& m);
     void refuse(Peer& p, const std::string& reason);
     void drop(Peer& p, const std::string& reason);
@@ -263,7 +281,7 @@ void Master::start_round(int64_t now) {
         p.round.probing_done = !p.round.probed;
         probing_left_ += p.round.probed;
     }
-    console_.say("Number of clients to be synchronized: %zu\n", probing_left_);
+    console_.say("Number of slaves to be synchronized: %zu\n", probing_left_);
     for (auto& [token, p] : peers_)
         if (p.round.probed) send_probe(p);
 }
@@ -281,11 +299,13 @@ void Master::send_probe(Peer& p) {
 void Master::on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns) {
     if (phase_ != Phase::Probing || p.round.probing_done || m.round != round_ || m.probe != p.round.probes_sent) {
         event("stale").str("slave", p.id).num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+        if (opt_.by_hand) mistake(p, "CLOCK for round " + std::to_string(m.round) + " probe " + std::to_string(m.probe));
         return;  // a late reply to a probe that already timed out: harmless
     }
     const int64_t t1 = read_clock(clock_, p.round.probe_sent_real_ns);
     const int64_t t4 = read_clock(clock_, recv_real_ns);
     const Probe probe = m.t3_ns ? Probe(t1, m.t2_ns, *m.t3_ns, t4) : Probe(t1, m.t2_ns, t4);
+    if (opt_.explain) p.round.explained.push_back({probe, estimate_offset(probe)});
     if (auto e = estimate_offset(probe)) {
         auto& all = p.round.estimates;
         if (all.empty() || e->delay_ns < best_estimate(all)->delay_ns) p.round.best_at_real_ns = p.round.probe_sent_real_ns;
@@ -406,22 +426,67 @@ void Master::correct_self(const RoundResult& result) {
 }
 
 void Master::print_round(const Participants& all, const RoundResult& result) {
+    if (opt_.explain) return explain_round(all, result);
     auto note = [](const Decision& d) {
         return d.included ? "" : d.votes ? "  (left out of average)" : "  (not in step: does not vote)";
     };
-    console_.say("  %-24s %20s %12s %20s\\n", "participant", "estimated offset", "best delay", "correction");
-    console_.say("  %-24s %20s %12s %20s%s\\n", "master (self)", format_ms(0).c_str(), "-",
-                 format_ms(result.each[0].correction_ns).c_str(), note(result.each[0]));
+    console_.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best delay", "correction");
+    console_.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_duration(0).c_str(), "-",
+                 format_duration(result.each[0].correction_ns).c_str(), note(result.each[0]));
     for (size_t i = 1; i < all.readings.size(); ++i) {
         const Peer& p = *all.who[i - 1];
-        console_.say("  %-24s %20s %9.1f us %20s%s\\n", p.id.c_str(), format_ms(all.readings[i].offset_ns).c_str(),
-                     static_cast<double>(p.round.best_delay_ns) / NS_PER_US,
-                     format_ms(result.each[i].correction_ns).c_str(), note(result.each[i]));
+        console_.say("  %-24s %20s %12s %20s%s\n", p.id.c_str(), format_duration(all.readings[i].offset_ns).c_str(),
+                     format_duration(p.round.best_delay_ns).c_str() + 1,
+                     format_duration(result.each[i].correction_ns).c_str(), note(result.each[i]));
     }
 }
 
+// --explain: the round as a textbook tells it, with this round's numbers.
+void Master::explain_round(const Participants& all, const RoundResult& result) {
+    const Agreement& t = result.time;
+    const int64_t now = read_clock(clock_, realtime_ns());
+    console_.say("  1. The master asked every slave for its clock (TIME? %" PRIu64 " 1..%u). Its own clock: %s.\n",
+                 round_, opt_.probes, format_time_of_day(now).c_str());
+    console_.say("  2. Each answer: T1, T4 on the master's clock, T2, T3 on the slave's;\n"
+                 "     delay = (T4 - T1) - (T3 - T2), offset = (T2 - T1) - delay/2, off by at most delay/2.\n"
+                 "     The probe with the smallest delay counts.\n");
+    for (auto& [token, p] : peers_) {
+        if (!p.round.probed || p.round.explained.empty()) continue;
+        for (const auto& [probe, e] : p.round.explained) {
+            console_.say("     %-10s T1 %s  T2 %s  T3 %s  T4 %s\n", p.id.c_str(), format_time_of_day(probe.t1_ns).c_str(),
+                         format_time_of_day(probe.t2_ns).c_str(), format_time_of_day(probe.t3_ns).c_str(),
+                         format_time_of_day(probe.t4_ns).c_str());
+            if (e) console_.say("     %-10s delay %s, offset %s%s\n", "", format_duration(e->delay_ns).c_str() + 1,
+                                format_duration(e->offset_ns).c_str(),
+                                e->delay_ns == p.round.best_delay_ns ? "  <- best" : "");
+            else console_.say("     %-10s rejected: a negative delay, or an offset beyond 100 years\n", "");
+        }
+    }
+    console_.say("  3. The fault-tolerant average of the offsets (the master's own is 0):\n"
+                 "     median %s; spread (1.4826 x median deviation) %s; readings within %s of the median count.\n",
+                 format_duration(t.median_ns).c_str(), format_duration(t.spread_ns).c_str() + 1,
+                 t.window_ns > 0 ? format_duration(t.window_ns).c_str() + 1 : "any distance");
+    auto why = [&](const Decision& d, int64_t offset) -> std::string {
+        if (d.included) return "counted";
+        if (!d.votes) return "not counted: not in step yet, while others are (it is brought to them)";
+        return "left out: " + format_duration(offset - t.median_ns) + " from the median";
+    };
+    console_.say("     %-10s %-16s %s\n", "master", format_duration(0).c_str(), why(result.each[0], 0).c_str());
+    for (size_t i = 1; i < all.readings.size(); ++i)
+        console_.say("     %-10s %-16s %s\n", all.who[i - 1]->id.c_str(), format_duration(all.readings[i].offset_ns).c_str(),
+                     why(result.each[i], all.readings[i].offset_ns).c_str());
+    console_.say("     average %s\n", format_duration(t.average_ns).c_str());
+    console_.say("  4. Each one's correction = average - its offset:\n");
+    console_.say("     master %s\n", format_duration(result.each[0].correction_ns).c_str());
+    for (size_t i = 1; i < all.readings.size(); ++i)
+        console_.say("     %s -> %s\n", all.who[i - 1]->id.c_str(), format_duration(result.each[i].correction_ns).c_str());
+}
+
 void Master::on_ack(Peer& p, const Ack& m) {
-    if (m.round != round_ || !p.round.adjusted || p.round.acked) return;
+    if (m.round != round_ || !p.round.adjusted || p.round.acked) {
+        if (opt_.by_hand) mistake(p, "ACK " + std::to_string(m.round));
+        return;  // late or repeated: harmless
+    }
     p.round.acked = true;
     const Applied how = how_applied(p.in_step, p.round.correction_ns, opt_.common.discipline);
     p.rate_ready = settled(p.round.correction_ns, how, opt_.interval_ns, opt_.common.discipline);
@@ -499,8 +564,7 @@ int Master::run() {
     }
     const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
     console_.say("finished: %" PRIu64 " round(s); %zu slave(s) answered the last one", round_, last_answered_);
-    if (last_answered_ > 0)
-        console_.say(", their corrections within %.3f us", static_cast<double>(last_spread_ns_) / NS_PER_US);
+    if (last_answered_ > 0) console_.say(", their corrections within %s", format_duration(last_spread_ns_).c_str() + 1);
     console_.say("\n");
     event("exit").num("rounds", static_cast<int64_t>(round_)).flag("complete", complete);
     peers_.clear();
@@ -580,7 +644,7 @@ void Master::on_listener_ready() {
         p.token = token;
         p.conn = std::move(conn);
         p.address = address;
-        loop_.arm(token, monotonic_ns() + HELLO_TIMEOUT_NS);  // slow loris: HELLO is due by then
+        if (!opt_.by_hand) loop_.arm(token, monotonic_ns() + HELLO_TIMEOUT_NS);  // slow loris: HELLO is due by then
     }
 }
 
@@ -599,20 +663,20 @@ void Master::on_peer_ready(Peer& p, uint32_t events) {
 
 // Dispatch one line to its handler. False stops reading from this peer (it is being dropped).
 bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
-    const uint32_t limit = 2 * opt_.probes + FLOOD_SLACK_LINES;
+    const uint32_t limit = (2 * opt_.probes + FLOOD_SLACK_LINES) * (opt_.by_hand ? 10 : 1);
     if (++p.round.lines > limit) {
         refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
         return false;
     }
     const berkeley::Parsed parsed = parse_message(line);
     if (!parsed.message) {
-        refuse(p, "bad message: " + parsed.error);
-        return false;
+        mistake(p, "bad message: " + parsed.error);
+        return p.drop_reason.empty();
     }
     const Message& m = *parsed.message;
     if (p.id.empty() && !std::holds_alternative<Hello>(m) && !std::holds_alternative<Error>(m)) {
-        refuse(p, std::string(verb_name(m)) + " before HELLO");
-        return false;
+        mistake(p, std::string(verb_name(m)) + " before HELLO");
+        return p.drop_reason.empty();
     }
     std::visit(Overloaded{
                    [&](const Hello& h) { on_hello(p, h); },
@@ -620,14 +684,34 @@ bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
                    [&](const Ack& a) { on_ack(p, a); },
                    [&](const InStep&) { on_in_step(p); },
                    [&](const Error& e) { drop(p, "sent ERROR " + e.reason); },
-                   [&](const auto& other) { refuse(p, std::string(verb_name(other)) + " is a master's message"); },
+                   [&](const auto& other) { mistake(p, std::string(verb_name(other)) + " is a master's message"); },
                },
                m);
     return p.drop_reason.empty();
 }
 
+// A line that breaks the protocol: the peer is refused. With --by-hand a
+// person is typing: say what was expected instead, and keep the connection.
+void Master::mistake(Peer& p, const std::string& what) {
+    if (!opt_.by_hand) return refuse(p, what);
+    send(p, Error{("expected " + expected_from(p) + ", not: " + what).substr(0, MAX_REASON_BYTES)});
+}
+
+// What this peer should send next, in the words of the protocol.
+std::string Master::expected_from(const Peer& p) const {
+    if (p.id.empty()) return "HELLO <id>";
+    if (phase_ == Phase::Probing && p.round.probed && !p.round.probing_done)
+        return "CLOCK " + std::to_string(round_) + " " + std::to_string(p.round.probes_sent) +
+               (opt_.common.kernel_timestamps ? " <t2> <t3>" : " <clock>");
+    if (phase_ == Phase::Adjusting && p.round.adjusted && !p.round.acked) return "ACK " + std::to_string(round_);
+    return "nothing now (wait for TIME?)";
+}
+
 void Master::on_hello(Peer& p, const Hello& m) {
-    if (!p.id.empty()) return refuse(p, "HELLO sent twice");
+    if (!p.id.empty()) return mistake(p, "HELLO sent twice");
+    // A second word is a secret only where there is one to give.
+    if (opt_.common.secret.empty() && !m.secret.empty())
+        return mistake(p, "HELLO takes one word, the id (this master has no secret)");
     // Checked before anything else is revealed; the secret itself is never logged.
     if (!opt_.common.secret.empty() && !secrets_equal(opt_.common.secret, m.secret))
         return refuse(p, m.secret.empty() ? "authentication required (no secret in HELLO)"

@@ -60,6 +60,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     auto mistake = [&](const std::string& problem) {
         return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
     };
+    if (auto problem = common_problem(o.common)) return mistake(*problem);
     if (!args.empty()) return mistake("unexpected argument " + args[0]);
     const std::string longest = o.count > 1 ? o.id + "-" + std::to_string(o.count) : o.id;
     if (const char* why = id_problem(longest)) return mistake("bad --id '" + o.id + "': " + why);
@@ -131,7 +132,7 @@ void Slave::start(int64_t now) {
     const int64_t real = realtime_ns();
     const int64_t clock = read_clock(clock_, real);
     console_.say("%s: clock starts at %s (offset %s, drift %+.3f ppm)\n", id_.c_str(), format_time(clock).c_str(),
-                 format_ms(clock - real).c_str(), static_cast<double>(clock_.rate_ppb) / PPB_PER_PPM);
+                 format_duration(clock - real).c_str(), static_cast<double>(clock_.rate_ppb) / PPB_PER_PPM);
     event_at("start", clock, real).num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
         .num("seed", static_cast<int64_t>(seed_ & INT64_MAX))
         .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
@@ -254,7 +255,8 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
 // A wrong secret will not get better by retrying; anything else (too many
 // slaves, missed rounds, our id still taken) may.
 void Slave::on_error(const Error& m) {
-    if (m.reason.rfind("authentication", 0) == 0) finish(1, "the master refused us: " + m.reason);
+    const bool final = m.reason.rfind("authentication", 0) == 0 || m.reason.find("has no secret") != std::string::npos;
+    if (final) finish(1, "the master refused us: " + m.reason);
     else lose_master("the master refused us: " + m.reason);
 }
 
@@ -315,8 +317,8 @@ void Slave::on_adjust(const Adjust& m) {
     if (m.rate_change_ppb) e.num("rate_change_ppb", *m.rate_change_ppb);
     correction_fields(e, *corrected);
     // Slewed, the correction is still being added: show the time it is heading for.
-    console_.say("%s: Synchronized time at the client is: %s (correction %s, %s)\n", id_.c_str(),
-                 format_time(clock + slew_remaining(clock_, real)).c_str(), format_ms(m.correction_ns).c_str(),
+    console_.say("%s: Synchronized time at the slave is: %s (correction %s, %s)\n", id_.c_str(),
+                 format_time(clock + slew_remaining(clock_, real)).c_str(), format_duration(m.correction_ns).c_str(),
                  corrected->how == Applied::Step ? "stepped" : "slewing");
     if (!conn_->send(format_message(Ack{m.round}))) lose_master(conn_->error());
 }

@@ -86,14 +86,72 @@ inline std::string format_time(int64_t ns) {
     return buf;
 }
 
-// A signed duration in milliseconds with nanosecond digits: "+1234.567891 ms".
-inline std::string format_ms(int64_t ns) {
+// A signed duration in the units a person reads: h:mm:ss from a second up
+// (to the millisecond, a fraction only when there is one), ms, us or ns
+// below: "+0:05:00", "-0:20:00", "+0:00:04.508", "+1.500 ms", "-12.345 us",
+// "+7 ns", "+0 ns". analyze.py's fmt_duration prints exactly the same.
+inline std::string format_duration(int64_t ns) {
     const char sign = ns < 0 ? '-' : '+';
     const unsigned long long mag =
         ns < 0 ? 0ULL - static_cast<unsigned long long>(ns) : static_cast<unsigned long long>(ns);
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%c%llu.%06llu ms", sign, mag / 1'000'000ULL, mag % 1'000'000ULL);
+    char buf[64];
+    if (mag >= 1'000'000'000ULL) {
+        const unsigned long long total_ms = mag / 1'000'000ULL + (mag % 1'000'000ULL >= 500'000ULL);  // rounded
+        const unsigned long long s = total_ms / 1'000, ms = total_ms % 1'000;
+        int n = std::snprintf(buf, sizeof buf, "%c%llu:%02llu:%02llu", sign, s / 3600, s / 60 % 60, s % 60);
+        if (ms > 0) {
+            char frac[8];
+            std::snprintf(frac, sizeof frac, "%03llu", ms);
+            int len = 3;
+            while (len > 0 && frac[len - 1] == '0') --len;
+            std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), ".%.*s", len, frac);
+        }
+        return buf;
+    }
+    // Below a second: three decimals of ms or us, rounded to nearest.
+    if (mag >= 1'000'000ULL) {
+        const unsigned long long thousandths = (mag + 500) / 1000;  // in us
+        std::snprintf(buf, sizeof buf, "%c%llu.%03llu ms", sign, thousandths / 1000, thousandths % 1000);
+    } else if (mag >= 1'000ULL) {
+        std::snprintf(buf, sizeof buf, "%c%llu.%03llu us", sign, mag / 1000, mag % 1000);
+    } else {
+        std::snprintf(buf, sizeof buf, "%c%llu ns", sign, mag);
+    }
     return buf;
+}
+
+// A clock reading as the time of day it shows (UTC), to the microsecond:
+// "3:25:00.000150".
+inline std::string format_time_of_day(int64_t clock_ns) {
+    const int64_t day_ns = 86'400 * NS_PER_S;
+    const int64_t in_day = clock_ns - floor_div(clock_ns, day_ns) * day_ns;
+    const int64_t s = in_day / NS_PER_S, us = in_day % NS_PER_S / NS_PER_US;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld.%06lld", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60), static_cast<long long>(us));
+    return buf;
+}
+
+// "H:MM[:SS[.frac]]" (H 0-23, fraction to the nanosecond) as nanoseconds
+// since midnight; nullopt for anything else. "3:25" is 3 h 25 min.
+inline std::optional<int64_t> parse_time_of_day(std::string_view text) {
+    const size_t c1 = text.find(':');
+    if (c1 == std::string_view::npos) return std::nullopt;
+    const size_t c2 = text.find(':', c1 + 1);
+    const std::string_view h = text.substr(0, c1);
+    const std::string_view m = text.substr(c1 + 1, c2 == std::string_view::npos ? std::string_view::npos : c2 - c1 - 1);
+    const std::string_view s = c2 == std::string_view::npos ? std::string_view("0") : text.substr(c2 + 1);
+    auto digits = [](std::string_view d) {
+        return !d.empty() && d.size() <= 2 && std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (!digits(h) || m.size() != 2 || !digits(m)) return std::nullopt;
+    if (c2 != std::string_view::npos && (s.size() < 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
+                                         (s.size() > 2 && s[2] != '.')))
+        return std::nullopt;
+    const auto hours = parse_decimal(h, 0), minutes = parse_decimal(m, 0), seconds = parse_decimal(s, 9);
+    if (!hours || !minutes || !seconds || *hours > 23 || *minutes > 59 || *seconds < 0 || *seconds >= 60 * NS_PER_S)
+        return std::nullopt;
+    return (*hours * 60 + *minutes) * 60 * NS_PER_S + *seconds;
 }
 
 }  // namespace berkeley

@@ -187,3 +187,24 @@ TEST_CASE("start_up reports a failing step instead of exiting: the secret, then 
     CHECK(start_up(o, log, loop, error) > 0);
     CHECK(error.empty());
 }
+
+TEST_CASE("--time: as if the clock read that at the top of the host's hour (UTC); not with --offset") {
+    const Outcome p = parse({"prog", "--time", "3:25", "--drift", "0"});
+    REQUIRE(p.result.run);
+    REQUIRE(p.common.time_of_day_ns.has_value());
+    const int64_t day = 86'400 * NS_PER_S, hour = 3'600 * NS_PER_S;
+    const int64_t real = 20'000 * day + 17 * hour + 37 * 60 * NS_PER_S + 123;  // 17:37 on some day
+    const SimClock c = starting_clock(p.common, 1, real);
+    CHECK(read_clock(c, real) == 20'000 * day + 205 * 60 * NS_PER_S + 37 * 60 * NS_PER_S + 123);  // 4:02
+    CHECK(c.rate_ppb == 0);
+    // Started minutes apart, two clocks stand exactly as far apart as their times say.
+    Outcome q = parse({"prog", "--time", "3:00"});
+    const int64_t later = real + 10 * 60 * NS_PER_S;
+    CHECK((read_clock(c, later) - read_clock(starting_clock(q.common, 1, later), later)) == 25 * 60 * NS_PER_S);
+    CHECK(parse({"prog", "--time=2:50:30.5"}).common.time_of_day_ns == (170 * 60 + 30) * NS_PER_S + 500 * NS_PER_MS);
+    const Outcome bad = parse({"prog", "--time", "25:00"});
+    CHECK(bad.result.code == 2);
+    CHECK(bad.result.text.find("bad value for --time: '25:00'") != std::string::npos);
+    CHECK(common_problem(parse({"prog", "--time", "3:00", "--offset", "5"}).common).has_value());
+    CHECK_FALSE(common_problem(p.common).has_value());
+}

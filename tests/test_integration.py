@@ -38,10 +38,10 @@ class IntegrationTest(RunTestCase):
         self.assertEqual(len(self.events("master", "estimate")), 9)
         out, _ = r.output("master")
         self.assertIn("New synchronization cycle started (round 1/3)", out)
-        self.assertIn("Number of clients to be synchronized: 3", out)
+        self.assertIn("Number of slaves to be synchronized: 3", out)
         self.assertIn("(s2) got connected successfully", out)
         s_out, _ = r.output("s1")
-        self.assertIn("Synchronized time at the client is: ", s_out)
+        self.assertIn("Synchronized time at the slave is: ", s_out)
 
     def test_corrections_sum_to_the_ensemble_average(self):
         # Master at 0, slaves at +3 s and +6 s, no drift: they meet at +3 s

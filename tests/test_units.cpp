@@ -153,29 +153,60 @@ TEST_CASE("format_time") {
     }
 }
 
-TEST_CASE("format_ms") {
+TEST_CASE("format_time(INT64_MIN): no signed overflow") {
+    CHECK(format_time(I64_MIN) == std::string("1677-09-21 00:12:43.145224"));
+}
+
+TEST_CASE("format_duration: h:mm:ss from a second, ms / us / ns below, always signed") {
     struct Row {
         int64_t ns;
         const char* want;
     };
     const Row rows[] = {
-        {0, "+0.000000 ms"},
-        {1, "+0.000001 ms"},
-        {-1, "-0.000001 ms"},
-        {999'999, "+0.999999 ms"},
-        {1'000'000, "+1.000000 ms"},
-        {1'234'567'891, "+1234.567891 ms"},
-        {-1'234'567'891, "-1234.567891 ms"},
-        {-5 * NS_PER_S, "-5000.000000 ms"},
-        {I64_MAX, "+9223372036854.775807 ms"},
-        {I64_MIN, "-9223372036854.775808 ms"},
+        {0, "+0 ns"},
+        {7, "+7 ns"},
+        {-999, "-999 ns"},
+        {1'000, "+1.000 us"},
+        {12'345, "+12.345 us"},
+        {-999'999, "-999.999 us"},
+        {1'000'000, "+1.000 ms"},
+        {1'500'000, "+1.500 ms"},
+        {999'999'499, "+999.999 ms"},
+        {999'999'500, "+1000.000 ms"},  // rounds up, but stays below a second's format
+        {NS_PER_S, "+0:00:01"},
+        {59'900'000'000, "+0:00:59.9"},
+        {300 * NS_PER_S, "+0:05:00"},
+        {-1'200 * NS_PER_S, "-0:20:00"},
+        {900 * NS_PER_S, "+0:15:00"},
+        {4'508'406'123, "+0:00:04.508"},
+        {4'508'500'000, "+0:00:04.509"},
+        {300 * NS_PER_S + 499'999, "+0:05:00"},  // an estimate's microseconds do not clutter minutes
+        {3'600 * NS_PER_S, "+1:00:00"},
+        {100'000 * NS_PER_S, "+27:46:40"},
+        {NS_PER_S + 999'999'999, "+0:00:02"},  // rounds up to the next whole second
+        {1'500 * NS_PER_S - 50'000, "+0:25:00"},  // 24:59.99995
+        {I64_MIN, "-2562047:47:16.855"},
+        {I64_MAX, "+2562047:47:16.855"},
     };
     for (const Row& r : rows) {
         CAPTURE(r.ns);
-        CHECK(format_ms(r.ns) == std::string(r.want));
+        CHECK(format_duration(r.ns) == std::string(r.want));
     }
 }
 
-TEST_CASE("format_time(INT64_MIN): no signed overflow") {
-    CHECK(format_time(I64_MIN) == std::string("1677-09-21 00:12:43.145224"));
+TEST_CASE("parse_time_of_day and format_time_of_day") {
+    const int64_t MIN = 60 * NS_PER_S;
+    CHECK(*parse_time_of_day("3:25") == 205 * MIN);
+    CHECK(*parse_time_of_day("03:25") == 205 * MIN);
+    CHECK(*parse_time_of_day("2:50:30") == 170 * MIN + 30 * NS_PER_S);
+    CHECK(*parse_time_of_day("23:59:59.999999999") == 1440 * MIN - 1);
+    CHECK(*parse_time_of_day("0:00") == 0);
+    for (const char* bad : {"", "3", "3:5", "24:00", "3:60", "3:25:60", "3:25:5", "3:25:05x", "-1:00", "3:25:", ":25",
+                            "3:25:05.1234567891", "123:00", "3:25:+5"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_time_of_day(bad).has_value());
+    }
+    CHECK(format_time_of_day(EPOCH_2025_NS + 205 * MIN + 150'000) == "3:25:00.000150");
+    CHECK(format_time_of_day(EPOCH_2025_NS - 1) == "23:59:59.999999");
+    CHECK(format_time_of_day(-NS_PER_S) == "23:59:59.000000");
 }
