@@ -4,6 +4,8 @@ from their JSON-lines logs, how well the run synchronized their clocks.
 
     ./master 3 --log master.log              (one terminal)
     python3 analyze.py 3 --master-log master.log   (another)
+    python3 analyze.py 2 --times 3:25,2:50 --drift 0 --panes
+                                             (each slave its own clock and tmux pane)
     python3 analyze.py --from-logs DIR       (analyse logs of an earlier run)
 
 The truth comes from the logs alone, never from the master's estimates: every
@@ -17,10 +19,12 @@ round and once its corrections are fully applied, each clock's corrections,
 and the final verdict.
 
 Layout: reading logs (whole, or following one still being written), the clock
-model, the analysis (pure functions), the text report, the SVG picture,
-launching processes, main(). Standard library only. The tests (tests/harness.py)
-and the benchmarks (bench/) import this file for its log reader, its clock
-model and its process launcher rather than keeping copies of their own.
+model, the analysis (pure functions), the text report (one duration format,
+fmt_duration, as the C++ console's), the SVG picture, launching processes (the
+slaves' output streamed here, or each slave in a tmux pane), main(). Standard
+library only. The tests (tests/harness.py) and the benchmarks (bench/) import
+this file for its log reader, its clock model and its process launcher rather
+than keeping copies of their own.
 """
 
 import argparse
@@ -32,6 +36,8 @@ import math
 import os
 import random
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +56,8 @@ POLL_S = 0.005  # how often a wait looks at a log again
 
 # Fields each event must carry to be usable (beyond event, id, clock_ns, real_ns).
 REQUIRED = {"start": ("offset_ns", "rate_ppb"), "adjust": ("round", "correction_ns", "mode", "rate_ppb"),
-            "reply": ("round",), "round": ("round",), "estimate": ("slave", "round", "estimate_ns")}
+            "reply": ("round",), "round": ("round",), "estimate": ("slave", "round", "estimate_ns"),
+            "ignored": ("round", "correction_ns")}
 
 
 class NothingToAnalyse(Exception):
@@ -270,6 +277,12 @@ class ClockTrack:
                 steps.setdefault(e["round"], e)
         return steps
 
+    def corrections(self):
+        """adjusts(), and the rounds whose correction this clock received and
+        left unapplied (`ignored`, a stubborn clock): it took part all the same."""
+        steps = {e["round"]: e for e in reversed(self.events) if e["event"] == "ignored"}
+        return {**steps, **self.adjusts()}
+
 
 # ---------------------------------------------------------------------------
 # The analysis: plain figures from ClockTracks, shaped as the --json output
@@ -301,11 +314,11 @@ def round_instants(tracks, steps, starts, r):
     every round-r correction is fully applied (the latest step, or the latest
     end of a slew). A slew still running when the next round starts is judged
     1 ns before that start, so that nothing of the next round is counted."""
-    adjusted = [(tracks[c], steps[c][r]["real_ns"]) for c in tracks if r in steps[c]]
-    after = max(track.applied_at(t) for track, t in adjusted)
+    adjusted = [(tracks[c], steps[c][r]["real_ns"], steps[c][r]["event"] == "adjust") for c in tracks if r in steps[c]]
+    after = max(track.applied_at(t) if applied else t for track, t, applied in adjusted)
     next_start = min((t for q, t in starts.items() if q > r), default=None)
     if next_start is not None and after >= next_start:
-        after = max(next_start - 1, max(t for _, t in adjusted))  # never before the round's own last correction
+        after = max(next_start - 1, max(t for _, t, _ in adjusted))  # never before the round's own last correction
     return starts[r], after
 
 
@@ -331,7 +344,7 @@ def analyse(tracks, tolerance_ns):
     if not tracks:
         raise NothingToAnalyse("no log events were found")
     ids = sorted(tracks, key=natural_key)
-    steps = {c: tracks[c].adjusts() for c in ids}
+    steps = {c: tracks[c].corrections() for c in ids}
     # A round that corrected one clock alone (a master left without slaves) has no spread to judge.
     round_numbers = sorted(r for r in {r for c in ids for r in steps[c]} if sum(r in steps[c] for c in ids) >= 2)
     if not round_numbers:
@@ -356,14 +369,17 @@ def analyse(tracks, tolerance_ns):
     final = {c: tracks[c].offset_at(last["after_real_ns"]) for c in ids}
     mean = sum(final[c] for c in last["clocks"]) / len(last["clocks"])
     clocks = {}
+    t_round1 = rounds[0]["before_real_ns"]
     for c in ids:
         start = tracks[c].first("start")
         first = start or tracks[c].events[0]
         clocks[c] = {
             "initial_offset_ns": start["offset_ns"] if start else first["clock_ns"] - first["real_ns"],
+            "round1_clock_ns": (t_round1 + tracks[c].offset_at(t_round1, before_step=True)
+                                if first["real_ns"] <= t_round1 else None),
             "drift_ppb": tracks[c].anchors[0].rate_ppb,
             "corrections_ns": [steps[c][r]["correction_ns"] if r in steps[c] else None for r in round_numbers],
-            "correction_modes": [steps[c][r]["mode"] if r in steps[c] else None for r in round_numbers],
+            "correction_modes": [steps[c][r].get("mode", "ignored") if r in steps[c] else None for r in round_numbers],
             "final_offset_ns": round(final[c] - mean),
             "in_final_round": c in last["clocks"],
         }
@@ -382,19 +398,38 @@ def analyse(tracks, tolerance_ns):
 # ---------------------------------------------------------------------------
 # The text report
 
-def fmt_ns(ns, signed=True):
-    """A duration in the unit that suits it: +1.234567 s, -12.345 ms, 3.2 us, 17 ns."""
-    if ns is None:
-        return "-"
-    sign = ("+" if ns >= 0 else "-") if signed else ("-" if ns < 0 else "")
-    size = abs(ns)
-    if size >= NS_PER_S:
-        return "%s%.6f s" % (sign, size / NS_PER_S)
-    if size >= NS_PER_MS:
-        return "%s%.3f ms" % (sign, size / NS_PER_MS)
-    if size >= NS_PER_US:
-        return "%s%.1f us" % (sign, size / NS_PER_US)
-    return "%s%d ns" % (sign, size)
+def fmt_duration(ns):
+    """A signed duration in the unit a person reads, as the C++ programs print
+    it: "+0 ns"; from 1 s H:MM:SS with a fraction only when there is one (to
+    the millisecond, trailing zeros trimmed): "+0:05:00", "-0:00:04.508",
+    "+27:46:40"; below, three decimals of ms or us, or whole ns: "+1.500 ms",
+    "-12.345 us", "+7 ns". Rounded half away from zero, and the unit is chosen
+    after rounding, so 999.9995 ms prints as "+0:00:01", never "1000.000 ms"."""
+    if ns == 0:
+        return "+0 ns"
+    sign, size = ("-" if ns < 0 else "+"), abs(ns)
+    if size < NS_PER_US:
+        return "%s%d ns" % (sign, size)
+    if size < NS_PER_MS:
+        return "%s%d.%03d us" % ((sign,) + divmod(size, NS_PER_US))
+    us = (size + NS_PER_US // 2) // NS_PER_US
+    if us < NS_PER_S // NS_PER_US:
+        return "%s%d.%03d ms" % ((sign,) + divmod(us, 1000))
+    seconds, fraction_ms = divmod((size + NS_PER_MS // 2) // NS_PER_MS, 1000)
+    text = "%s%d:%02d:%02d" % (sign, seconds // 3600, seconds // 60 % 60, seconds % 60)
+    return text + ("." + ("%03d" % fraction_ms).rstrip("0") if fraction_ms else "")
+
+
+def fmt_optional(ns):
+    return "-" if ns is None else fmt_duration(ns)
+
+
+def fmt_time_of_day(clock_ns):
+    """A clock reading as the time of day it shows (UTC), to the microsecond,
+    as the C++ console prints it: "3:25:00.000150"."""
+    in_day = clock_ns % (86_400 * NS_PER_S)
+    seconds, us = in_day // NS_PER_S, in_day % NS_PER_S // NS_PER_US
+    return "%d:%02d:%02d.%06d" % (seconds // 3600, seconds // 60 % 60, seconds % 60, us)
 
 
 def table(headers, rows):
@@ -408,13 +443,12 @@ def table(headers, rows):
 
 
 def verdict(result):
-    spread_us = result["final_spread_ns"] / NS_PER_US
-    tolerance_us = result["tolerance_ns"] / NS_PER_US
+    spread, tolerance = fmt_duration(result["final_spread_ns"]), fmt_duration(result["tolerance_ns"])
     if result["synchronized"]:
-        return "synchronized: spread %.3f us <= tolerance %g us" % (spread_us, tolerance_us)
+        return "synchronized: spread %s <= tolerance %s" % (spread, tolerance)
     furthest = result["furthest"]
-    return "NOT synchronized: spread %.3f us > tolerance %g us (furthest: %s, %+.3f us from the mean)" % (
-        spread_us, tolerance_us, furthest, result["clocks"][furthest]["final_offset_ns"] / NS_PER_US)
+    return "NOT synchronized: spread %s > tolerance %s (furthest: %s, %s from the mean)" % (
+        spread, tolerance, furthest, fmt_duration(result["clocks"][furthest]["final_offset_ns"]))
 
 
 def report(result, log_dir):
@@ -423,31 +457,37 @@ def report(result, log_dir):
     out = ["", "Berkeley synchronization: %d clock(s), %d round(s); logs in %s" % (len(clocks), len(rounds), log_dir)]
     if not has_master:
         out.append("(no master log: the spreads are among the slaves only; --master-log adds the master)")
-    out += ["", "Clocks (true offset = simulated clock minus host clock)"]
-    headers = ["clock", "drift", "initial offset", "final offset from mean"] + (["max |est. error|"] if has_master else [])
+    out += ["", "Clocks (reading = the time of day the clock showed as round 1 began, UTC;",
+            "        true offset = simulated clock minus host clock)"]
+    headers = ["clock", "drift", "reading at round 1", "initial offset", "final offset from mean"] \
+        + (["max |est. error|"] if has_master else [])
     rows = []
     for c, info in clocks.items():
-        final = fmt_ns(info["final_offset_ns"]) + ("" if info["in_final_round"] else " (left)")
-        row = [c, "%+.3f ppm" % (info["drift_ppb"] / 1000), fmt_ns(info["initial_offset_ns"]), final]
+        final = fmt_duration(info["final_offset_ns"]) + ("" if info["in_final_round"] else " (left)")
+        reading = info["round1_clock_ns"]
+        row = [c, "%+.3f ppm" % (info["drift_ppb"] / 1000), "-" if reading is None else fmt_time_of_day(reading),
+               fmt_duration(info["initial_offset_ns"]), final]
         if has_master:
-            row.append(fmt_ns(info.get("max_estimation_error_ns"), signed=False) if c != MASTER_ID else "-")
+            row.append(fmt_optional(info.get("max_estimation_error_ns")) if c != MASTER_ID else "-")
         rows.append(row)
     out.append(table(headers, rows))
     out += ["", "Rounds (true spread = largest minus smallest offset, every clock at one instant;",
             "        before = at the round's start, after = once the round's corrections are fully applied,"
             " slews included)"]
     headers = ["round", "clocks", "spread before", "spread after"] + (["max |est. error|"] if has_master else [])
-    rows = [[r["round"], len(r["clocks"]), fmt_ns(r["spread_before_ns"], False), fmt_ns(r["spread_after_ns"], False)]
-            + ([fmt_ns(r.get("max_estimation_error_ns"), False)] if has_master else []) for r in rounds]
+    rows = [[r["round"], len(r["clocks"]), fmt_duration(r["spread_before_ns"]), fmt_duration(r["spread_after_ns"])]
+            + ([fmt_optional(r.get("max_estimation_error_ns"))] if has_master else []) for r in rounds]
     out.append(table(headers, rows))
-    slewed = any(mode == "slew" for info in clocks.values() for mode in info["correction_modes"])
-    out += ["", "Corrections received" + (" (~ slewed, the others stepped)" if slewed else "")]
-    rows = [[r["round"]] + [("~" if info["correction_modes"][i] == "slew" else "")
-                            + fmt_ns(info["corrections_ns"][i]) for info in clocks.values()]
+    modes = {mode for info in clocks.values() for mode in info["correction_modes"]}
+    marks = ["~ slewed"] * ("slew" in modes) + ["x ignored (not applied)"] * ("ignored" in modes)
+    out += ["", "Corrections received" + (" (%s, the others stepped)" % ", ".join(marks) if marks else "")]
+    mark = {"slew": "~", "ignored": "x"}
+    rows = [[r["round"]] + [mark.get(info["correction_modes"][i], "") + fmt_optional(info["corrections_ns"][i])
+                            for info in clocks.values()]
             for i, r in enumerate(rounds)]
     out.append(table(["round"] + list(clocks), rows))
     out += ["", "The ensemble ended %s from the host clock: Berkeley agrees on an average, not on true time."
-            % fmt_ns(result["mean_offset_ns"]), verdict(result)]
+            % fmt_duration(result["mean_offset_ns"]), verdict(result)]
     return "\n".join(out)
 
 
@@ -457,7 +497,7 @@ def report(result, log_dir):
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22"]
 WIDTH, HEIGHT = 1000, 650
-LEFT, RIGHT, TOP, BOTTOM = 80, 820, 60, 580  # the plot area; the legend sits right of it
+LEFT, RIGHT, TOP, BOTTOM = 96, 820, 60, 580  # the plot area; the legend sits right of it
 SLEW_SAMPLES = 6  # points along a slew, its end included
 
 
@@ -497,21 +537,125 @@ def plot_samples(tracks, t0, t1):
     return samples
 
 
-def draw_svg(tracks, result):
+def choose_scale(tracks, t_round1):
+    """The offset axis for --plot-scale auto: "linear" when no clock drifts
+    (each starts at rate 0) and, as round 1 begins, every clock that is off
+    the mean by 1 us or more is within a factor of ONE_SCALE of the furthest,
+    as the textbook's 3:00, 3:25 and 2:50 are. What there is to see is then
+    who moved how far, which only a linear axis shows (on a log axis 5 and
+    15 minutes lie close together), and after round 1 they differ only by
+    the master's estimation errors. Otherwise "symlog": the drift's saw-tooth
+    between rounds lies decades below the first round's step."""
+    if any(track.anchors[0].rate_ppb for track in tracks.values()):
+        return "symlog"
+    offsets = [track.offset_at(t_round1, before_step=True) for track in tracks.values()]
+    mean = sum(offsets) / len(offsets)
+    sizes = [abs(v - mean) for v in offsets if abs(v - mean) >= NS_PER_US]
+    return "linear" if sizes and min(sizes) * ONE_SCALE >= max(sizes) else "symlog"
+
+
+ONE_SCALE = 100
+# Steps for a linear axis: 1-2-5 below a second, then what clocks show.
+LINEAR_STEPS_NS = ([m * 10 ** k for k in range(9) for m in (1, 2, 5)]
+                   + [s * NS_PER_S for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800,
+                                             3600, 7200, 10800, 21600, 43200, 86400)])
+
+
+def linear_ticks(lo, hi, most=10):
+    """Tick values (ns) for an axis from lo to hi: multiples of the smallest
+    step in LINEAR_STEPS_NS that gives at most `most` intervals."""
+    step = next((s for s in LINEAR_STEPS_NS if (hi - lo) / s <= most), None)
+    if step is None:  # beyond a day per tick: whole days, 1-2-5
+        step = next(m * 10 ** k * 86400 * NS_PER_S for k in range(30) for m in (1, 2, 5)
+                    if (hi - lo) / (m * 10 ** k * 86400 * NS_PER_S) <= most)
+    return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+
+
+class Axis:
+    """The offset axis: value (ns) to y pixel, and the grid lines with their labels."""
+
+    def __init__(self, scale, values):
+        self.scale = scale
+        if scale == "symlog":
+            self.top = max(3, math.ceil(max(abs(symlog(v)) for v in values)))
+        else:
+            lo, hi = min(min(values), 0), max(max(values), 0)
+            pad = (hi - lo) * 0.06 or NS_PER_US
+            self.lo, self.hi = lo - pad, hi + pad
+
+    def y(self, ns):
+        if self.scale == "symlog":
+            return TOP + (self.top - symlog(ns)) / (2 * self.top) * (BOTTOM - TOP)
+        return TOP + (self.hi - ns) / (self.hi - self.lo) * (BOTTOM - TOP)
+
+    def grid(self):
+        """(value ns, label or None): symlog every decade, labelled at 1 us,
+        1 ms, 1 s and beyond; linear at round steps, labelled as durations."""
+        if self.scale == "linear":
+            return [(v, "0" if v == 0 else fmt_duration(v)) for v in linear_ticks(self.lo, self.hi)]
+        lines = []
+        for decade in range(-self.top, self.top + 1):
+            ns = math.copysign(10 ** (abs(decade) - 1) * NS_PER_US, decade) if decade else 0
+            labelled = decade == 0 or abs(decade) in (1, 4) or abs(decade) >= 7
+            label = "0" if decade == 0 else ("+" if decade > 0 else "-") + tick_label(abs(decade))
+            lines.append((ns, label if labelled else None))
+        return lines
+
+    def title(self):
+        if self.scale == "linear":
+            return "offset from the mean (linear scale)"
+        return "offset from the mean (symmetric log scale: linear within +/-1 us)"
+
+
+# Each clock is its own colour, dash pattern and marker, and is drawn NUDGE_PX
+# off the others, so that clocks that agree are still seen one by one.
+DASHES = ["", "10,4", "3,3", "14,4,3,4", "6,3,2,3,2,3", "2,6", "18,6", "8,3,2,3"]
+MARKERS = ["circle", "square", "triangle", "diamond", "triangle-down", "cross"]
+NUDGE_PX = 2.5
+MARKER_EVERY_PX = 40  # along each line; each clock's markers are staggered by its share of this
+
+
+def marker(shape, x, y, colour, size=4.0):
+    common = 'fill="%s" stroke="white" stroke-width="0.8"' % colour
+    if shape == "circle":
+        return '<circle cx="%.1f" cy="%.1f" r="%.1f" %s/>' % (x, y, size, common)
+    if shape == "square":
+        return '<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" %s/>' % (x - size, y - size, 2 * size, 2 * size,
+                                                                             common)
+    points = {"triangle": [(0, -1.25), (1.15, 0.9), (-1.15, 0.9)], "triangle-down": [(0, 1.25), (1.15, -0.9),
+                                                                                       (-1.15, -0.9)],
+              "diamond": [(0, -1.3), (1.3, 0), (0, 1.3), (-1.3, 0)],
+              "cross": [(-0.4, -1.2), (0.4, -1.2), (0.4, -0.4), (1.2, -0.4), (1.2, 0.4), (0.4, 0.4), (0.4, 1.2),
+                        (-0.4, 1.2), (-0.4, 0.4), (-1.2, 0.4), (-1.2, -0.4), (-0.4, -0.4)]}[shape]
+    return '<polygon points="%s" %s/>' % (" ".join("%.1f,%.1f" % (x + dx * size, y + dy * size)
+                                                   for dx, dy in points), common)
+
+
+def along(points, x):
+    """The y of a polyline (points in x order) at x; at a vertical jump, where it lands."""
+    i = bisect.bisect_right([p[0] for p in points], x)
+    if i == 0:
+        return points[0][1]
+    if i == len(points):
+        return points[-1][1]
+    (x0, y0), (x1, y1) = points[i - 1], points[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def draw_svg(tracks, result, scale="auto"):
     """From a little before round 1 to a little after the last round's
-    corrections are in; x in seconds since round 1 began, y on the symlog scale."""
+    corrections are in; x in seconds since round 1 began, y on a linear or a
+    symmetric log axis (scale: "linear", "symlog" or "auto", see choose_scale)."""
     t_round1 = result["rounds"][0]["before_real_ns"]
     t_last = result["final_real_ns"]
-    margin = max((t_last - t_round1) // 15, NS_PER_MS)
+    margin = max((t_last - t_round1) // 15, 50 * NS_PER_MS)  # a one-round run: its steps, and either side
     t0, t1 = t_round1 - margin, t_last + margin
     samples = plot_samples(tracks, t0, t1)
-    top = max(3, math.ceil(max(abs(symlog(v)) for _, offs in samples for v in offs.values())))
+    axis = Axis(choose_scale(tracks, t_round1) if scale == "auto" else scale,
+                [v for _, offs in samples for v in offs.values()])
 
     def x(t):
         return LEFT + (t - t0) / (t1 - t0) * (RIGHT - LEFT)
-
-    def y(ns):
-        return TOP + (top - symlog(ns)) / (2 * top) * (BOTTOM - TOP)
 
     svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
            'font-family="sans-serif" font-size="12">' % (WIDTH, HEIGHT, WIDTH, HEIGHT),
@@ -520,17 +664,15 @@ def draw_svg(tracks, result):
            % ((LEFT + RIGHT) // 2),
            '<text x="%d" y="44" text-anchor="middle" fill="#555">%s</text>'
            % ((LEFT + RIGHT) // 2, xml_escape(verdict(result)))]
-    for decade in range(-top, top + 1):  # horizontal grid, labelled at 1 us, 1 ms, 1 s and beyond
-        ns = math.copysign(10 ** (abs(decade) - 1) * NS_PER_US, decade) if decade else 0
-        labelled = decade == 0 or abs(decade) in (1, 4) or abs(decade) >= 7
-        svg.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>'
-                   % (LEFT, RIGHT, y(ns), y(ns), "#999" if decade == 0 else "#e4e4e4"))
-        if labelled:
-            label = "0" if decade == 0 else ("+" if decade > 0 else "-") + tick_label(abs(decade))
-            svg.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>' % (LEFT - 6, y(ns) + 4, label))
+    for ns, label in axis.grid():  # horizontal grid
+        svg.append('<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>'
+                   % (LEFT, RIGHT, axis.y(ns), axis.y(ns), "#999" if ns == 0 else "#e4e4e4"))
+        if label:
+            svg.append('<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>'
+                       % (LEFT - 6, axis.y(ns) + 4, xml_escape(label)))
     span_s = (t1 - t0) / NS_PER_S
-    step_s = next(s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 1e9)
-                  if span_s / s <= 10)
+    step_s = next(s for s in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200,
+                              500, 1000, 1e9) if span_s / s <= 10)
     first = math.ceil((t0 - t_round1) / NS_PER_S / step_s)
     for k in range(first, first + int(span_s / step_s) + 1):  # x ticks, 0 at the start of round 1
         px = x(t_round1 + k * step_s * NS_PER_S)
@@ -552,17 +694,36 @@ def draw_svg(tracks, result):
                % (LEFT, TOP, RIGHT - LEFT, BOTTOM - TOP))
     svg.append('<text x="%d" y="%d" text-anchor="middle">time since round 1 began (s)</text>'
                % ((LEFT + RIGHT) // 2, BOTTOM + 42))
-    svg.append('<text x="18" y="%d" text-anchor="middle" transform="rotate(-90 18 %d)">offset from the mean '
-               '(symmetric log scale: linear within +/-1 us)</text>' % ((TOP + BOTTOM) // 2, (TOP + BOTTOM) // 2))
-    for i, c in enumerate(sorted(tracks, key=natural_key)):
-        colour = COLOURS[i % len(COLOURS)]
-        points = " ".join("%.1f,%.1f" % (x(t), y(offs[c])) for t, offs in samples)
-        svg.append('<polyline class="series" data-clock="%s" fill="none" stroke="%s" stroke-width="1.6" '
-                   'points="%s"/>' % (xml_escape(c), colour, points))
-        ly = TOP + 10 + 20 * i
-        svg.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="3"/>'
-                   % (RIGHT + 15, RIGHT + 40, ly, ly, colour))
-        svg.append('<text x="%d" y="%d">%s</text>' % (RIGHT + 46, ly + 4, xml_escape(c)))
+    svg.append('<text class="axis-title" x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>'
+               % ((TOP + BOTTOM) // 2, (TOP + BOTTOM) // 2, axis.title()))
+    ids = sorted(tracks, key=natural_key)
+    svg.append('<svg x="%d" y="%d" width="%d" height="%d" overflow="hidden">'
+               % (LEFT, TOP, RIGHT - LEFT, BOTTOM - TOP))  # lines and markers stay inside the frame
+    for i, c in enumerate(ids):
+        colour, dash, shape = COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)]
+        nudge = (i - (len(ids) - 1) / 2) * NUDGE_PX
+        points = [(x(t) - LEFT, axis.y(offs[c]) + nudge - TOP) for t, offs in samples]
+        svg.append('<polyline class="series" data-clock="%s" fill="none" stroke="%s" stroke-width="1.6"%s '
+                   'points="%s"/>' % (xml_escape(c), colour, ' stroke-dasharray="%s"' % dash if dash else "",
+                                      " ".join("%.1f,%.1f" % p for p in points)))
+        mx = MARKER_EVERY_PX * (i + 0.5) / len(ids)
+        marks = []
+        while mx < RIGHT - LEFT:
+            marks.append(marker(shape, mx, along(points, mx), colour))
+            mx += MARKER_EVERY_PX
+        svg.append('<g class="markers" data-clock="%s">%s</g>' % (xml_escape(c), "".join(marks)))
+    svg.append("</svg>")
+    for i, c in enumerate(ids):  # the legend, right of the plot
+        colour, dash, shape = COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)]
+        ly = TOP + 10 + 22 * i
+        svg.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2.5"%s/>'
+                   % (RIGHT + 12, RIGHT + 50, ly, ly, colour, ' stroke-dasharray="%s"' % dash if dash else ""))
+        svg.append(marker(shape, RIGHT + 31, ly, colour))
+        svg.append('<text class="legend" x="%d" y="%d">%s</text>' % (RIGHT + 56, ly + 4, xml_escape(c)))
+    note_y = TOP + 10 + 22 * len(ids) + 12
+    for k, line in enumerate(("Each line is drawn %g px" % NUDGE_PX, "off the others, so that", "clocks that agree",
+                              "still show one by one.")):
+        svg.append('<text x="%d" y="%d" font-size="11" fill="#666">%s</text>' % (RIGHT + 12, note_y + 14 * k, line))
     svg.append("</svg>")
     return "\n".join(svg) + "\n"
 
@@ -650,23 +811,27 @@ class Processes:
         return (int(fields[11]) + int(fields[12])) * NS_PER_S // os.sysconf("SC_CLK_TCK")
 
 
-def start_slaves(args, log_dir, procs, readers):
-    """Start slave-1..slave-N with offsets and drifts drawn from --seed
-    (procs remembers each at once, so that a Ctrl-C midway still stops those
-    started). Their output is streamed, prefixed, by one thread per pipe."""
+def plan_slaves(args, log_dir):
+    """(id, argv) of slave-1..slave-N. Each one's clock: --times (its time of
+    day, passed as --time), --offsets (passed as --offset), or an offset drawn
+    within +/- --offset-range; its drift: --drift, or one drawn within
+    +/- --drift-range. The draws come from --seed and are made whatever is
+    fixed, so one seed gives the same random figures with or without them."""
     rng = random.Random(args.seed)
+    plans = []
     for i in range(1, args.n + 1):
         ident = "slave-%d" % i
         offset_ms = rng.uniform(-args.offset_range, args.offset_range)
         drift_ppm = rng.uniform(-args.drift_range, args.drift_range)
-        argv = [args.slave, "--host", args.host, "--port", str(args.port), "--id", ident,
-                "--offset", "%.3f" % offset_ms, "--drift", "%.3f" % drift_ppm,
-                "--log", os.path.join(log_dir, ident + ".log"), "--connect-timeout", str(args.connect_timeout)]
-        p = procs.start(argv + (["--quiet"] if args.quiet else []), ident, pipe=True)
-        p.errors = []
-        for pipe, dest in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
-            readers.append(threading.Thread(target=stream, args=(pipe, ident, dest, p.errors), daemon=True))
-            readers[-1].start()
+        if args.times:
+            clock = ["--time", args.times[i - 1]]
+        else:
+            clock = ["--offset", args.offsets[i - 1] if args.offsets else "%.3f" % offset_ms]
+        drift = args.drift if args.drift is not None else "%.3f" % drift_ppm
+        argv = [args.slave, "--host", args.host, "--port", str(args.port), "--id", ident, *clock, "--drift", drift,
+                "--log", os.path.join(log_dir, ident + ".log"), "--connect-timeout", "%g" % args.connect_timeout]
+        plans.append((ident, argv + (["--quiet"] if args.quiet else [])))
+    return plans
 
 
 PRINT_LOCK = threading.Lock()
@@ -681,16 +846,20 @@ def stream(pipe, ident, dest, errors):
             dest.flush()
 
 
-def run_slaves(args):
-    """Run the slaves to the end; returns the log directory, or exits 2."""
-    log_dir = args.logs or tempfile.mkdtemp(prefix="berkeley-analyze-")
-    os.makedirs(log_dir, exist_ok=True)
-    print("analyze.py: starting %d slave(s) for the master at %s:%d (seed %d), logs in %s"
-          % (args.n, args.host, args.port, args.seed, log_dir), flush=True)
-    procs = Processes(say=lambda message: print("analyze.py: " + message, file=sys.stderr))
+def stream_slaves(plans, args, say):
+    """Run the slaves as children whose output is streamed here, each line
+    prefixed [slave-i], by one thread per pipe, until all exit or --timeout
+    (procs remembers each at once, so that a Ctrl-C midway still stops those
+    started). Returns {id: (exit status, what it wrote to stderr)}."""
+    procs = Processes(say=say)
     readers = []
     try:
-        start_slaves(args, log_dir, procs, readers)
+        for ident, argv in plans:
+            p = procs.start(argv, ident, pipe=True)
+            p.errors = []
+            for pipe, dest in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
+                readers.append(threading.Thread(target=stream, args=(pipe, ident, dest, p.errors), daemon=True))
+                readers[-1].start()
         if not procs.wait_all(args.timeout):
             procs.stop_all("still running after %g s (--timeout)" % args.timeout)
     except KeyboardInterrupt:
@@ -702,8 +871,190 @@ def run_slaves(args):
         sys.exit("analyze.py: cannot run %s: %s (build it with: make compile)" % (args.slave, e.strerror or e))
     for t in readers:
         t.join()
-    children = procs.children
-    if children and all(p.returncode == 1 and any(UNREACHABLE in e for e in p.errors) for p in children):
+    return {p.name: (p.returncode, "".join(p.errors)) for p in procs.children}
+
+
+class TmuxPanes:
+    """The slaves in the panes of one tmux window, each pane running the
+    slave's own command line (shown at its top), as the C assignment's one
+    terminal per process. Inside tmux the window opens in the current session;
+    outside, in a new detached session to attach to. Every pane waits for a
+    go-file before it execs its slave, so that the window is fully laid out
+    (and set to keep a pane whose process exited, with its exit status) before
+    any slave can exit. Slaves are stopped through their terminals (Ctrl-C,
+    then closing the pane), never by a PID this process does not own. The
+    window stays when the run ends, for its output to be read; each pane's
+    text is also saved as DIR/slave-i.out."""
+
+    NAME = "berkeley"
+    GO = ".panes-go"  # in the log directory while the panes are opened
+
+    def __init__(self, log_dir, say):
+        self.log_dir, self.say = log_dir, say
+        self.panes = {}  # id -> tmux pane id (%N)
+        self.window = self.session = None
+
+    @staticmethod
+    def tmux(*words):
+        """tmux's output, or OSError with its own message."""
+        p = subprocess.run(["tmux", *words], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise OSError(p.stderr.strip() or "tmux %s failed" % words[0])
+        return p.stdout.strip()
+
+    def tmux_to_pane(self, *words):
+        """A command for a pane that may have gone meanwhile (closed by hand): then nothing to do."""
+        try:
+            self.tmux(*words)
+        except OSError:
+            pass
+
+    def open(self, plans):
+        """Lay out one pane per slave and let them start; OSError when tmux
+        cannot (the window is then closed again, no slave having started)."""
+        go = os.path.join(self.log_dir, self.GO)
+        if os.path.exists(go):
+            os.remove(go)
+        where = ["-c", os.getcwd(), "-P", "-F", "#{window_id} #{pane_id}"]
+        try:
+            for i, (ident, argv) in enumerate(plans):
+                script = 'while [ ! -e %s ]; do sleep 0.05; done; printf "%%s\\n\\n" %s; exec %s' % (
+                    shlex.quote(go), shlex.quote("$ " + shlex.join(argv)), shlex.join(argv))
+                command = shlex.join(["sh", "-c", script])
+                if i > 0:
+                    created = self.tmux("split-window", "-d", "-t", self.panes[plans[i - 1][0]], *where, command)
+                    self.tmux("select-layout", "-t", self.window, "tiled")  # room for the next split
+                elif os.environ.get("TMUX"):
+                    created = self.tmux("new-window", "-n", self.NAME, *where, command)
+                else:
+                    self.session = "%s-%d" % (self.NAME, os.getpid())
+                    created = self.tmux("new-session", "-d", "-s", self.session, "-n", self.NAME,
+                                        "-x", "200", "-y", "50", *where, command)
+                self.window, self.panes[ident] = created.split()
+                if i == 0:
+                    self.tmux("set-option", "-w", "-t", self.window, "remain-on-exit", "on")
+                    self.tmux("set-option", "-w", "-t", self.window, "pane-border-status", "top")
+                self.tmux("select-pane", "-t", self.panes[ident], "-T", ident)
+                self.tmux("pipe-pane", "-t", self.panes[ident], "exec cat > " + shlex.quote(self.out_path(ident)))
+        except (OSError, KeyboardInterrupt):
+            if self.window:  # its panes are still waiting for the go-file: no slave has started
+                self.tmux_to_pane("kill-window", "-t", self.window)
+            raise
+        open(go, "w").close()
+        where = "tmux session %s: watch them with  tmux attach -t %s" % (self.session, self.session) \
+            if self.session else "tmux window %s (%s) of this session" % (self.NAME, self.window)
+        self.say("the slaves run in the panes of %s" % where)
+
+    def states(self):
+        """{id: (dead, exit status or None)}; a pane closed by hand counts as dead."""
+        try:
+            lines = self.tmux("list-panes", "-t", self.window, "-F",
+                              "#{pane_id} #{pane_dead} #{pane_dead_status}").splitlines()
+        except OSError:  # the window is gone
+            lines = []
+        found = {words[0]: words[1:] for words in (line.split() for line in lines)}
+        states = {}
+        for ident, pane in self.panes.items():
+            dead, *status = found.get(pane, ["1"])
+            states[ident] = (dead == "1", int(status[0]) if status and status[0].lstrip("-").isdigit() else None)
+        return states
+
+    def wait(self, timeout_s):
+        """Wait until every slave has exited or timeout_s has passed; True if all exited."""
+        deadline = time.monotonic() + timeout_s
+        while not all(dead for dead, _ in self.states().values()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def stop(self, why):
+        """Ctrl-C to every slave still running, and close the panes of those
+        still running STOP_GRACE_S later (tmux hangs up on them)."""
+        running = [ident for ident, (dead, _) in self.states().items() if not dead]
+        for ident in running:
+            self.say("stopping %s: %s" % (ident, why))
+            self.tmux_to_pane("send-keys", "-t", self.panes[ident], "C-c")
+        if running and not self.wait(STOP_GRACE_S):
+            for ident, (dead, _) in self.states().items():
+                if not dead:
+                    self.say("closing the pane of %s" % ident)
+                    self.tmux_to_pane("kill-pane", "-t", self.panes[ident])
+
+    def out_path(self, ident):
+        return os.path.join(self.log_dir, ident + ".out")
+
+    def outcomes(self):
+        """{id: (exit status, what the slave wrote)}. tmux copies all of a
+        pane's output to DIR/id.out (pipe-pane: the whole of it, however small
+        the pane or short its history); the copy is closed here and its
+        terminal's \r\n made \n."""
+        results = {}
+        for ident, (_, status) in self.states().items():
+            self.tmux_to_pane("pipe-pane", "-t", self.panes[ident])  # no command: close the copy
+            try:
+                with open(self.out_path(ident), errors="replace", newline="") as f:
+                    text = f.read().replace("\r\n", "\n")
+                with open(self.out_path(ident), "w") as f:
+                    f.write(text)
+            except FileNotFoundError:
+                text = ""
+            results[ident] = (status, text)
+        return results
+
+
+def pane_slaves(plans, args, log_dir, say):
+    """stream_slaves, with each slave in a tmux pane; None when that cannot
+    be (no tmux, or tmux could not make the panes), having said why in one line."""
+    if shutil.which("tmux") is None:
+        say("--panes: tmux is not installed; the slaves' output is streamed here instead")
+        return None
+    if shutil.which(args.slave) is None:
+        sys.exit("analyze.py: cannot run %s: not an executable file (build it with: make compile)" % args.slave)
+    panes = TmuxPanes(os.path.abspath(log_dir), say)
+    try:
+        panes.open(plans)
+    except OSError as e:
+        say("--panes: tmux could not open the panes (%s); the slaves' output is streamed here instead" % e)
+        return None
+    except KeyboardInterrupt:
+        sys.exit("\nanalyze.py: interrupted before the slaves started")
+    try:
+        if not panes.wait(args.timeout):
+            panes.stop("still running after %g s (--timeout)" % args.timeout)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        print("\nanalyze.py: interrupted; reporting what was logged so far", file=sys.stderr)
+        panes.stop("interrupted")
+    results = panes.outcomes()
+    os.remove(os.path.join(panes.log_dir, TmuxPanes.GO))
+    if panes.session:
+        say("the panes stay in tmux session %s until you close it:  tmux kill-session -t %s"
+            % (panes.session, panes.session))
+    return results
+
+
+def run_slaves(args):
+    """Run the slaves to the end; returns the log directory, or exits 2."""
+    log_dir = args.logs or tempfile.mkdtemp(prefix="berkeley-analyze-")
+    os.makedirs(log_dir, exist_ok=True)
+    print("analyze.py: starting %d slave(s) for the master at %s:%d (seed %d), logs in %s"
+          % (args.n, args.host, args.port, args.seed, log_dir), flush=True)
+
+    def say(message):
+        print("analyze.py: " + message, file=sys.stderr, flush=True)
+
+    plans = plan_slaves(args, log_dir)
+    outcomes = (pane_slaves(plans, args, log_dir, say) if args.panes else None) or stream_slaves(plans, args, say)
+    logged = {ident: read_events(os.path.join(log_dir, ident + ".log"), warn=lambda message: None)
+              for ident, _ in plans}
+    gave_up = outcomes and all(status == 1 and (UNREACHABLE in text or any(
+        UNREACHABLE in e.get("reason", "") for e in logged.get(ident, []) if e["event"] == "exit"))
+        for ident, (status, text) in outcomes.items())
+    if gave_up and any(e["event"] == "connected" for events in logged.values() for e in events):
+        say("the slaves lost the master at %s:%d and gave up after %g s (--connect-timeout); "
+            "reporting what they logged" % (args.host, args.port, args.connect_timeout))
+    elif gave_up:
         print("analyze.py: no master answered at %s:%d within %g s. Start one first, in another terminal:\n"
               "    ./master %d --port %d --log master.log\nthen run this again." %
               (args.host, args.port, args.connect_timeout, args.n, args.port), file=sys.stderr)
@@ -714,8 +1065,34 @@ def run_slaves(args):
 # ---------------------------------------------------------------------------
 # main
 
+TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d\d)(?::(\d\d)(?:\.\d{0,9})?)?")  # as ./slave --time takes it
+DECIMAL = r"[+-]?(?:\d+(?:\.\d{0,%d})?|\.\d{1,%d})"  # as the C++ options take a number (parse_decimal)
+
+
+def split_list(p, args, option, n, valid, what):
+    """The comma-separated values of --times or --offsets, one per slave, each checked by valid."""
+    values = getattr(args, option.strip("-"))
+    if values is None:
+        return None
+    items = [v.strip() for v in values.split(",")]
+    if n is not None and len(items) != n:
+        p.error("%s gives %d value(s) for %d slave(s): give exactly one per slave" % (option, len(items), n))
+    bad = [v for v in items if not valid(v)]
+    if bad:
+        p.error("%s: %r is not %s" % (option, bad[0], what))
+    return items
+
+
+def valid_time(text):
+    m = TIME_OF_DAY.fullmatch(text)
+    return bool(m) and int(m[1]) <= 23 and int(m[2]) <= 59 and int(m[3] or 0) <= 59
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="Run N Berkeley slaves against ./master and judge the run from the logs.")
+    p = argparse.ArgumentParser(
+        description="Run N Berkeley slaves against a running ./master and judge the run from the logs.",
+        epilog="The textbook's example (master 3:00, slaves 3:25 and 2:50): ./master 2 --time 3:00 --drift 0 "
+               "--log master.log, then  python3 analyze.py 2 --times 3:25,2:50 --drift 0 --master-log master.log")
     p.add_argument("--version", action="version", version="analyze.py (berkeley-sync) " + VERSION)
     p.add_argument("n", nargs="?", type=int, help="number of slaves to start")
     p.add_argument("--from-logs", metavar="DIR", help="analyse the *.log files in DIR; start nothing")
@@ -724,25 +1101,66 @@ def parse_args(argv):
     p.add_argument("--slave", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "slave"),
                    help="the slave binary [./slave next to this script]")
     p.add_argument("--seed", type=int, default=None, help="seed for the slaves' offsets and drifts [random]")
-    p.add_argument("--offset-range", type=float, default=5000, metavar="MS", help="offsets within +/-MS [5000]")
-    p.add_argument("--drift-range", type=float, default=50, metavar="PPM", help="drifts within +/-PPM [50]")
+    p.add_argument("--times", metavar="HH:MM[:SS[.frac]],...",
+                   help="each slave's clock as a time of day (UTC), one per slave, e.g. 3:25,2:50 "
+                        "(passed to each slave as --time)")
+    p.add_argument("--offsets", metavar="MS,MS,...",
+                   help="each slave's clock offset in ms, one per slave, e.g. 2500,-1500 "
+                        "(passed to each slave as --offset)")
+    p.add_argument("--offset-range", type=float, default=None, metavar="MS",
+                   help="without --times or --offsets: random offsets within +/-MS [5000]")
+    p.add_argument("--drift", metavar="PPM", help="every slave's drift, in ppm: --drift 0 for none "
+                                                  "[random within --drift-range]")
+    p.add_argument("--drift-range", type=float, default=None, metavar="PPM",
+                   help="without --drift: random drifts within +/-PPM [50]")
     p.add_argument("--timeout", type=float, default=120, metavar="SEC", help="stop the slaves after SEC [120]")
     p.add_argument("--connect-timeout", type=float, default=10, metavar="SEC",
                    help="slaves give up when no master answers for SEC [10]")
+    p.add_argument("--panes", action="store_true",
+                   help="run each slave in its own pane of one tmux window (a new tmux session when not "
+                        "inside tmux); without tmux, say so and stream their output here")
     p.add_argument("--tolerance-us", type=float, default=1000, metavar="US", help="largest final spread [1000]")
     p.add_argument("--plot", metavar="FILE.svg", help="draw the offsets over time as SVG")
+    p.add_argument("--plot-scale", choices=("auto", "linear", "symlog"), default="auto",
+                   help="the plot's offset axis: linear, symlog (symmetric log), or auto: linear when no clock "
+                        "drifts and the first offsets are of one scale [auto]")
     p.add_argument("--logs", metavar="DIR", help="keep the slaves' logs in DIR [a new temporary directory]")
     p.add_argument("--master-log", metavar="FILE", help="the master's --log file: adds the master and its estimates")
     p.add_argument("--json", metavar="FILE", help="write the figures as one JSON object")
     p.add_argument("--quiet", action="store_true", help="do not echo the slaves' output")
-    args = p.parse_args(argv)
+    args = p.parse_args(join_list_values(sys.argv[1:] if argv is None else argv))
     if (args.n is None) == (args.from_logs is None):
         p.error("give either N (slaves to start) or --from-logs DIR")
     if args.n is not None and args.n < 1:
         p.error("N must be at least 1")
+    if args.times is not None and args.offsets is not None:
+        p.error("give each slave's clock by --times or by --offsets, not both")
+    if (args.times is not None or args.offsets is not None) and args.offset_range is not None:
+        p.error("--offset-range draws offsets at random: it does not go with --times or --offsets")
+    if args.drift is not None and args.drift_range is not None:
+        p.error("give --drift (every slave's drift) or --drift-range (random drifts), not both")
+    args.times = split_list(p, args, "--times", args.n, valid_time, "a time of day HH:MM[:SS[.frac]] (0:00 to 23:59)")
+    args.offsets = split_list(p, args, "--offsets", args.n, re.compile(DECIMAL % (6, 6)).fullmatch,
+                              "a number of ms (at most 6 decimals)")
+    if args.drift is not None and not re.fullmatch(DECIMAL % (3, 3), args.drift):
+        p.error("--drift: %r is not a number of ppm (at most 3 decimals)" % args.drift)
+    args.offset_range = 5000 if args.offset_range is None else args.offset_range
+    args.drift_range = 50 if args.drift_range is None else args.drift_range
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2 ** 31)
     return args
+
+
+def join_list_values(argv):
+    """--offsets -500,200 as --offsets=-500,200: argparse would take a value
+    that starts with '-' and is not one plain number for an option."""
+    argv, joined = list(argv), []
+    while argv:
+        word = argv.pop(0)
+        if word in ("--offsets", "--times", "--drift") and argv:
+            word += "=" + argv.pop(0)
+        joined.append(word)
+    return joined
 
 
 def main(argv=None):
@@ -776,7 +1194,7 @@ def main(argv=None):
             json.dump(result, f, indent=1)
     if args.plot:
         with open(args.plot, "w") as f:
-            f.write(draw_svg(tracks, result))
+            f.write(draw_svg(tracks, result, args.plot_scale))
     print(report(result, log_dir))
     return 0 if result["synchronized"] else 1
 

@@ -95,7 +95,8 @@ inline std::string format_duration(int64_t ns) {
     const unsigned long long mag =
         ns < 0 ? 0ULL - static_cast<unsigned long long>(ns) : static_cast<unsigned long long>(ns);
     char buf[64];
-    if (mag >= 1'000'000'000ULL) {
+    // The unit is chosen after rounding: 999.9996 ms prints as "+0:00:01".
+    if (mag >= 1'000'000'000ULL || (mag >= 1'000'000ULL && (mag + 500) / 1000 >= 1'000'000ULL)) {
         const unsigned long long total_ms = mag / 1'000'000ULL + (mag % 1'000'000ULL >= 500'000ULL);  // rounded
         const unsigned long long s = total_ms / 1'000, ms = total_ms % 1'000;
         int n = std::snprintf(buf, sizeof buf, "%c%llu:%02llu:%02llu", sign, s / 3600, s / 60 % 60, s % 60);

@@ -131,6 +131,27 @@ def slewing_run():
     return m, s1, s2
 
 
+def textbook_run(readings=("3:00", "3:25", "2:50"), rate_ppb=0):
+    """The textbook's example: as round 1 begins (1000 ms) the master reads
+    readings[0] and slave-1, slave-2 the others (times of day, UTC); round 1
+    steps every clock to their average, round 2 corrects them by a few ns."""
+    def seconds(text):
+        h, m = text.split(":")
+        return (int(h) * 60 + int(m)) * 60
+    at_round1_s = (T0 // S + 1) % 86400  # the host's time of day at 1000 ms
+    clocks = [Clock(ident, (seconds(text) - at_round1_s) * S, rate_ppb)
+              for ident, text in zip(("master", "slave-1", "slave-2"), readings)]
+    for c in clocks:
+        c.log(0, "start", offset_ns=c.offset_ns, rate_ppb=rate_ppb, seed=1)
+    m = clocks[0]
+    for rnd, base in ((1, 1000), (2, 2000)):
+        m.log(base, "round", round=rnd)
+        average = sum(c.offset(base + 10) for c in clocks) // len(clocks)
+        for k, c in enumerate(clocks):
+            c.adjust(base + 10 + k, rnd, average - c.offset(base + 10 + k, before_step=True) + (k - 1) * 7)
+    return clocks
+
+
 def events_of(clock):
     return [json.loads(line) for line in clock.lines]
 
@@ -338,8 +359,8 @@ class AnalysisTest(unittest.TestCase):
     def test_verdict_names_the_furthest_clock(self):
         r = analyze.analyse(tracks_of(*synthetic_run()), 100)
         self.assertFalse(r["synchronized"])
-        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread 0.300 us > tolerance 0.1 us "
-                                             "(furthest: slave-2, +0.200 us from the mean)")
+        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread +300 ns > tolerance +100 ns "
+                                             "(furthest: slave-2, +200 ns from the mean)")
 
     def test_nothing_to_analyse(self):
         with self.assertRaises(analyze.NothingToAnalyse):
@@ -400,12 +421,29 @@ class SlewAnalysisTest(unittest.TestCase):
         self.assertEqual(r["clocks"]["slave-1"]["correction_modes"], ["step", "step"])
         self.assertNotIn("~", analyze.report(r, "logs"))
 
+    def test_a_stubborn_clock_takes_part_and_is_named(self):
+        # A third slave 1 s ahead that acknowledges its corrections and applies none (`ignored`).
+        clocks = list(synthetic_run())
+        stubborn = Clock("slave-3", 1 * S, 0)
+        stubborn.log(0, "start", offset_ns=S, rate_ppb=0, seed=1)
+        for rnd, base in ((1, 1000), (2, 2000)):
+            stubborn.log(base + 13, "ignored", round=rnd, correction_ns=-S + 500 * MS)
+        r = analyze.analyse(tracks_of(*clocks, stubborn), 1000)
+        self.assertEqual([x["clocks"] for x in r["rounds"]], [["master", "slave-1", "slave-2", "slave-3"]] * 2)
+        self.assertEqual(r["clocks"]["slave-3"]["correction_modes"], ["ignored", "ignored"])
+        self.assertEqual(r["final_spread_ns"], 500 * MS)  # 1 s against the others' 0.5 s
+        self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1013 * MS, 2013 * MS])
+        report = analyze.report(r, "logs")
+        self.assertIn("Corrections received (x ignored (not applied), the others stepped)", report)
+        self.assertIn("x-500.000 ms", report)
+        self.assertIn("NOT synchronized: spread +500.000 ms > tolerance +1.000 us (furthest: slave-3", report)
+
     def test_report_marks_slews(self):
         report = analyze.report(analyze.analyse(tracks_of(*slewing_run()), 1000), "logs")
         self.assertIn("after = once the round's corrections are fully applied, slews included", report)
         self.assertIn("Corrections received (~ slewed, the others stepped)", report)
-        self.assertIn("~-200.0 us", report)
-        self.assertIn("+90.0 us", report)
+        self.assertIn("~-200.000 us", report)
+        self.assertIn("+90.002 us", report)
 
     def test_the_plot_draws_a_slew_as_a_ramp_and_a_step_as_a_jump(self):
         tracks = tracks_of(*slewing_run())
@@ -438,7 +476,7 @@ class CommandLineTest(unittest.TestCase):
         out_json, out_svg = os.path.join(self.dir, "r.json"), os.path.join(self.dir, "p.svg")
         p = run_analyze("--from-logs", self.dir, "--json", out_json, "--plot", out_svg)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 0.300 us <= tolerance 1000 us")
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread +300 ns <= tolerance +1.000 ms")
         self.assertIn("slave-2", p.stdout)
         with open(out_json) as f:
             figures = json.load(f)
@@ -455,32 +493,37 @@ class CommandLineTest(unittest.TestCase):
         out_svg = os.path.join(self.dir, "p.svg")
         p = run_analyze("--from-logs", self.dir, "--plot", out_svg)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 1.013 us <= tolerance 1000 us")
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread +1.013 us <= tolerance +1.000 ms")
         self.assertEqual(p.stderr, "")
         ET.parse(out_svg)
 
     def test_not_synchronized_exits_1(self):
         p = run_analyze("--from-logs", self.dir, "--tolerance-us", "0.1")
         self.assertEqual(p.returncode, 1)
-        self.assertIn("NOT synchronized: spread 0.300 us > tolerance 0.1 us (furthest: slave-2", p.stdout)
+        self.assertIn("NOT synchronized: spread +300 ns > tolerance +100 ns (furthest: slave-2", p.stdout)
 
     def test_options_take_their_value_after_a_space_or_an_equals_sign(self):
         p = run_analyze("--from-logs=" + self.dir, "--tolerance-us=0.1")
         self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertIn("NOT synchronized: spread 0.300 us > tolerance 0.1 us", p.stdout)
+        self.assertIn("NOT synchronized: spread +300 ns > tolerance +100 ns", p.stdout)
         values = [("--host", "localhost"), ("--port", "9000"), ("--slave", "/bin/true"), ("--seed", "7"),
                   ("--offset-range", "10"), ("--drift-range", "5"), ("--timeout", "30"), ("--connect-timeout", "3"),
-                  ("--tolerance-us", "20"), ("--plot", "p.svg"), ("--logs", "L"), ("--master-log", "m.log"),
-                  ("--json", "r.json")]
-        spaced = analyze.parse_args(["3"] + [word for option, value in values for word in (option, value)])
+                  ("--tolerance-us", "20"), ("--plot", "p.svg"), ("--plot-scale", "linear"), ("--logs", "L"),
+                  ("--master-log", "m.log"), ("--json", "r.json")]
+        own_clocks = [[("--times", "3:25,2:50,0:00:00.5"), ("--drift", "-1.5"), ("--seed", "7")],
+                      [("--offsets", "-1.5,0,+2"), ("--seed", "7")]]
+        for given in [values] + own_clocks:
+            spaced = analyze.parse_args(["3"] + [word for option, value in given for word in (option, value)])
+            joined = analyze.parse_args(["3"] + ["%s=%s" % (option, value) for option, value in given])
+            self.assertEqual(vars(spaced), vars(joined))
+        self.assertEqual((joined.offsets, joined.times), (["-1.5", "0", "+2"], None))
         joined = analyze.parse_args(["3"] + ["%s=%s" % (option, value) for option, value in values])
-        self.assertEqual(vars(spaced), vars(joined))
         self.assertEqual((joined.port, joined.tolerance_us, joined.json), (9000, 20.0, "r.json"))
         self.assertEqual(vars(analyze.parse_args(["--from-logs", "D", "--seed", "1"])),
                          vars(analyze.parse_args(["--from-logs=D", "--seed=1"])))
-        # Every option that takes a value is in the table above.
-        listed = set(re.findall(r"(--[a-z-]+) [A-Z]", run_analyze("--help").stdout))
-        self.assertEqual(listed, {option for option, _ in values} | {"--from-logs"})
+        # Every option that takes a value is in the tables above.
+        listed = set(re.findall(r"(--[a-z-]+) [A-Z{]", run_analyze("--help").stdout))
+        self.assertEqual(listed, {option for option, _ in values + sum(own_clocks, [])} | {"--from-logs"})
 
     def test_version(self):
         p = run_analyze("--version")
@@ -522,6 +565,131 @@ class CommandLineTest(unittest.TestCase):
         self.assertNotIn("Traceback", p.stderr)
 
 
+class FormatTest(unittest.TestCase):
+    """fmt_duration: the one format for durations, the C++ programs' too."""
+
+    TABLE = [
+        (0, "+0 ns"), (7, "+7 ns"), (-7, "-7 ns"), (999, "+999 ns"), (-999, "-999 ns"),
+        (1000, "+1.000 us"), (-12_345, "-12.345 us"), (999_999, "+999.999 us"), (-999_999, "-999.999 us"),
+        (MS, "+1.000 ms"), (1_500_000, "+1.500 ms"), (-1_500_000, "-1.500 ms"),
+        (123_456_789, "+123.457 ms"), (123_456_499, "+123.456 ms"), (-123_456_500, "-123.457 ms"),
+        (999_999_499, "+999.999 ms"), (999_999_500, "+0:00:01"), (-999_999_500, "-0:00:01"),  # 999.9995 ms
+        (S, "+0:00:01"), (-S, "-0:00:01"), (S + 1, "+0:00:01"), (S + 500_000, "+0:00:01.001"),
+        (59_900 * MS, "+0:00:59.9"), (59_999_999_500, "+0:01:00"), (4_508_406_000, "+0:00:04.508"),
+        (-4_508_500_000, "-0:00:04.509"), (5 * 60 * S, "+0:05:00"), (-20 * 60 * S, "-0:20:00"),
+        (15 * 60 * S, "+0:15:00"), (3600 * S, "+1:00:00"), (-3600 * S - 250 * MS, "-1:00:00.25"),
+        (100_000 * S, "+27:46:40"), (2 ** 63 - 1, "+2562047:47:16.855"),
+    ]
+
+    def test_the_table(self):
+        for ns, text in self.TABLE:
+            with self.subTest(ns=ns):
+                self.assertEqual(analyze.fmt_duration(ns), text)
+
+    def test_time_of_day(self):
+        day = 86_400 * S
+        self.assertEqual(analyze.fmt_time_of_day(19 * day + (3 * 3600 + 25 * 60) * S + 150_999), "3:25:00.000150")
+        self.assertEqual(analyze.fmt_time_of_day(-S), "23:59:59.000000")
+
+
+class OwnClocksTest(unittest.TestCase):
+    """--times, --offsets and --drift: what each slave is told."""
+
+    def plans(self, *argv):
+        return dict(analyze.plan_slaves(analyze.parse_args([str(a) for a in argv]), "L"))
+
+    @staticmethod
+    def value(argv, option):
+        return argv[argv.index(option) + 1] if option in argv else None
+
+    def test_times_reach_each_slave_as_its_time(self):
+        plans = self.plans(2, "--times", "3:25,2:50:00.5", "--drift", 0, "--seed", 1)
+        self.assertEqual([(self.value(a, "--time"), self.value(a, "--offset"), self.value(a, "--drift"))
+                          for a in plans.values()], [("3:25", None, "0"), ("2:50:00.5", None, "0")])
+        self.assertEqual(self.value(plans["slave-2"], "--log"), os.path.join("L", "slave-2.log"))
+
+    def test_offsets_reach_each_slave_as_its_offset(self):
+        plans = self.plans(3, "--offsets", "-1500,0,2500.25", "--seed", 1)
+        self.assertEqual([(self.value(a, "--offset"), self.value(a, "--time")) for a in plans.values()],
+                         [("-1500", None), ("0", None), ("2500.25", None)])
+
+    def test_fixed_figures_leave_the_random_ones_as_the_seed_drew_them(self):
+        drawn = self.plans(2, "--seed", 3)
+        fixed = self.plans(2, "--seed", 3, "--drift", 0)
+        self.assertEqual([self.value(a, "--offset") for a in drawn.values()],
+                         [self.value(a, "--offset") for a in fixed.values()])
+        self.assertNotEqual([self.value(a, "--drift") for a in drawn.values()], ["0", "0"])
+        self.assertEqual(self.plans(2, "--seed", 3, "--drift-range", 0)["slave-1"][-3:],
+                         fixed["slave-1"][-3:])  # --drift-range 0 is no drift too
+
+    def test_a_wrong_count_or_value_is_an_error(self):
+        for args, message in (((2, "--times", "3:25"), "--times gives 1 value(s) for 2 slave(s)"),
+                              ((1, "--offsets", "1,2"), "--offsets gives 2 value(s) for 1 slave(s)"),
+                              ((1, "--times", "24:00"), "'24:00' is not a time of day"),
+                              ((1, "--times", "3:5"), "'3:5' is not a time of day"),
+                              ((1, "--offsets", "1e3"), "'1e3' is not a number of ms"),
+                              ((1, "--drift", "fast"), "'fast' is not a number of ppm"),
+                              ((1, "--times", "3:25", "--offsets", "1"), "not both"),
+                              ((1, "--offsets", "1", "--offset-range", "5"), "does not go with"),
+                              ((1, "--drift", "0", "--drift-range", "5"), "not both")):
+            with self.subTest(args=args):
+                p = run_analyze(*args, "--slave", "/nonexistent")
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(message, p.stderr)
+                self.assertNotIn("Traceback", p.stderr)
+
+
+class PlotScaleTest(unittest.TestCase):
+    """The plot's offset axis: linear for the textbook's run, symlog for drifting clocks."""
+
+    def test_the_choice(self):
+        round1 = T0 + 1000 * MS
+        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run()), round1), "linear")
+        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run(rate_ppb=20_000)), round1), "symlog")
+        self.assertEqual(analyze.choose_scale(tracks_of(*synthetic_run()), round1), "symlog")
+        # Of two scales: the master a few ms from the mean, the slaves an hour off.
+        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run(("3:00", "4:00", "2:00"))), round1),
+                         "linear")  # the master exactly at the mean does not count
+        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run(("3:00", "4:00", "2:01"))), round1),
+                         "symlog")  # 20 s against 40 min
+
+    def test_linear_ticks(self):
+        self.assertEqual(analyze.linear_ticks(-17 * 60 * S, 21 * 60 * S), [k * 300 * S for k in range(-3, 5)])
+        self.assertEqual(analyze.linear_ticks(-17 * 60 * S, 34 * 60 * S), [k * 600 * S for k in range(-1, 4)])
+        self.assertEqual(analyze.linear_ticks(-3 * MS, 7 * MS), [k * MS for k in range(-3, 8)])
+        self.assertEqual(analyze.linear_ticks(-3 * MS, 8 * MS), [k * 2 * MS for k in range(-1, 5)])
+        self.assertEqual(analyze.linear_ticks(-3 * 86400 * S, 86400 * S * 30)[:2], [0, 5 * 86400 * S])
+
+    def svg(self, clocks, *args):
+        tracks = tracks_of(*clocks)
+        return ET.fromstring(analyze.draw_svg(tracks, analyze.analyse(tracks, 1000), *args))
+
+    def test_the_textbook_plot(self):
+        svg = self.svg(textbook_run())
+        texts = [e.text for e in svg.iter() if e.get("class") == "tick"]
+        # Round 1's steps come 1 ms apart: between them slave-2 is up to 16:40 below the mean.
+        self.assertEqual(texts, ["-0:15:00", "-0:10:00", "-0:05:00", "0", "+0:05:00", "+0:10:00", "+0:15:00",
+                                 "+0:20:00"])
+        self.assertIn("linear scale", next(e.text for e in svg.iter() if e.get("class") == "axis-title"))
+        series = [e for e in svg.iter() if e.get("class") == "series"]
+        self.assertEqual([e.get("data-clock") for e in series], ["master", "slave-1", "slave-2"])
+        # No line hides another: each its own dash pattern and markers, and its own points once they agree.
+        self.assertEqual(len({e.get("stroke-dasharray") for e in series}), 3)
+        self.assertEqual(len({e.get("points").split()[-1] for e in series}), 3)
+        markers = [e for e in svg.iter() if e.get("class") == "markers"]
+        self.assertEqual(len({tuple(child.tag for child in g) for g in markers}), 3)
+        self.assertEqual([e.text for e in svg.iter() if e.get("class") == "legend"], ["master", "slave-1", "slave-2"])
+        forced = self.svg(textbook_run(), "symlog")
+        self.assertIn("symmetric log", next(e.text for e in forced.iter() if e.get("class") == "axis-title"))
+
+    def test_the_report_reads_like_the_textbook(self):
+        report = analyze.report(analyze.analyse(tracks_of(*textbook_run()), 1000), "logs")
+        for reading in ("3:00:00.000000", "3:25:00.000000", "2:50:00.000000"):
+            self.assertIn(reading, report)
+        self.assertRegex(report, r"\n  1 +\+0:05:00 +-0:20:00 +\+0:15:00\n")
+        self.assertNotIn("client", report.lower())
+
+
 class EndToEndTest(unittest.TestCase):
     """The real ./master, and analyze.py starting the real ./slave (both from
     BERKELEY_BIN_DIR when it is set)."""
@@ -540,7 +708,7 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(r.wait(m), 0)
         verdict = p.stdout.strip().splitlines()[-1]
-        self.assertRegex(verdict, r"^synchronized: spread [0-9.]+ us <= tolerance 1000 us$")
+        self.assertRegex(verdict, r"^synchronized: spread \+[0-9.]+ [nu]s <= tolerance \+1\.000 ms$")
         self.assertIn("[slave-2] ", p.stdout)  # the slaves' output, streamed with their ids
         series = [e for e in ET.parse(out_svg).iter() if e.get("class") == "series"]
         self.assertEqual(sorted(e.get("data-clock") for e in series), ["master", "slave-1", "slave-2", "slave-3"])
@@ -556,6 +724,74 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(again.stdout.strip().splitlines()[-1], verdict)
 
+    def run_own_clocks(self, *args):
+        r = self.run_
+        m = r.master(2, "--rounds", 1, "--interval", 0.1)
+        logs = os.path.join(r.dir, "slaves")
+        p = run_analyze(2, "--slave", SLAVE, "--port", m.port, "--logs", logs, "--quiet", "--timeout", WAIT_S, *args,
+                        timeout=2 * WAIT_S)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(r.wait(m), 0)
+        return [read_log(os.path.join(logs, "slave-%d.log" % i))[0] for i in (1, 2)]
+
+    def test_offsets_and_no_drift_reach_the_slaves(self):
+        starts = self.run_own_clocks("--offsets=-1500,2500.5", "--drift", 0)
+        self.assertEqual([(s["event"], s["offset_ns"], s["rate_ppb"]) for s in starts],
+                         [("start", -1500 * MS, 0), ("start", 2500 * MS + 500_000, 0)])
+
+    @unittest.skipUnless("--time" in subprocess.run([SLAVE, "--help"], capture_output=True, text=True).stdout,
+                         "this ./slave has no --time yet")
+    def test_times_reach_the_slaves(self):
+        starts = self.run_own_clocks("--times", "3:25,2:50", "--drift", 0)
+        # The clocks stand 35 minutes apart, whenever each started.
+        apart = [s["clock_ns"] - s["real_ns"] for s in starts]
+        self.assertAlmostEqual(apart[0] - apart[1], 35 * 60 * S, delta=2 * S)
+        self.assertEqual([s["rate_ppb"] for s in starts], [0, 0])
+
+    def test_panes_without_tmux_say_so_and_stream(self):
+        no_tmux = tempfile.mkdtemp(prefix="analyze-no-tmux-")
+        self.addCleanup(shutil.rmtree, no_tmux, ignore_errors=True)
+        port = free_port()
+        p = subprocess.run([sys.executable, ANALYZE, "1", "--panes", "--slave", SLAVE, "--port", str(port),
+                            "--connect-timeout", "0.5", "--logs", self.run_.dir],
+                           capture_output=True, text=True, timeout=WAIT_S, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, PATH=no_tmux))
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        said = [line for line in p.stderr.splitlines() if "tmux" in line]
+        self.assertEqual(said, ["analyze.py: --panes: tmux is not installed; the slaves' output is streamed here "
+                                "instead"])
+        self.assertIn("[slave-1] ", p.stderr)  # the prefixed stream
+        self.assertIn("no master answered at 127.0.0.1:%d" % port, p.stderr)
+
+    @unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
+    def test_panes_run_each_slave_in_its_own_tmux_pane(self):
+        r = self.run_
+        sockets = tempfile.mkdtemp(prefix="tmux-")  # a tmux server of this test's own
+        env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        env["TMUX_TMPDIR"] = sockets
+        self.addCleanup(shutil.rmtree, sockets, ignore_errors=True)
+        self.addCleanup(subprocess.run, ["tmux", "kill-server"], env=env, capture_output=True)
+        m = r.master(2, "--rounds", 2, "--interval", 0.2)
+        logs = os.path.join(r.dir, "slaves")
+        p = subprocess.run([sys.executable, ANALYZE, "2", "--panes", "--slave", SLAVE, "--port", str(m.port),
+                            "--logs", logs, "--times", "3:25,2:50", "--drift", "0", "--timeout", str(WAIT_S)],
+                           capture_output=True, text=True, timeout=2 * WAIT_S, stdin=subprocess.DEVNULL, env=env)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(r.wait(m), 0)
+        self.assertRegex(p.stdout.strip().splitlines()[-1], r"^synchronized: ")
+        self.assertIn("watch them with  tmux attach -t berkeley-", p.stderr)
+        self.assertNotIn("[slave-1]", p.stdout + p.stderr)  # not streamed here: in the panes
+        for i in (1, 2):
+            with open(os.path.join(logs, "slave-%d.out" % i)) as f:
+                pane = f.read()
+            self.assertIn("$ %s --host 127.0.0.1 --port %d --id slave-%d" % (SLAVE, m.port, i), pane)
+            self.assertIn("slave-%d: connected to the master" % i, pane)
+            self.assertEqual(read_log(os.path.join(logs, "slave-%d.log" % i))[-1]["event"], "exit")
+        self.assertEqual(sorted(os.listdir(logs)), ["slave-1.log", "slave-1.out", "slave-2.log", "slave-2.out"])
+        panes = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{window_name} #{pane_title} #{pane_dead_status}"],
+                               env=env, capture_output=True, text=True).stdout.split("\n")
+        self.assertEqual(sorted(filter(None, panes)), ["berkeley slave-1 0", "berkeley slave-2 0"])
+
     def test_no_master_is_a_clear_message_and_exit_2(self):
         port = free_port()
         p = run_analyze(3, "--slave", SLAVE, "--port", port, "--connect-timeout", 0.5, "--quiet", "--logs", self.run_.dir)
@@ -563,6 +799,24 @@ class EndToEndTest(unittest.TestCase):
         self.assertIn("no master answered at 127.0.0.1:%d" % port, p.stderr)
         self.assertIn("./master 3", p.stderr)
         self.assertNotIn("Traceback", p.stderr)
+
+    def test_a_dead_master_is_not_a_missing_one(self):
+        r = self.run_
+        m = r.master(2, "--rounds", 0, "--interval", 0.2)
+        logs = os.path.join(r.dir, "slaves")
+        p = r.start([sys.executable, ANALYZE, "2", "--slave", SLAVE, "--port", str(m.port), "--connect-timeout", "1",
+                     "--logs", logs, "--quiet"], "analyze", pipe=True)
+        for ident in ("slave-1", "slave-2"):
+            wait_until(lambda ident=ident: any(e["event"] == "adjust"
+                                               for e in read_log(os.path.join(logs, ident + ".log"))),
+                       ident + " to be corrected")
+        m.kill()  # no BYE: the master dies
+        m.wait()
+        out, err = p.communicate(timeout=WAIT_S)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn("analyze.py: the slaves lost the master at 127.0.0.1:%d and gave up after 1 s" % m.port, err)
+        self.assertNotIn("no master answered", err)
+        self.assertRegex(out.strip().splitlines()[-1], r"^synchronized: ")
 
     def test_ctrl_c_stops_the_slaves_and_still_reports(self):
         logs = self.run_.dir

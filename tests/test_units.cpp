@@ -172,7 +172,7 @@ TEST_CASE("format_duration: h:mm:ss from a second, ms / us / ns below, always si
         {1'000'000, "+1.000 ms"},
         {1'500'000, "+1.500 ms"},
         {999'999'499, "+999.999 ms"},
-        {999'999'500, "+1000.000 ms"},  // rounds up, but stays below a second's format
+        {999'999'500, "+0:00:01"},  // rounds up to a second, and takes a second's format
         {NS_PER_S, "+0:00:01"},
         {59'900'000'000, "+0:00:59.9"},
         {300 * NS_PER_S, "+0:05:00"},
