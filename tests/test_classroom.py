@@ -72,15 +72,15 @@ class ByHandTest(RunTestCase):
             self.assertEqual(hear(), "TIME? 1 1")
             say("CLOCK 1 2 5 5")
             self.assertEqual(hear(), "ERROR expected CLOCK 1 1 <t2> <t3>, not: CLOCK for round 1 probe 2")
-            say("CLOCK 1 1 abc")
+            say("CLOCK 1 1 now")  # README's transcript
             self.assertEqual(hear(), "ERROR expected CLOCK 1 1 <t2> <t3>, not: bad message: bad clock reading")
             say("WAIT 1 1")
             self.assertEqual(hear(), "ERROR expected CLOCK 1 1 <t2> <t3>, not: WAIT is a master's message")
             say("CLOCK 1 1 1000 2000")  # a clock of my own: 1 us after the epoch
             adjust = hear()
             self.assertRegex(adjust, r"^ADJUST 1 \d+$")
-            say("ACK 7")
-            self.assertEqual(hear(), "ERROR expected ACK 1, not: ACK 7")
+            say("ACK 2")  # README's transcript
+            self.assertEqual(hear(), "ERROR expected ACK 1, not: ACK 2")
             say("HELLO alice")
             self.assertEqual(hear(), "ERROR expected ACK 1, not: HELLO sent twice")
             say("ACK 1")
