@@ -418,11 +418,13 @@ constexpr int64_t master_rate_change_ppb(int64_t group_rate_ppb, int64_t interva
 // ---------------------------------------------------------------------------
 // A whole round's arithmetic, Steps 3, 4 and 6 together, as the master runs it.
 // Participant 0 is the master itself (offset 0 by definition).
-// Who votes: when any participant already keeps a group's time (is in step),
-// only those in step vote; a newcomer is brought to their time and votes
-// from the next round on. At a fresh start, nobody is in step and everyone
-// votes: the textbook's round. So a restarted master is brought to the time
-// its in-step slaves keep, not they to its.
+// Who votes: when the master is in step, it and the slaves in step with it;
+// a newcomer is brought to their time and votes from the next round on. A
+// master that is not in step (it has just started) lets the slaves in step
+// decide when they are a majority of the participants, so a restarted master
+// is brought to the time its in-step slaves keep, not they to its; otherwise
+// (a fresh start, or a few claiming to be in step) everyone votes, as in the
+// textbook's round.
 struct Reading {
     int64_t offset_ns = 0;            // best estimate, relative to the master
     bool in_step = false;             // has taken corrections before
@@ -448,11 +450,13 @@ inline RoundResult agree_round(std::span<const Reading> readings, int64_t interv
                                int64_t max_skew_ns = ADAPTIVE_WINDOW) {
     RoundResult r;
     r.each.resize(readings.size());
-    const bool any_in_step = std::any_of(readings.begin(), readings.end(), [](const Reading& x) { return x.in_step; });
+    const auto in_step = static_cast<size_t>(
+        std::count_if(readings.begin(), readings.end(), [](const Reading& x) { return x.in_step; }));
+    const bool only_in_step = !readings.empty() && (readings[0].in_step || 2 * in_step > readings.size());
     std::vector<int64_t> offsets;
     std::vector<size_t> voter;  // offsets[k] is readings[voter[k]]
     for (size_t i = 0; i < readings.size(); ++i) {
-        if (any_in_step && !readings[i].in_step) continue;
+        if (only_in_step && !readings[i].in_step) continue;
         r.each[i].votes = true;
         voter.push_back(i);
         offsets.push_back(readings[i].offset_ns);
@@ -460,7 +464,7 @@ inline RoundResult agree_round(std::span<const Reading> readings, int64_t interv
     // Two voters in step cannot outvote each other, and the spread of two
     // says nothing: the median, the master's own reading, decides alone.
     // At a fresh start two clocks simply average, as the textbook does.
-    if (offsets.size() == 2 && any_in_step && max_skew_ns == ADAPTIVE_WINDOW) max_skew_ns = MIN_WINDOW_NS;
+    if (offsets.size() == 2 && only_in_step && max_skew_ns == ADAPTIVE_WINDOW) max_skew_ns = MIN_WINDOW_NS;
     r.time = fault_tolerant_average(offsets, max_skew_ns);
     std::vector<int64_t> rates;  // only from readings that agreed with the majority
     for (size_t k = 0; k < voter.size(); ++k) {

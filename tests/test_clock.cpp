@@ -937,6 +937,17 @@ TEST_CASE("agree_round: who votes, and the corrections of the textbook example")
         CHECK(std::abs(x.each[0].correction_ns - X) <= 40);  // the master steps to the group
         for (size_t i = 1; i <= 3; ++i) CHECK(std::abs(x.each[i].correction_ns) <= 70);  // they stay put
     }
+    SUBCASE("a fresh master: a minority claiming to be in step does not decide alone") {
+        const std::vector<Reading> r = {{0, false, {}, 0}, {NS_PER_S, false, {}, 0}, {2 * NS_PER_S, false, {}, 0},
+                                        {-3 * NS_PER_S, true, {}, 0}};  // one says INSTEP
+        const RoundResult x = agree_round(r, NS_PER_S);
+        for (const Decision& d : x.each) CHECK(d.votes);
+        CHECK(x.time.average_ns == 0);
+        // Two of three slaves in step, with the master: 2 of 4 is no majority either.
+        const std::vector<Reading> half = {{0, false, {}, 0}, {NS_PER_S, true, {}, 0}, {NS_PER_S, true, {}, 0},
+                                           {5 * NS_PER_S, false, {}, 0}};
+        CHECK(agree_round(half, NS_PER_S).each[0].votes);
+    }
     SUBCASE("two voters: at a fresh start they average; in step the master's reading decides") {
         const std::vector<Reading> fresh = {{0, false, {}, 0}, {-5 * NS_PER_S, false, {}, 0}};
         CHECK(agree_round(fresh, NS_PER_S).time.average_ns == -5 * NS_PER_S / 2);
