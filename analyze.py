@@ -870,7 +870,8 @@ def stream_slaves(plans, args, say):
         procs.stop_all("could not start them all")
         sys.exit("analyze.py: cannot run %s: %s (build it with: make compile)" % (args.slave, e.strerror or e))
     for t in readers:
-        t.join()
+        if t.ident is not None:  # a Ctrl-C can come between creating a reader and starting it
+            t.join()
     return {p.name: (p.returncode, "".join(p.errors)) for p in procs.children}
 
 
