@@ -69,6 +69,10 @@ deps:
 	@test -f $(DOCTEST_H) || { echo "installing doctest-dev (needs root)"; \
 	  (apt-get install -y -q doctest-dev || (apt-get update -q && apt-get install -y -q doctest-dev)) >/dev/null; }
 	@test -f $(DOCTEST_H) || { echo "doctest.h is missing: apt-get install doctest-dev"; exit 1; }
+	@# tmux, for the test of analyze.py --panes (which falls back without it)
+	@command -v tmux >/dev/null || { echo "installing tmux (needs root)"; \
+	  (apt-get install -y -q tmux || (apt-get update -q && apt-get install -y -q tmux)) >/dev/null 2>&1 || \
+	  echo "tmux could not be installed: the --panes test will be skipped"; }
 
 # One object per test file, so a change rebuilds only what it touches (make -j2).
 UNIT_SRC := tests/doctest_main.cpp $(wildcard tests/test_*.cpp)
