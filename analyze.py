@@ -20,7 +20,8 @@ and the final verdict.
 
 Layout: reading logs (whole, or following one still being written), the clock
 model, the analysis (pure functions), the text report (one duration format,
-fmt_duration, as the C++ console's), the SVG picture, launching processes (the
+fmt_duration, as the C++ console's; fmt_magnitude is it without the sign, for
+spreads and tolerances), the SVG picture, launching processes (the
 slaves' output streamed here, or each slave in a tmux pane), main(). Standard
 library only. The tests (tests/harness.py) and the benchmarks (bench/) import
 this file for its log reader, its clock model and its process launcher rather
@@ -401,8 +402,8 @@ def analyse(tracks, tolerance_ns):
 def fmt_duration(ns):
     """A signed duration in the unit a person reads, as the C++ programs print
     it: "+0 ns"; from 1 s H:MM:SS with a fraction only when there is one (to
-    the millisecond, trailing zeros trimmed): "+0:05:00", "-0:00:04.508",
-    "+27:46:40"; below, three decimals of ms or us, or whole ns: "+1.500 ms",
+    the millisecond, always three digits): "+0:05:00", "-0:00:04.508",
+    "+0:00:02.500", "+27:46:40"; below, three decimals of ms or us, or whole ns: "+1.500 ms",
     "-12.345 us", "+7 ns". Rounded half away from zero, and the unit is chosen
     after rounding, so 999.9995 ms prints as "+0:00:01", never "1000.000 ms"."""
     if ns == 0:
@@ -417,11 +418,17 @@ def fmt_duration(ns):
         return "%s%d.%03d ms" % ((sign,) + divmod(us, 1000))
     seconds, fraction_ms = divmod((size + NS_PER_MS // 2) // NS_PER_MS, 1000)
     text = "%s%d:%02d:%02d" % (sign, seconds // 3600, seconds // 60 % 60, seconds % 60)
-    return text + ("." + ("%03d" % fraction_ms).rstrip("0") if fraction_ms else "")
+    return text + (".%03d" % fraction_ms if fraction_ms else "")
 
 
-def fmt_optional(ns):
-    return "-" if ns is None else fmt_duration(ns)
+def fmt_magnitude(ns):
+    """A quantity that cannot be negative (a spread, a tolerance, the size of an
+    error): fmt_duration without its sign, "1.001 us", "0:35:00", "0 ns"."""
+    return fmt_duration(ns)[1:]
+
+
+def fmt_optional(ns, fmt=fmt_duration):
+    return "-" if ns is None else fmt(ns)
 
 
 def fmt_time_of_day(clock_ns):
@@ -443,7 +450,7 @@ def table(headers, rows):
 
 
 def verdict(result):
-    spread, tolerance = fmt_duration(result["final_spread_ns"]), fmt_duration(result["tolerance_ns"])
+    spread, tolerance = fmt_magnitude(result["final_spread_ns"]), fmt_magnitude(result["tolerance_ns"])
     if result["synchronized"]:
         return "synchronized: spread %s <= tolerance %s" % (spread, tolerance)
     furthest = result["furthest"]
@@ -468,15 +475,15 @@ def report(result, log_dir):
         row = [c, "%+.3f ppm" % (info["drift_ppb"] / 1000), "-" if reading is None else fmt_time_of_day(reading),
                fmt_duration(info["initial_offset_ns"]), final]
         if has_master:
-            row.append(fmt_optional(info.get("max_estimation_error_ns")) if c != MASTER_ID else "-")
+            row.append(fmt_optional(info.get("max_estimation_error_ns"), fmt_magnitude) if c != MASTER_ID else "-")
         rows.append(row)
     out.append(table(headers, rows))
     out += ["", "Rounds (true spread = largest minus smallest offset, every clock at one instant;",
             "        before = at the round's start, after = once the round's corrections are fully applied,"
             " slews included)"]
     headers = ["round", "clocks", "spread before", "spread after"] + (["max |est. error|"] if has_master else [])
-    rows = [[r["round"], len(r["clocks"]), fmt_duration(r["spread_before_ns"]), fmt_duration(r["spread_after_ns"])]
-            + ([fmt_optional(r.get("max_estimation_error_ns"))] if has_master else []) for r in rounds]
+    rows = [[r["round"], len(r["clocks"]), fmt_magnitude(r["spread_before_ns"]), fmt_magnitude(r["spread_after_ns"])]
+            + ([fmt_optional(r.get("max_estimation_error_ns"), fmt_magnitude)] if has_master else []) for r in rounds]
     out.append(table(headers, rows))
     modes = {mode for info in clocks.values() for mode in info["correction_modes"]}
     marks = ["~ slewed"] * ("slew" in modes) + ["x ignored (not applied)"] * ("ignored" in modes)

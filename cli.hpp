@@ -172,7 +172,7 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
          optional_into("drift", o.rate_ppb, 3, -MAX_RATE_PPB, MAX_RATE_PPB)},
         {"seed", "N", "seed for the random offset and drift     [time and pid]",
          store_integer("seed", o.seed, 0, INT64_MAX)},
-        {"step-threshold", "MS", "step corrections this large, slew smaller ones [128]",
+        {"step-threshold", "MS", "step forward corrections this large (and the first), slew the rest [128]",
          store_scaled("step-threshold", o.discipline.step_threshold_ns, 6, 0, MAX_OFFSET_NS)},
         {"slew-rate", "PPM", "how fast to slew                         [500]",
          store_scaled("slew-rate", o.discipline.slew_rate_ppb, 3, 1, 100'000'000)},

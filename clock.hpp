@@ -421,7 +421,7 @@ constexpr int64_t master_rate_change_ppb(int64_t group_rate_ppb, int64_t interva
 // Who votes: when the master is in step, it and the slaves in step with it;
 // a newcomer is brought to their time and votes from the next round on. A
 // master that is not in step (it has just started) lets the slaves in step
-// decide when they are a majority of the participants, so a restarted master
+// decide when they are a majority of the slaves, so a restarted master
 // is brought to the time its in-step slaves keep, not they to its; otherwise
 // (a fresh start, or a few claiming to be in step) everyone votes, as in the
 // textbook's round.
@@ -450,9 +450,10 @@ inline RoundResult agree_round(std::span<const Reading> readings, int64_t interv
                                int64_t max_skew_ns = ADAPTIVE_WINDOW) {
     RoundResult r;
     r.each.resize(readings.size());
-    const auto in_step = static_cast<size_t>(
-        std::count_if(readings.begin(), readings.end(), [](const Reading& x) { return x.in_step; }));
-    const bool only_in_step = !readings.empty() && (readings[0].in_step || 2 * in_step > readings.size());
+    const auto slaves_in_step = readings.empty() ? size_t{0} : static_cast<size_t>(std::count_if(
+        readings.begin() + 1, readings.end(), [](const Reading& x) { return x.in_step; }));
+    const bool only_in_step =
+        !readings.empty() && (readings[0].in_step || 2 * slaves_in_step > readings.size() - 1);
     std::vector<int64_t> offsets;
     std::vector<size_t> voter;  // offsets[k] is readings[voter[k]]
     for (size_t i = 0; i < readings.size(); ++i) {

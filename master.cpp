@@ -233,6 +233,7 @@ private:
     Phase phase_ = Phase::Waiting;
     uint64_t round_ = 0;
     int64_t round_started_ns_ = 0;   // monotonic
+    int64_t round_started_clock_ns_ = 0;  // the master's own clock then (for --explain)
     size_t probing_left_ = 0;        // slaves of this round still being probed
     size_t acks_left_ = 0;           // ADJUSTs of this round not yet acknowledged
     int64_t last_ack_ns_ = 0;
@@ -269,6 +270,7 @@ bool Master::listen(std::string& error) {
 void Master::start_round(int64_t now) {
     ++round_;
     round_started_ns_ = now;
+    round_started_clock_ns_ = read_clock(clock_, realtime_ns());
     phase_ = Phase::Probing;
     loop_.arm(ROUND_TIMER, now + std::max(opt_.timeout_ns, opt_.interval_ns / 2));
     event("round").num("round", static_cast<int64_t>(round_)).num("cpu_ns", cpu_time_ns());
@@ -444,9 +446,8 @@ void Master::print_round(const Participants& all, const RoundResult& result) {
 // --explain: the round as a textbook tells it, with this round's numbers.
 void Master::explain_round(const Participants& all, const RoundResult& result) {
     const Agreement& t = result.time;
-    const int64_t now = read_clock(clock_, realtime_ns());
-    console_.say("  1. The master asked every slave for its clock (TIME? %" PRIu64 " 1..%u). Its own clock: %s.\n",
-                 round_, opt_.probes, format_time_of_day(now).c_str());
+    console_.say("  1. The master asked every slave for its clock (TIME? %" PRIu64 " 1..%u). Its own clock then: %s.\n",
+                 round_, opt_.probes, format_time_of_day(round_started_clock_ns_).c_str());
     console_.say("  2. Each answer: T1, T4 on the master's clock, T2, T3 on the slave's;\n"
                  "     delay = (T4 - T1) - (T3 - T2), offset = (T2 - T1) - delay/2, off by at most delay/2.\n"
                  "     The probe with the smallest delay counts.\n");
@@ -475,11 +476,21 @@ void Master::explain_round(const Participants& all, const RoundResult& result) {
     for (size_t i = 1; i < all.readings.size(); ++i)
         console_.say("     %-10s %-16s %s\n", all.who[i - 1]->id.c_str(), format_duration(all.readings[i].offset_ns).c_str(),
                      why(result.each[i], all.readings[i].offset_ns).c_str());
+    const auto voters = std::count_if(result.each.begin(), result.each.end(), [](const Decision& d) { return d.votes; });
+    if (voters == 2 && t.window_ns == MIN_WINDOW_NS)
+        console_.say("     (two voters in step cannot outvote each other: the reading nearer the master's decides)\n");
     console_.say("     average %s\n", format_duration(t.average_ns).c_str());
     console_.say("  4. Each one's correction = average - its offset:\n");
-    console_.say("     master %s\n", format_duration(result.each[0].correction_ns).c_str());
+    auto rate = [](const Decision& d) {
+        if (!d.rate_change_ppb) return std::string();
+        char text[48];
+        std::snprintf(text, sizeof text, ", and its rate %+.3f ppm", static_cast<double>(*d.rate_change_ppb) / PPB_PER_PPM);
+        return std::string(text);
+    };
+    console_.say("     master %s%s\n", format_duration(result.each[0].correction_ns).c_str(), rate(result.each[0]).c_str());
     for (size_t i = 1; i < all.readings.size(); ++i)
-        console_.say("     %s -> %s\n", all.who[i - 1]->id.c_str(), format_duration(result.each[i].correction_ns).c_str());
+        console_.say("     %s -> %s%s\n", all.who[i - 1]->id.c_str(), format_duration(result.each[i].correction_ns).c_str(),
+                     rate(result.each[i]).c_str());
 }
 
 void Master::on_ack(Peer& p, const Ack& m) {

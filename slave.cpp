@@ -318,7 +318,8 @@ void Slave::on_adjust(const Adjust& m) {
     correction_fields(e, *corrected);
     // Slewed, the correction is still being added: show the time it is heading for.
     console_.say("%s: Synchronized time at the slave is: %s (correction %s, %s)\n", id_.c_str(),
-                 format_time(clock + slew_remaining(clock_, real)).c_str(), format_duration(m.correction_ns).c_str(),
+                 format_time(clock + slew_remaining(clock_, real)).c_str(),
+                 format_duration(m.correction_ns + opt_.lie_ns).c_str(),
                  corrected->how == Applied::Step ? "stepped" : "slewing");
     if (!conn_->send(format_message(Ack{m.round}))) lose_master(conn_->error());
 }

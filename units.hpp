@@ -87,8 +87,8 @@ inline std::string format_time(int64_t ns) {
 }
 
 // A signed duration in the units a person reads: h:mm:ss from a second up
-// (to the millisecond, a fraction only when there is one), ms, us or ns
-// below: "+0:05:00", "-0:20:00", "+0:00:04.508", "+1.500 ms", "-12.345 us",
+// (to the millisecond, the fraction only when there is one), ms, us or ns
+// below: "+0:05:00", "-0:20:00", "+0:00:04.500", "+1.500 ms", "-12.345 us",
 // "+7 ns", "+0 ns". analyze.py's fmt_duration prints exactly the same.
 inline std::string format_duration(int64_t ns) {
     const char sign = ns < 0 ? '-' : '+';
@@ -100,13 +100,7 @@ inline std::string format_duration(int64_t ns) {
         const unsigned long long total_ms = mag / 1'000'000ULL + (mag % 1'000'000ULL >= 500'000ULL);  // rounded
         const unsigned long long s = total_ms / 1'000, ms = total_ms % 1'000;
         int n = std::snprintf(buf, sizeof buf, "%c%llu:%02llu:%02llu", sign, s / 3600, s / 60 % 60, s % 60);
-        if (ms > 0) {
-            char frac[8];
-            std::snprintf(frac, sizeof frac, "%03llu", ms);
-            int len = 3;
-            while (len > 0 && frac[len - 1] == '0') --len;
-            std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), ".%.*s", len, frac);
-        }
+        if (ms > 0) std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), ".%03llu", ms);
         return buf;
     }
     // Below a second: three decimals of ms or us, rounded to nearest.

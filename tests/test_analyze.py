@@ -359,7 +359,7 @@ class AnalysisTest(unittest.TestCase):
     def test_verdict_names_the_furthest_clock(self):
         r = analyze.analyse(tracks_of(*synthetic_run()), 100)
         self.assertFalse(r["synchronized"])
-        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread +300 ns > tolerance +100 ns "
+        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread 300 ns > tolerance 100 ns "
                                              "(furthest: slave-2, +200 ns from the mean)")
 
     def test_nothing_to_analyse(self):
@@ -436,7 +436,7 @@ class SlewAnalysisTest(unittest.TestCase):
         report = analyze.report(r, "logs")
         self.assertIn("Corrections received (x ignored (not applied), the others stepped)", report)
         self.assertIn("x-500.000 ms", report)
-        self.assertIn("NOT synchronized: spread +500.000 ms > tolerance +1.000 us (furthest: slave-3", report)
+        self.assertIn("NOT synchronized: spread 500.000 ms > tolerance 1.000 us (furthest: slave-3", report)
 
     def test_report_marks_slews(self):
         report = analyze.report(analyze.analyse(tracks_of(*slewing_run()), 1000), "logs")
@@ -476,7 +476,7 @@ class CommandLineTest(unittest.TestCase):
         out_json, out_svg = os.path.join(self.dir, "r.json"), os.path.join(self.dir, "p.svg")
         p = run_analyze("--from-logs", self.dir, "--json", out_json, "--plot", out_svg)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread +300 ns <= tolerance +1.000 ms")
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 300 ns <= tolerance 1.000 ms")
         self.assertIn("slave-2", p.stdout)
         with open(out_json) as f:
             figures = json.load(f)
@@ -493,19 +493,19 @@ class CommandLineTest(unittest.TestCase):
         out_svg = os.path.join(self.dir, "p.svg")
         p = run_analyze("--from-logs", self.dir, "--plot", out_svg)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread +1.013 us <= tolerance +1.000 ms")
+        self.assertEqual(p.stdout.strip().splitlines()[-1], "synchronized: spread 1.013 us <= tolerance 1.000 ms")
         self.assertEqual(p.stderr, "")
         ET.parse(out_svg)
 
     def test_not_synchronized_exits_1(self):
         p = run_analyze("--from-logs", self.dir, "--tolerance-us", "0.1")
         self.assertEqual(p.returncode, 1)
-        self.assertIn("NOT synchronized: spread +300 ns > tolerance +100 ns (furthest: slave-2", p.stdout)
+        self.assertIn("NOT synchronized: spread 300 ns > tolerance 100 ns (furthest: slave-2", p.stdout)
 
     def test_options_take_their_value_after_a_space_or_an_equals_sign(self):
         p = run_analyze("--from-logs=" + self.dir, "--tolerance-us=0.1")
         self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertIn("NOT synchronized: spread +300 ns > tolerance +100 ns", p.stdout)
+        self.assertIn("NOT synchronized: spread 300 ns > tolerance 100 ns", p.stdout)
         values = [("--host", "localhost"), ("--port", "9000"), ("--slave", "/bin/true"), ("--seed", "7"),
                   ("--offset-range", "10"), ("--drift-range", "5"), ("--timeout", "30"), ("--connect-timeout", "3"),
                   ("--tolerance-us", "20"), ("--plot", "p.svg"), ("--plot-scale", "linear"), ("--logs", "L"),
@@ -575,16 +575,27 @@ class FormatTest(unittest.TestCase):
         (123_456_789, "+123.457 ms"), (123_456_499, "+123.456 ms"), (-123_456_500, "-123.457 ms"),
         (999_999_499, "+999.999 ms"), (999_999_500, "+0:00:01"), (-999_999_500, "-0:00:01"),  # 999.9995 ms
         (S, "+0:00:01"), (-S, "-0:00:01"), (S + 1, "+0:00:01"), (S + 500_000, "+0:00:01.001"),
-        (59_900 * MS, "+0:00:59.9"), (59_999_999_500, "+0:01:00"), (4_508_406_000, "+0:00:04.508"),
+        (59_900 * MS, "+0:00:59.900"), (59_999_999_500, "+0:01:00"), (4_508_406_000, "+0:00:04.508"),
         (-4_508_500_000, "-0:00:04.509"), (5 * 60 * S, "+0:05:00"), (-20 * 60 * S, "-0:20:00"),
-        (15 * 60 * S, "+0:15:00"), (3600 * S, "+1:00:00"), (-3600 * S - 250 * MS, "-1:00:00.25"),
+        (15 * 60 * S, "+0:15:00"), (3600 * S, "+1:00:00"), (-3600 * S - 250 * MS, "-1:00:00.250"),
         (100_000 * S, "+27:46:40"), (2 ** 63 - 1, "+2562047:47:16.855"),
+        (5_190 * MS, "+0:00:05.190"), (2_500 * MS, "+0:00:02.500"), (-2_890 * MS, "-0:00:02.890"),
+        (S + 10 * MS, "+0:00:01.010"), (S + 499_999, "+0:00:01"),
     ]
 
     def test_the_table(self):
         for ns, text in self.TABLE:
             with self.subTest(ns=ns):
                 self.assertEqual(analyze.fmt_duration(ns), text)
+
+    def test_magnitudes_print_without_a_sign(self):
+        for ns, text in self.TABLE:
+            if ns >= 0:
+                with self.subTest(ns=ns):
+                    self.assertEqual(analyze.fmt_magnitude(ns), text[1:])
+        self.assertEqual(analyze.fmt_magnitude(1001), "1.001 us")
+        self.assertEqual(analyze.fmt_magnitude(35 * 60 * S), "0:35:00")
+        self.assertEqual(analyze.fmt_magnitude(0), "0 ns")
 
     def test_time_of_day(self):
         day = 86_400 * S
@@ -686,7 +697,9 @@ class PlotScaleTest(unittest.TestCase):
         report = analyze.report(analyze.analyse(tracks_of(*textbook_run()), 1000), "logs")
         for reading in ("3:00:00.000000", "3:25:00.000000", "2:50:00.000000"):
             self.assertIn(reading, report)
-        self.assertRegex(report, r"\n  1 +\+0:05:00 +-0:20:00 +\+0:15:00\n")
+        self.assertRegex(report, r"\n  1 +\+0:05:00 +-0:20:00 +\+0:15:00\n")  # corrections: signed
+        self.assertRegex(report, r"\n  1 +3 +0:35:00 +14 ns +-\n")  # spreads: magnitudes, no sign
+        self.assertTrue(report.endswith("\nsynchronized: spread 14 ns <= tolerance 1.000 us"))
         self.assertNotIn("client", report.lower())
 
 
@@ -708,7 +721,7 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(r.wait(m), 0)
         verdict = p.stdout.strip().splitlines()[-1]
-        self.assertRegex(verdict, r"^synchronized: spread \+[0-9.]+ [nu]s <= tolerance \+1\.000 ms$")
+        self.assertRegex(verdict, r"^synchronized: spread [0-9.]+ [nu]s <= tolerance 1\.000 ms$")
         self.assertIn("[slave-2] ", p.stdout)  # the slaves' output, streamed with their ids
         series = [e for e in ET.parse(out_svg).iter() if e.get("class") == "series"]
         self.assertEqual(sorted(e.get("data-clock") for e in series), ["master", "slave-1", "slave-2", "slave-3"])

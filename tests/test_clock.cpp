@@ -943,10 +943,16 @@ TEST_CASE("agree_round: who votes, and the corrections of the textbook example")
         const RoundResult x = agree_round(r, NS_PER_S);
         for (const Decision& d : x.each) CHECK(d.votes);
         CHECK(x.time.average_ns == 0);
-        // Two of three slaves in step, with the master: 2 of 4 is no majority either.
-        const std::vector<Reading> half = {{0, false, {}, 0}, {NS_PER_S, true, {}, 0}, {NS_PER_S, true, {}, 0},
-                                           {5 * NS_PER_S, false, {}, 0}};
+        // Half the slaves is no majority; two of three is, and they decide.
+        const std::vector<Reading> half = {{0, false, {}, 0}, {NS_PER_S, true, {}, 0}, {5 * NS_PER_S, false, {}, 0}};
         CHECK(agree_round(half, NS_PER_S).each[0].votes);
+        const std::vector<Reading> most = {{0, false, {}, 0}, {NS_PER_S, true, {}, 0}, {NS_PER_S, true, {}, 0},
+                                           {5 * NS_PER_S, false, {}, 0}};
+        CHECK_FALSE(agree_round(most, NS_PER_S).each[0].votes);
+        CHECK(agree_round(most, NS_PER_S).time.average_ns == NS_PER_S);
+        // One slave, in step: the restarted master is brought to it.
+        const std::vector<Reading> one = {{0, false, {}, 0}, {NS_PER_S / 2, true, {}, 0}};
+        CHECK(agree_round(one, NS_PER_S).each[0].correction_ns == NS_PER_S / 2);
     }
     SUBCASE("two voters: at a fresh start they average; in step the master's reading decides") {
         const std::vector<Reading> fresh = {{0, false, {}, 0}, {-5 * NS_PER_S, false, {}, 0}};

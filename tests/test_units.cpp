@@ -174,7 +174,7 @@ TEST_CASE("format_duration: h:mm:ss from a second, ms / us / ns below, always si
         {999'999'499, "+999.999 ms"},
         {999'999'500, "+0:00:01"},  // rounds up to a second, and takes a second's format
         {NS_PER_S, "+0:00:01"},
-        {59'900'000'000, "+0:00:59.9"},
+        {59'900'000'000, "+0:00:59.900"},
         {300 * NS_PER_S, "+0:05:00"},
         {-1'200 * NS_PER_S, "-0:20:00"},
         {900 * NS_PER_S, "+0:15:00"},
