@@ -251,11 +251,12 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
 // Start-up, after the options are parsed: signals, the open-file limit, the
 // secret, the log and the event loop. Returns the open-file limit now in
 // force, or 0 with `error` set when a step fails.
-[[nodiscard]] inline uint64_t start_up(CommonOptions& o, EventLog& log, EventLoop& loop, std::string& error) {
+[[nodiscard]] inline uint64_t start_up(const char* program, CommonOptions& o, EventLog& log, EventLoop& loop,
+                                       std::string& error) {
     install_signal_handlers();
     const uint64_t fd_limit = raise_fd_limit();
     if (!o.secret_file.empty() && !read_secret_file(o.secret_file, o.secret, error)) return 0;
-    if (!o.log_path.empty() && !log.open(o.log_path, error)) return 0;
+    if (!o.log_path.empty() && !log.open(o.log_path, error, program)) return 0;
     if (!loop.open(error)) return 0;
     return fd_limit;
 }

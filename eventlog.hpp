@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <string>
 #include <string_view>
@@ -76,9 +77,13 @@ public:
         std::string text_;
     };
 
-    [[nodiscard]] bool open(const std::string& path, std::string& error) {
+    // `program` names who is writing, for the one line on stderr when the
+    // first event is lost.
+    [[nodiscard]] bool open(const std::string& path, std::string& error, std::string program = "berkeley") {
         fd_ = Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
         if (!fd_.valid()) error = sys_error("open") + " (" + path + ")";
+        path_ = path;
+        program_ = std::move(program);
         return fd_.valid();
     }
 
@@ -94,13 +99,22 @@ public:
     uint64_t lost() const { return lost_; }
 
 private:
+    // A full disk, a file-size limit (EFBIG; SIGXFSZ is ignored) or an I/O
+    // error must not stop the clock service, nor pass in silence: the event
+    // is counted as lost, the first loss is said on stderr at once, and a
+    // line cut short is cut off again, so the log holds only whole lines.
     void write_line(const std::string& text) {
+        const off_t start = lseek(fd_.get(), 0, SEEK_END);
         size_t done = 0;
         while (done < text.size()) {
-            ssize_t n = ::write(fd_.get(), text.data() + done, text.size() - done);
+            const ssize_t n = ::write(fd_.get(), text.data() + done, text.size() - done);
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {  // a full disk must not stop the clock service
-                ++lost_;
+            if (n <= 0) {
+                const int why = n < 0 ? errno : ENOSPC;
+                [[maybe_unused]] const int cut = done > 0 && start >= 0 ? ftruncate(fd_.get(), start) : 0;
+                if (lost_++ == 0)
+                    std::fprintf(stderr, "%s: the log %s lost an event: %s; going on, counting the losses\n",
+                                 program_.c_str(), path_.c_str(), std::strerror(why));
                 return;
             }
             done += static_cast<size_t>(n);
@@ -108,6 +122,7 @@ private:
     }
     Fd fd_;
     uint64_t lost_ = 0;
+    std::string path_, program_ = "berkeley";
 };
 
 // What analysis needs to replay a clock after a correction (README: adjust).

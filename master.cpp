@@ -579,7 +579,9 @@ int Master::run() {
     console_.say("\n");
     event("exit").num("rounds", static_cast<int64_t>(round_)).flag("complete", complete);
     peers_.clear();
-    return 0;
+    if (log_.lost() == 0) return 0;
+    std::fprintf(stderr, "master: %llu event(s) could not be logged\n", static_cast<unsigned long long>(log_.lost()));
+    return 1;
 }
 
 // After each turn: the round moves on when what it waits for is complete.
@@ -813,7 +815,7 @@ int main(int argc, char** argv) {
     EventLog log;
     EventLoop loop;
     std::string error;
-    const uint64_t fd_limit = start_up(opt.common, log, loop, error);
+    const uint64_t fd_limit = start_up("master", opt.common, log, loop, error);
     if (fd_limit == 0) {
         std::fprintf(stderr, "master: %s\n", error.c_str());
         return 1;

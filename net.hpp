@@ -39,6 +39,7 @@ inline volatile sig_atomic_t g_stop_signal = 0;  // the one mutable global
 
 inline void install_signal_handlers() {
     std::signal(SIGPIPE, SIG_IGN);
+    std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit makes the log's write() fail (EFBIG), not kill us
     struct sigaction sa {};
     sa.sa_handler = [](int sig) { g_stop_signal = sig; };
     sigemptyset(&sa.sa_mask);

@@ -44,8 +44,8 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         {"port", "P", "the master's port                        [8080]", store_integer("port", o.port, 1, 65535)},
         {"id", "NAME", "name to announce (letters, digits, -_.:) [slave-<pid>]", store_text(o.id)},
         {"count", "K", "run K slaves in this process, ids NAME-1..NAME-K [1]", store_integer("count", o.count, 1, MAX_COUNT)},
-        {"connect-timeout", "SEC", "give up when not connected for this long [30]",
-         store_scaled("connect-timeout", o.connect_timeout_ns, 9, 0, 86400 * NS_PER_S)},
+        {"connect-timeout", "SEC", "give up when not connected for this long, at least 0.001 [30]",
+         store_scaled("connect-timeout", o.connect_timeout_ns, 9, NS_PER_MS, 86400 * NS_PER_S)},
         {"lie", "MS", "a liar, for experiments: every answer MS off its clock, which\n"
          "                         itself follows the master's time, ignoring rate changes [0]",
          store_scaled("lie", o.lie_ns, 6, -MAX_OFFSET_NS / 2, MAX_OFFSET_NS / 2)},
@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
     EventLog log;
     EventLoop loop;
     std::string error;
-    if (start_up(opt.common, log, loop, error) == 0) {
+    if (start_up("slave", opt.common, log, loop, error) == 0) {
         std::fprintf(stderr, "slave: %s\n", error.c_str());
         return 1;
     }
@@ -408,5 +408,9 @@ int main(int argc, char** argv) {
         }
     }
     for (const auto& s : slaves) code = std::max(code, s->exit_code());
+    if (log.lost() > 0) {
+        std::fprintf(stderr, "slave: %llu event(s) could not be logged\n", static_cast<unsigned long long>(log.lost()));
+        code = std::max(code, 1);
+    }
     return code;
 }

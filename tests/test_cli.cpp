@@ -175,16 +175,16 @@ TEST_CASE("start_up reports a failing step instead of exiting: the secret, then 
     EventLoop loop;
     std::string error;
     o.secret_file = "/nonexistent-dir/secret";
-    CHECK(start_up(o, log, loop, error) == 0);
+    CHECK(start_up("test", o, log, loop, error) == 0);
     CHECK(error.find("/nonexistent-dir/secret") != std::string::npos);
     o.secret_file.clear();
     o.log_path = "/nonexistent-dir/x.log";
     error.clear();
-    CHECK(start_up(o, log, loop, error) == 0);
+    CHECK(start_up("test", o, log, loop, error) == 0);
     CHECK(error.find("/nonexistent-dir/x.log") != std::string::npos);
     o.log_path.clear();
     error.clear();
-    CHECK(start_up(o, log, loop, error) > 0);
+    CHECK(start_up("test", o, log, loop, error) > 0);
     CHECK(error.empty());
 }
 

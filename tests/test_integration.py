@@ -132,7 +132,7 @@ class IntegrationTest(RunTestCase):
     def test_bad_arguments_give_usage_and_exit_2(self):
         for argv in ([MASTER], [MASTER, "0"], [MASTER, "3", "--bogus"], [MASTER, "3", "--rounds"],
                      [MASTER, "3", "--interval", "abc"], [MASTER, "3", "--interval", "0"], [MASTER, "x"], [SLAVE, "--port", "0"],
-                     [SLAVE, "--id", "has space"], [SLAVE, "--offset", "1.2.3"]):
+                     [SLAVE, "--id", "has space"], [SLAVE, "--offset", "1.2.3"], [SLAVE, "--connect-timeout", "0"]):
             p = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S)
             self.assertEqual(p.returncode, 2, argv)
             self.assertIn("usage:", p.stderr, argv)

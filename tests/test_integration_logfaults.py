@@ -1,0 +1,60 @@
+"""Faults of the log are never fatal and never silent: a full disk
+(/dev/full) and a file-size limit (RLIMIT_FSIZE, as systemd's LimitFSIZE=
+sets, which would kill a process with SIGXFSZ) cost events, not the service.
+The first loss is said on stderr at once, the end says how many, the exit
+status is 1, the slaves still get BYE, and the log keeps only whole lines."""
+
+import json
+import resource
+import subprocess
+import unittest
+
+from harness import MASTER, SLAVE, WAIT_S, RunTestCase, read_log, wait_until
+
+
+class LogFaultTest(RunTestCase):
+    def test_a_full_disk_is_reported_and_the_exit_status_says_so(self):
+        r = self.run_
+        m = r.start([MASTER, "1", "--port", "0", "--rounds", "2", "--interval", "0.1", "--log", "/dev/full",
+                     "--offset", "0", "--drift", "0"], "master")
+        # No log to read the port from: the console says it.
+        port = wait_until(lambda: next((int(l.split(":")[-1].split(",")[0]) for l in r.output("master")[0].splitlines()
+                                        if l.startswith("master listening on")), None), "the master to listen")
+        s = r.start([SLAVE, "--port", str(port), "--id", "s", "--log", "/dev/full", "--drift", "0"], "s")
+        self.assertEqual(r.wait(m), 1)
+        self.assertEqual(r.wait(s), 1)
+        for name, program in (("master", "master"), ("s", "slave")):
+            err = r.output(name)[1]
+            self.assertEqual(err.count("lost an event"), 1, err)  # said once, at the first loss
+            self.assertIn("%s: the log /dev/full lost an event: No space left on device" % program, err)
+            self.assertRegex(err, r"%s: \d+ event\(s\) could not be logged" % program)
+        self.assertIn("the master said BYE", r.output("s")[0])
+
+    def test_a_file_size_limit_neither_kills_the_master_nor_cuts_a_line(self):
+        r = self.run_
+        limit = 3000  # bytes: start, a few connections, then the rounds' events do not fit
+        log = r.log("master")
+        m = subprocess.Popen([MASTER, "2", "--port", "0", "--rounds", "4", "--interval", "0.1", "--log", log,
+                              "--offset", "0", "--drift", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        self.addCleanup(lambda: m.poll() is None and m.kill())
+        start = wait_until(lambda: next((e for e in read_log(log) if e["event"] == "start"), None), "start")
+        slaves = [r.slave(start["port"], "s%d" % i, "--drift", 0) for i in (1, 2)]
+        out, err = m.communicate(timeout=WAIT_S)
+        self.assertEqual(m.returncode, 1, err)  # not -SIGXFSZ
+        self.assertIn("lost an event: File too large", err)
+        self.assertIn("shutting down: all rounds done", out)
+        for s in slaves:
+            self.assertEqual(r.wait(s), 0)
+        with open(log) as f:
+            text = f.read()
+        self.assertLessEqual(len(text), limit)
+        self.assertTrue(text.endswith("\n"))
+        for line in text.splitlines():
+            json.loads(line)  # every line whole
+        for name in ("s1", "s2"):
+            self.assertEqual(self.events(name, "exit")[-1]["reason"], "the master said BYE")
+
+
+if __name__ == "__main__":
+    unittest.main()
