@@ -48,7 +48,15 @@ constexpr uint32_t FLOOD_SLACK_LINES = 8;
 // peer's file events and its own timer share the peer's token, from FIRST_PEER_TOKEN.
 constexpr uint64_t LISTENER_TOKEN = 0;
 constexpr uint64_t ROUND_TIMER = 1;
-constexpr uint64_t FIRST_PEER_TOKEN = 2;
+constexpr uint64_t QUIET_TIMER = 2;       // the end of a window of quieted events
+constexpr uint64_t FIRST_PEER_TOKEN = 3;
+// Floods leave no lasting trace: of the events about connections that never
+// became slaves (refused, dropped before a valid HELLO), the first
+// QUIET_BURST of each reason in a window of QUIET_WINDOW_NS are logged and
+// printed; the rest are counted and summed up when the window ends.
+constexpr uint32_t QUIET_BURST = 10;
+constexpr int64_t QUIET_WINDOW_NS = 10 * NS_PER_S;
+constexpr size_t QUIET_REASONS = 32;  // kinds of reason told apart; the rest are "other"
 
 struct Options {
     size_t slaves = 0;
@@ -210,6 +218,8 @@ private:
     void reap();
     void pause_listener(const std::string& why);
     void resume_listener();
+    bool quiet(const std::string& reason);
+    void say_quieted();
 
     EventLog::Line event(std::string_view name) {
         const int64_t real = realtime_ns();
@@ -243,6 +253,11 @@ private:
     bool self_rate_ready_ = false;   // the master's own last correction settles within an interval
     bool warned_timestamps_ = false;
     bool listener_paused_ = false;
+    struct Quieted {
+        uint32_t shown = 0;       // in this window
+        uint64_t suppressed = 0;  // in this window, not shown
+    };
+    std::map<std::string, Quieted> quieted_;  // by the kind of reason, this window
 };
 
 bool Master::listen(std::string& error) {
@@ -561,6 +576,7 @@ int Master::run() {
             },
             [this](uint64_t token) {
                 if (token == ROUND_TIMER) return on_round_timer(monotonic_ns());
+                if (token == QUIET_TIMER) return say_quieted();
                 if (Peer* p = peer(token); p && p->drop_reason.empty()) on_peer_timer(*p);
             },
             error);
@@ -573,6 +589,7 @@ int Master::run() {
         move_on(monotonic_ns());
         reap();  // what the round dropped (missed rounds) goes now, not at the next event
     }
+    say_quieted();
     const bool complete = opt_.rounds > 0 && round_ >= opt_.rounds && phase_ == Phase::Closing;
     console_.say("finished: %" PRIu64 " round(s); %zu slave(s) answered the last one", round_, last_answered_);
     if (last_answered_ > 0) console_.say(", their corrections within %s", format_duration(last_spread_ns_).c_str() + 1);
@@ -640,7 +657,7 @@ void Master::on_listener_ready() {
         if (peers_.size() - ids_.size() >= MAX_PENDING_HELLOS) {
             const std::string reason = "too many connections waiting to say HELLO";
             send_now(fd.get(), format_message(Error{reason}));
-            event("refused").str("address", address).str("reason", reason);
+            if (!quiet(reason)) event("refused").str("address", address).str("reason", reason);
             continue;
         }
         const uint64_t token = next_token_++;
@@ -781,13 +798,46 @@ void Master::reap() {
     for (uint64_t token : dropping_) {
         Peer* p = peer(token);
         if (!p) continue;
-        if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p->name(), p->drop_reason.c_str());
-        event("disconnected").str("slave", p->id).str("address", p->address).str("reason", p->drop_reason);
+        // About a slave that said a valid HELLO: always told. About a stranger: quieted in a flood.
+        if (!p->id.empty() || !quiet(p->drop_reason)) {
+            if (phase_ != Phase::Closing) console_.say("%s disconnected: %s\n", p->name(), p->drop_reason.c_str());
+            event("disconnected").str("slave", p->id).str("address", p->address).str("reason", p->drop_reason);
+        }
         if (!p->id.empty()) ids_.erase(p->id);
         peers_.erase(token);
         if (listener_paused_) resume_listener();  // a descriptor is free again
     }
     dropping_.clear();
+}
+
+// True when an event about a stranger dropped for `reason` should be left
+// out: past QUIET_BURST of its kind in this window. The kind is the reason
+// up to its first ':' ("bad message: unknown verb" is a "bad message").
+bool Master::quiet(const std::string& reason) {
+    const int64_t now = monotonic_ns();
+    if (quieted_.empty()) loop_.arm(QUIET_TIMER, now + QUIET_WINDOW_NS);  // a window opens
+    std::string kind = reason.substr(0, reason.find(':'));
+    if (quieted_.size() >= QUIET_REASONS && !quieted_.count(kind)) kind = "other reasons";
+    Quieted& q = quieted_[kind];
+    if (q.shown < QUIET_BURST) {
+        ++q.shown;
+        return false;
+    }
+    ++q.suppressed;
+    return true;
+}
+
+// The end of a window: one line for each kind of reason that was quieted.
+void Master::say_quieted() {
+    for (const auto& [kind, q] : quieted_) {
+        if (q.suppressed == 0) continue;
+        console_.say("dropped %llu more connection(s) in the last %lld s that did not become slaves: %s\n",
+                     static_cast<unsigned long long>(q.suppressed), static_cast<long long>(QUIET_WINDOW_NS / NS_PER_S),
+                     kind.c_str());
+        event("quieted").str("reason", kind).num("count", static_cast<int64_t>(q.suppressed))
+            .num("window_ns", QUIET_WINDOW_NS);
+    }
+    quieted_.clear();  // the next event about a stranger opens a new window
 }
 
 // Out of file descriptors: stop watching the listener (it would stay

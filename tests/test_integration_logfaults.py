@@ -1,11 +1,16 @@
-"""Faults of the log are never fatal and never silent: a full disk
+"""Floods leave no lasting trace: of the events about connections that
+never became slaves, ten of each kind a window are told, the rest summed up.
+Faults of the log are never fatal and never silent: a full disk
 (/dev/full) and a file-size limit (RLIMIT_FSIZE, as systemd's LimitFSIZE=
 sets, which would kill a process with SIGXFSZ) cost events, not the service.
 The first loss is said on stderr at once, the end says how many, the exit
 status is 1, the slaves still get BYE, and the log keeps only whole lines."""
 
 import json
+import os
 import resource
+import signal
+import socket
 import subprocess
 import unittest
 
@@ -13,6 +18,32 @@ from harness import MASTER, SLAVE, WAIT_S, RunTestCase, read_log, wait_until
 
 
 class LogFaultTest(RunTestCase):
+    def test_a_flood_of_strangers_is_summed_up_not_logged_line_by_line(self):
+        r = self.run_
+        m = r.master(1, "--rounds", 0, "--interval", 0.2, "--offset", 0, "--drift", 0)
+        r.slave(m.port, "honest", "--drift", 0)
+        wait_until(lambda: self.events("master", "round_done"), "a round")
+        flood = 300
+        for _ in range(flood):
+            with socket.create_connection(("127.0.0.1", m.port), timeout=WAIT_S) as c:
+                c.sendall(b"garbage\n")
+                c.settimeout(WAIT_S)
+                while c.recv(4096):  # until the master has answered ERROR and closed
+                    pass
+        m.send_signal(signal.SIGTERM)
+        self.assertEqual(r.wait(m), 0)
+        strangers = [e for e in self.events("master", "disconnected") if not e["slave"]]
+        self.assertLessEqual(len(strangers), 10)
+        quieted = self.events("master", "quieted")
+        self.assertEqual(sum(q["count"] for q in quieted if q["reason"] == "bad message"), flood - len(strangers))
+        console = r.output("master")[0]
+        self.assertLessEqual(console.count("disconnected: bad message"), 10)
+        self.assertIn("dropped %d more connection(s) in the last 10 s that did not become slaves: bad message"
+                      % (flood - len(strangers)), console)
+        # Events about the slave are never quieted.
+        self.assertEqual([e["slave"] for e in self.events("master", "connected")], ["honest"])
+        self.assertLess(os.path.getsize(r.log("master")), 64 * 1024)
+
     def test_a_full_disk_is_reported_and_the_exit_status_says_so(self):
         r = self.run_
         m = r.start([MASTER, "1", "--port", "0", "--rounds", "2", "--interval", "0.1", "--log", "/dev/full",
