@@ -96,7 +96,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
          }},
         {"max-missed", "K", "drop a slave after K missed rounds in a row [3]",
          store_integer("max-missed", o.max_missed, 1, 1'000'000)},
-        {"max-slaves", "M", "most slaves at once; one more gets ERROR [10000]",
+        {"max-slaves", "M", "most slaves at once; one more gets ERROR [10000, or N]",
          store_integer("max-slaves", o.max_slaves, 1, MAX_SLAVES)},
         {"explain", nullptr, "print each round as the textbook's steps, with the numbers", store_flag(o.explain, true)},
         {"by-hand", nullptr, "for typing the protocol with nc: 1 probe, no HELLO deadline, 10 min to\n"
@@ -118,6 +118,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     if (!n || *n < 1 || *n > static_cast<int64_t>(MAX_SLAVES))
         return mistake("N must be a number of slaves from 1 to " + std::to_string(MAX_SLAVES));
     o.slaves = static_cast<size_t>(*n);
+    if (o.max_slaves == DEFAULT_MAX_SLAVES) o.max_slaves = std::max(o.max_slaves, o.slaves);  // room for N by default
     if (o.slaves > o.max_slaves) return mistake("N is larger than --max-slaves");
     if (o.by_hand) {  // a person's pace, where the options were left at their defaults
         if (o.probes == DEFAULT_PROBES) o.probes = 1;

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <cerrno>
@@ -52,11 +53,22 @@ inline void install_signal_handlers() {
     sigprocmask(SIG_BLOCK, &stop, nullptr);
 }
 
-// Let this process open as many sockets as its hard limit allows.
+// Let this process open as many sockets as the system allows: the hard
+// limit, and as root the hard limit raised to the kernel's fs.nr_open too.
 // Returns the limit now in force.
 inline uint64_t raise_fd_limit() {
     rlimit rl{};
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+    rlim_t system_max = 0;
+    if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+        unsigned long long v = 0;
+        if (std::fscanf(f, "%llu", &v) == 1) system_max = static_cast<rlim_t>(v);
+        std::fclose(f);
+    }
+    if (system_max > rl.rlim_max) {  // only root may raise the hard limit; others keep theirs
+        const rlimit wider{system_max, system_max};
+        if (setrlimit(RLIMIT_NOFILE, &wider) == 0) return system_max;
+    }
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);

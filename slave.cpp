@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,10 @@ namespace {
 using namespace berkeley;
 
 constexpr int64_t DEFAULT_CONNECT_TIMEOUT_NS = 30 * NS_PER_S;
-constexpr int64_t FIRST_RETRY_NS = 50 * NS_PER_MS;  // back-off doubles from here
+// Retries back off exponentially with full jitter: a delay drawn from 0 up
+// to a ceiling that doubles from FIRST_RETRY_NS to MAX_RETRY_NS, so that
+// thousands of slaves refused at once do not all come back at once.
+constexpr int64_t FIRST_RETRY_NS = 50 * NS_PER_MS;
 constexpr int64_t MAX_RETRY_NS = 1 * NS_PER_S;
 constexpr int64_t MAX_COUNT = 100'000;
 
@@ -73,7 +77,8 @@ public:
 
     Slave(const Options& o, EventLoop& loop, EventLog& log, std::string id, uint64_t seed, uint64_t token)
         : opt_(o), loop_(loop), log_(log), id_(std::move(id)), seed_(seed),
-          clock_(starting_clock(o.common, seed, realtime_ns())), token_(token), console_{o.common.quiet} {}
+          clock_(starting_clock(o.common, seed, realtime_ns())), token_(token), console_{o.common.quiet},
+          rng_(seed ^ 0x9E3779B97F4A7C15ULL) {}
 
     void start(int64_t now);
     void on_ready(uint32_t events);
@@ -116,7 +121,8 @@ private:
     Fd connecting_;                  // while the TCP handshake is under way
     std::unique_ptr<LineConn> conn_;  // once connected
     std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed on the next event
-    int64_t retry_delay_ns_ = FIRST_RETRY_NS;
+    int64_t retry_delay_ns_ = FIRST_RETRY_NS;  // the back-off's ceiling now
+    std::mt19937_64 rng_;                      // its jitter
     int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
     bool heard_ = false;              // has the master said anything valid on this connection
     uint64_t last_wait_joined_ = 0;   // the last WAIT's count, so each is printed once
@@ -155,7 +161,8 @@ void Slave::try_connect(int64_t now) {
 
 void Slave::retry_later(int64_t now) {
     state_ = State::Waiting;
-    loop_.arm(token_, now + retry_delay_ns_);
+    std::uniform_int_distribution<int64_t> jitter(0, retry_delay_ns_);
+    loop_.arm(token_, now + jitter(rng_));
 }
 
 // This slave's one timer: the next connection attempt, giving up on a
@@ -256,8 +263,9 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
 // slaves, missed rounds, our id still taken) may.
 void Slave::on_error(const Error& m) {
     const bool final = m.reason.rfind("authentication", 0) == 0 || m.reason.find("has no secret") != std::string::npos;
-    if (final) finish(1, "the master refused us: " + m.reason);
-    else lose_master("the master refused us: " + m.reason);
+    if (final) return finish(1, "the master refused us: " + m.reason);
+    heard_ = true;  // a live master, busy or full for now: keep trying, never give up on it
+    lose_master("the master refused us: " + m.reason);
 }
 
 // The master heard our HELLO (and repeats it while it waits for the others).

@@ -46,7 +46,7 @@ TEST_CASE("EventLog writes one JSON object per line with the clock pair, escaped
 TEST_CASE("EventLog counts the lines a full disk lost, and goes on") {
     EventLog log;
     std::string error;
-    REQUIRE(log.open("/dev/full", error));
+    REQUIRE(log.open("/dev/full", error, "test_eventlog (this loss is expected)"));
     CHECK(log.lost() == 0);
     log.event("start", "m", 0, 0);
     log.event("round", "m", 0, 0).num("round", 1);
