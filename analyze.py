@@ -853,6 +853,14 @@ def stream(pipe, ident, dest, errors):
             dest.flush()
 
 
+def stop_on_interrupt(stop):
+    """After a Ctrl-C: stop the slaves (by `stop(why)`) and go on to report
+    what was logged; a second Ctrl-C must not cut that clean-up short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("\nanalyze.py: interrupted; reporting what was logged so far", file=sys.stderr)
+    stop("interrupted")
+
+
 def stream_slaves(plans, args, say):
     """Run the slaves as children whose output is streamed here, each line
     prefixed [slave-i], by one thread per pipe, until all exit or --timeout
@@ -870,9 +878,7 @@ def stream_slaves(plans, args, say):
         if not procs.wait_all(args.timeout):
             procs.stop_all("still running after %g s (--timeout)" % args.timeout)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        print("\nanalyze.py: interrupted; reporting what was logged so far", file=sys.stderr)
-        procs.stop_all("interrupted")
+        stop_on_interrupt(procs.stop_all)
     except OSError as e:
         procs.stop_all("could not start them all")
         sys.exit("analyze.py: cannot run %s: %s (build it with: make compile)" % (args.slave, e.strerror or e))
@@ -1031,9 +1037,7 @@ def pane_slaves(plans, args, log_dir, say):
         if not panes.wait(args.timeout):
             panes.stop("still running after %g s (--timeout)" % args.timeout)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        print("\nanalyze.py: interrupted; reporting what was logged so far", file=sys.stderr)
-        panes.stop("interrupted")
+        stop_on_interrupt(panes.stop)
     results = panes.outcomes()
     os.remove(os.path.join(panes.log_dir, TmuxPanes.GO))
     if panes.session:
