@@ -1,8 +1,9 @@
 // sha256.hpp - SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104) written by hand,
 // since the project links libc only: they authenticate the protocol's lines
-// with a shared key. Not for passwords (no key stretching) nor encryption, and
-// plain rather than fast. Pure: no I/O, no allocation but to_hex. Checked by
-// tests/test_sha256.cpp against FIPS 180-2, RFC 4231 and Python's hashlib.
+// with a shared key, and PBKDF2 (RFC 8018) stretches the passphrase. Not for
+// encryption, and plain rather than fast. Pure: no I/O, no allocation but
+// to_hex. Checked by tests/test_sha256.cpp against FIPS 180-2, RFC 4231 and
+// Python's hashlib, hmac and pbkdf2_hmac.
 #pragma once
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -97,8 +99,11 @@ struct Sha256 {
 
     void update(std::span<const uint8_t> data) {
         total_bytes += data.size();
-        for (const uint8_t byte : data) {
-            block[block_used++] = byte;
+        while (!data.empty()) {  // fill the block as far as data goes; a full block is hashed
+            const size_t take = std::min(data.size(), SHA256_BLOCK_BYTES - block_used);
+            std::copy_n(data.begin(), take, block.begin() + static_cast<ptrdiff_t>(block_used));
+            block_used += take;
+            data = data.subspan(take);
             if (block_used == SHA256_BLOCK_BYTES) {
                 sha256_detail::compress(h, block);
                 block_used = 0;
@@ -112,9 +117,11 @@ struct Sha256 {
         // FIPS 180-4 5.1.1 padding: the bit "1", then k zero bits so that
         // l + 1 + k = 448 mod 512, then l as a 64-bit big-endian integer.
         const uint64_t length_bits = total_bytes * 8;
-        const uint8_t one_bit = 0x80, zero = 0x00;
+        const uint8_t one_bit = 0x80;
+        const std::array<uint8_t, SHA256_BLOCK_BYTES> zeros{};
         update({&one_bit, 1});
-        while (block_used != SHA256_BLOCK_BYTES - 8) update({&zero, 1});
+        const size_t k_bytes = (SHA256_BLOCK_BYTES + SHA256_BLOCK_BYTES - 8 - block_used) % SHA256_BLOCK_BYTES;
+        update({zeros.data(), k_bytes});
         std::array<uint8_t, 8> length{};
         for (size_t i = 0; i < 8; ++i) length[i] = uint8_t(length_bits >> (56 - 8 * i));
         update(length);  // completes the last block, so block_used is 0 again
@@ -136,27 +143,61 @@ inline Sha256Digest sha256(std::string_view text) { return sha256(sha256_detail:
 
 // RFC 2104 section 2: H(K XOR opad, H(K XOR ipad, text)) with B = 64 bytes.
 // A key longer than B is first replaced by H(key), then the key is padded with
-// zeros to B bytes (section 2, step 1).
-inline Sha256Digest hmac_sha256(std::string_view key, std::string_view message) {
-    std::array<uint8_t, SHA256_BLOCK_BYTES> k{};
-    const std::span<const uint8_t> key_bytes = sha256_detail::bytes_of(key);
-    if (key_bytes.size() > SHA256_BLOCK_BYTES) {
-        const Sha256Digest hashed = sha256(key_bytes);
-        std::copy(hashed.begin(), hashed.end(), k.begin());
-    } else {
-        std::copy(key_bytes.begin(), key_bytes.end(), k.begin());
+// zeros to B bytes (section 2, step 1). The two padded key blocks are hashed
+// once, when the key is set (RFC 2104 section 4, "implementation note"), so
+// each MAC then costs the message's blocks and one more.
+class HmacSha256 {
+public:
+    explicit HmacSha256(std::span<const uint8_t> key) {
+        std::array<uint8_t, SHA256_BLOCK_BYTES> k{};
+        if (key.size() > SHA256_BLOCK_BYTES) {
+            const Sha256Digest hashed = [&] { Sha256 h; h.update(key); return h.finish(); }();
+            std::copy(hashed.begin(), hashed.end(), k.begin());
+        } else {
+            std::copy(key.begin(), key.end(), k.begin());
+        }
+        std::array<uint8_t, SHA256_BLOCK_BYTES> pad;
+        for (size_t i = 0; i < SHA256_BLOCK_BYTES; ++i) pad[i] = uint8_t(k[i] ^ 0x36);  // ipad
+        inner_.update(pad);
+        for (size_t i = 0; i < SHA256_BLOCK_BYTES; ++i) pad[i] = uint8_t(k[i] ^ 0x5c);  // opad
+        outer_.update(pad);
     }
-    std::array<uint8_t, SHA256_BLOCK_BYTES> pad;
-    for (size_t i = 0; i < SHA256_BLOCK_BYTES; ++i) pad[i] = uint8_t(k[i] ^ 0x36);  // ipad
-    Sha256 inner;
-    inner.update(pad);
-    inner.update(message);
-    const Sha256Digest inner_digest = inner.finish();
-    for (size_t i = 0; i < SHA256_BLOCK_BYTES; ++i) pad[i] = uint8_t(k[i] ^ 0x5c);  // opad
-    Sha256 outer;
-    outer.update(pad);
-    outer.update(inner_digest);
-    return outer.finish();
+    explicit HmacSha256(std::string_view key) : HmacSha256(sha256_detail::bytes_of(key)) {}
+
+    // The MAC of the concatenation of the parts.
+    Sha256Digest mac(std::initializer_list<std::span<const uint8_t>> parts) const {
+        Sha256 inner = inner_;
+        for (const auto& part : parts) inner.update(part);
+        const Sha256Digest inner_digest = inner.finish();
+        Sha256 outer = outer_;
+        outer.update(inner_digest);
+        return outer.finish();
+    }
+    Sha256Digest mac(std::string_view message) const { return mac({sha256_detail::bytes_of(message)}); }
+
+private:
+    Sha256 inner_;  // after the block K XOR ipad
+    Sha256 outer_;  // after the block K XOR opad
+};
+
+inline Sha256Digest hmac_sha256(std::string_view key, std::string_view message) {
+    return HmacSha256(key).mac(message);
+}
+
+// PBKDF2 with HMAC-SHA256 as its PRF (RFC 8018 section 5.2), for one block of
+// output (dkLen = 32, so T_1 is the key): U_1 = PRF(P, S || INT(1)),
+// U_j = PRF(P, U_{j-1}), T_1 = U_1 XOR ... XOR U_c. It makes each guess at a
+// passphrase cost c MACs, which is what slows an offline search.
+inline Sha256Digest pbkdf2_hmac_sha256(std::string_view passphrase, std::string_view salt, uint32_t iterations) {
+    const HmacSha256 prf(passphrase);
+    const std::array<uint8_t, 4> block_index = {0, 0, 0, 1};  // INT(1), big-endian
+    Sha256Digest u = prf.mac({sha256_detail::bytes_of(salt), block_index});
+    Sha256Digest t = u;
+    for (uint32_t j = 2; j <= iterations; ++j) {
+        u = prf.mac({u});
+        for (size_t i = 0; i < t.size(); ++i) t[i] ^= u[i];
+    }
+    return t;
 }
 
 // Compare a received MAC with the expected one: every byte is visited

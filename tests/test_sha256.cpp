@@ -232,3 +232,34 @@ TEST_CASE("sha256 and hmac_sha256 agree with Python's hashlib and hmac") {
     CHECK(long_keys > 100);
     CHECK(long_messages > 100);
 }
+
+TEST_CASE("HmacSha256: a key set once gives the same MACs as hmac_sha256, however the message is split") {
+    for (const std::string& key : std::vector<std::string>{std::string(), std::string("k"), std::string(64, 'k'), std::string(65, 'k'),
+                                  std::string(150, '\xa5')}) {
+        const HmacSha256 keyed(key);
+        for (const std::string& message : std::vector<std::string>{std::string(), std::string("ADJUST 3 -1500 0"), std::string(200, 'm')}) {
+            CAPTURE(key.size());
+            CAPTURE(message.size());
+            CHECK(keyed.mac(message) == hmac_sha256(key, message));
+            for (size_t cut = 0; cut <= message.size(); cut += 7)
+                CHECK(keyed.mac({bytes(std::string_view(message).substr(0, cut)),
+                                 bytes(std::string_view(message).substr(cut))}) == hmac_sha256(key, message));
+        }
+    }
+}
+
+TEST_CASE("pbkdf2_hmac_sha256: RFC 7914 section 11 and Python's hashlib.pbkdf2_hmac") {
+    // The first 32 bytes of RFC 7914's PBKDF2-HMAC-SHA256 examples (dkLen 64).
+    CHECK(to_hex(pbkdf2_hmac_sha256("passwd", "salt", 1)) ==
+          "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+    CHECK(to_hex(pbkdf2_hmac_sha256("Password", "NaCl", 80000)) ==
+          "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56");
+    // From hashlib.pbkdf2_hmac('sha256', P, S, c).hex(): a passphrase longer
+    // than a block, an empty salt, an empty passphrase.
+    CHECK(to_hex(pbkdf2_hmac_sha256(std::string(100, 'x'), "", 3)) ==
+          "8bbb2417b3b8f12898ae6553195783b360877eef8935294d3f4000dbecfd9b22");
+    CHECK(to_hex(pbkdf2_hmac_sha256("", "salt", 2)) ==
+          "62384466264daadc4144018c6bd864648272b34da8980d31521ffcce92ae003b");
+    CHECK(to_hex(pbkdf2_hmac_sha256("correct horse battery staple", "berkeley-clock-sync group key v1", 100000)) ==
+          "d8e481fc6d1f673f37cafbe4decfe6819bdfeb08d92645dcebe155b822cbeb95");
+}
