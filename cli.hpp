@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "auth.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
 #include "net.hpp"
@@ -139,8 +140,8 @@ struct CommonOptions {
     uint64_t seed = 0;
     Discipline discipline;
     bool kernel_timestamps = true;
-    std::string secret_file;           // empty: no secret
-    std::string secret;                // read from secret_file at start-up
+    std::string secret_file;           // empty: no secret, plain protocol
+    std::optional<HmacSha256> key;     // the group key, stretched from the secret at start-up
     std::string log_path;
     bool quiet = false;
 };
@@ -185,7 +186,8 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
              o.kernel_timestamps = mode == "kernel";
              return std::nullopt;
          }},
-        {"secret-file", "FILE", "shared secret for HELLO (mode 600)", store_text(o.secret_file)},
+        {"secret-file", "FILE", "a passphrase of at least 16 bytes on its first line (mode 600):\n"
+         "                         both ends prove they know it, and every line is tagged", store_text(o.secret_file)},
         {"log", "FILE", "write JSON-lines events to FILE", store_text(o.log_path)},
         {"quiet", nullptr, "print only errors", store_flag(o.quiet, true)},
     };
@@ -211,10 +213,11 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
 }
 
 // ---------------------------------------------------------------------------
-// The secret file: its first line, without trailing white space. Like ssh
+// The secret file: its first line is the passphrase, without its line end
+// and without blanks at either end (spaces inside are part of it). Like ssh
 // with its keys, refuse a file that group or others may read: a secret that
 // anyone on the host can read keeps nobody out.
-[[nodiscard]] inline bool read_secret_file(const std::string& path, std::string& secret, std::string& error) {
+[[nodiscard]] inline bool read_secret_file(const std::string& path, std::string& passphrase, std::string& error) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat st {};
     if (!fd.valid() || fstat(fd.get(), &st) != 0) {
@@ -228,22 +231,22 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
                 ": it must not be accessible by group or others (chmod 600 " + path + ")";
         return false;
     }
-    char buf[MAX_SECRET_BYTES + 2];
+    char buf[MAX_PASSPHRASE_BYTES + 2];
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
         error = sys_error("read") + " (" + path + ")";
         return false;
     }
-    secret.assign(buf, static_cast<size_t>(n));
-    secret = secret.substr(0, secret.find('\n'));
-    while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ' || secret.back() == '\t'))
-        secret.pop_back();
-    const bool printable = std::all_of(secret.begin(), secret.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-    if (secret.empty() || secret.size() > MAX_SECRET_BYTES || !printable) {
-        error = "secret file " + path + ": the first line must be 1 to " + std::to_string(MAX_SECRET_BYTES) +
-                " printable characters without spaces";
+    std::string_view line(buf, static_cast<size_t>(n));
+    line = line.substr(0, line.find('\n'));
+    const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+    while (!line.empty() && blank(line.back())) line.remove_suffix(1);
+    while (!line.empty() && blank(line.front())) line.remove_prefix(1);
+    if (auto problem = passphrase_problem(line)) {
+        error = "secret file " + path + ": " + *problem;
         return false;
     }
+    passphrase = line;
     return true;
 }
 
@@ -255,7 +258,11 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
                                        std::string& error) {
     install_signal_handlers();
     const uint64_t fd_limit = raise_fd_limit();
-    if (!o.secret_file.empty() && !read_secret_file(o.secret_file, o.secret, error)) return 0;
+    if (!o.secret_file.empty()) {
+        std::string passphrase;
+        if (!read_secret_file(o.secret_file, passphrase, error)) return 0;
+        o.key = group_key(passphrase);  // the passphrase itself is not kept
+    }
     if (!o.log_path.empty() && !log.open(o.log_path, error, program)) return 0;
     if (!loop.open(error)) return 0;
     return fd_limit;

@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "auth.hpp"
 #include "cli.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
@@ -37,6 +38,7 @@ constexpr size_t MAX_SLAVES = 100'000;
 constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the slaves
 constexpr int64_t HELLO_TIMEOUT_NS = 5 * NS_PER_S;   // a connection must say HELLO by then
 constexpr size_t MAX_PENDING_HELLOS = 1024;          // connections not yet past HELLO
+constexpr int64_t AUTH_FAILURE_DELAY_NS = 1 * NS_PER_S;  // a wrong proof is answered this late
 constexpr int64_t WAIT_HEARTBEAT_NS = 1 * NS_PER_S;  // WAIT to joined slaves before round 1
 constexpr int64_t BY_HAND_TIMEOUT_NS = 600 * NS_PER_S;  // --by-hand: time to type an answer
 constexpr int64_t BY_HAND_INTERVAL_NS = 60 * NS_PER_S;
@@ -112,6 +114,8 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
     };
     if (auto problem = common_problem(o.common)) return mistake(*problem);
+    if (o.by_hand && !o.common.secret_file.empty())
+        return mistake("--by-hand is for typing the plain protocol; nobody types the tags --secret-file asks for");
     if (args.empty()) return mistake("missing N, the number of slaves to wait for");
     if (args.size() > 1) return mistake("unexpected argument " + args[1]);
     const auto n = parse_decimal(args[0], 0);
@@ -136,6 +140,11 @@ struct Peer {
     std::string address;           // "127.0.0.1:53491"
     std::string drop_reason;       // set: remove this peer at the next reap()
     bool write_shut = false;       // after BYE: our side of the stream is closed
+    // Authentication (with a secret): see auth.hpp's diagram.
+    enum class Auth { Plain, WantChallenge, WantProof, Failing, Proven } auth = Auth::Plain;
+    Nonce slave_nonce{}, master_nonce{};
+    std::string auth_failure;      // Failing: told when AUTH_FAILURE_DELAY_NS is over
+    std::optional<Session> session;  // Proven: tags every line both ways
     // Membership.
     std::string id;                // from HELLO; empty until then
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
@@ -209,10 +218,15 @@ private:
     void on_listener_ready();
     void on_peer_ready(Peer& p, uint32_t events);
     bool on_line(Peer& p, const std::string& line, int64_t recv_real_ns);
+    void on_auth_line(Peer& p, const std::string& line);
+    void on_challenge(Peer& p, const Nonce& slave_nonce);
+    void on_proof(Peer& p, const Sha256Digest& proof);
+    void fail_auth(Peer& p, const std::string& reason);
     void on_hello(Peer& p, const Hello& m);
     void on_in_step(Peer& p);
     void mistake(Peer& p, const std::string& what);
     std::string expected_from(const Peer& p) const;
+    std::string wire(Peer& p, const Message& m);
     void send(Peer& p, const Message& m);
     void refuse(Peer& p, const std::string& reason);
     void drop(Peer& p, const std::string& reason);
@@ -239,6 +253,7 @@ private:
     Fd listener_;
     std::map<uint64_t, Peer> peers_;  // by token: connection order
     std::unordered_set<std::string> ids_;  // of the slaves that said HELLO
+    GuessBudget guesses_;             // wrong proofs answered, per address
     std::vector<uint64_t> dropping_;  // tokens of peers to remove at the next reap()
     uint64_t next_token_ = FIRST_PEER_TOKEN;
     Phase phase_ = Phase::Waiting;
@@ -306,7 +321,7 @@ void Master::start_round(int64_t now) {
 
 void Master::send_probe(Peer& p) {
     ++p.round.probes_sent;
-    const std::string line = format_message(TimeQuery{round_, p.round.probes_sent});
+    const std::string line = wire(p, TimeQuery{round_, p.round.probes_sent});  // formatted and tagged first
     p.round.probe_sent_real_ns = realtime_ns();  // T1, read as late as possible before the send
     if (!p.conn->send(line)) return drop(p, p.conn->error());
     loop_.arm(p.token, monotonic_ns() + opt_.timeout_ns);  // no reply by then: on_peer_timer
@@ -622,9 +637,10 @@ void Master::on_round_timer(int64_t now) {
     }
 }
 
-// A peer's own timer: before HELLO it is the HELLO deadline, while probed
-// the deadline of its pending probe.
+// A peer's own timer: before HELLO it is the HELLO deadline (or the end of a
+// failed authentication's delay), while probed the deadline of its pending probe.
 void Master::on_peer_timer(Peer& p) {
+    if (p.auth == Peer::Auth::Failing) return refuse(p, p.auth_failure);
     if (p.id.empty()) return refuse(p, "no HELLO within " + std::to_string(HELLO_TIMEOUT_NS / NS_PER_S) + " s");
     if (phase_ == Phase::Probing) probe_done(p);
 }
@@ -639,8 +655,8 @@ void Master::send_waits(int64_t now) {
 
 // ===========================================================================
 // Connections and the admission defences: accept (the pending-HELLO cap, the
-// fd pause), read (the flood limit), HELLO (the HELLO deadline, the secret,
-// duplicate ids, --max-slaves), refuse, reap.
+// fd pause), read (the flood limit), the handshake (its delay and budget),
+// HELLO (the HELLO deadline, duplicate ids, --max-slaves), refuse, reap.
 
 void Master::on_listener_ready() {
     for (int accepted = 0; accepted < 64; ++accepted) {
@@ -675,6 +691,7 @@ void Master::on_listener_ready() {
         p.token = token;
         p.conn = std::move(conn);
         p.address = address;
+        if (opt_.common.key) p.auth = Peer::Auth::WantChallenge;
         if (!opt_.by_hand) loop_.arm(token, monotonic_ns() + HELLO_TIMEOUT_NS);  // slow loris: HELLO is due by then
     }
 }
@@ -688,7 +705,9 @@ void Master::on_peer_ready(Peer& p, uint32_t events) {
     if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
     const auto status = p.conn->read_lines(
         [&](const std::string& line, int64_t recv_real_ns) { return on_line(p, line, recv_real_ns); });
-    if (status == LineConn::Status::Closed) drop(p, "closed the connection");
+    if (status == LineConn::Status::Closed)
+        drop(p, p.auth == Peer::Auth::WantProof ? "closed the connection instead of proving itself (another group's secret?)"
+                                                : "closed the connection");
     if (status == LineConn::Status::Failed) refuse(p, p.conn->error());
 }
 
@@ -699,7 +718,21 @@ bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
         refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
         return false;
     }
-    const berkeley::Parsed parsed = parse_message(line);
+    if (p.auth != Peer::Auth::Plain && p.auth != Peer::Auth::Proven) {
+        on_auth_line(p, line);
+        return p.drop_reason.empty();
+    }
+    if (!p.session && p.id.empty() && parse_challenge(line)) {
+        refuse(p, "this master has no secret: run the slave without --secret-file");
+        return false;
+    }
+    std::optional<std::string> opened;
+    if (p.session && !(opened = p.session->in.open(line))) {
+        refuse(p, "bad tag on line " + std::to_string(p.session->in.lines() + 1) +
+                      ": forged, altered, replayed, reordered or cut");
+        return false;
+    }
+    const berkeley::Parsed parsed = parse_message(opened ? *opened : line);
     if (!parsed.message) {
         mistake(p, "bad message: " + parsed.error);
         return p.drop_reason.empty();
@@ -738,15 +771,54 @@ std::string Master::expected_from(const Peer& p) const {
     return "nothing now (wait for TIME?)";
 }
 
+// With a secret, nothing counts before the handshake (auth.hpp): the slave's
+// challenge, then its proof. Until then the peer is a stranger.
+void Master::on_auth_line(Peer& p, const std::string& line) {
+    if (p.auth == Peer::Auth::Failing) return;  // its answer is on the way; what it says now changes nothing
+    if (p.auth == Peer::Auth::WantChallenge) {
+        if (auto nonce = parse_challenge(line)) return on_challenge(p, *nonce);
+        const bool hello = line.rfind("HELLO", 0) == 0;
+        return refuse(p, hello ? "authentication required: this master has a secret (--secret-file)"
+                               : "expected AUTH <nonce> (this master has a secret)");
+    }
+    if (auto proof = parse_proof(line)) return on_proof(p, *proof);
+    refuse(p, "expected PROOF <proof>");
+}
+
+// The slave's challenge: answer with our own nonce and our proof, so that it
+// knows who we are before it tells us anything.
+void Master::on_challenge(Peer& p, const Nonce& slave_nonce) {
+    p.slave_nonce = slave_nonce;
+    if (!random_bytes(p.master_nonce)) return refuse(p, sys_error("getrandom"));
+    if (!p.conn->send(format_answer({p.master_nonce, master_proof(*opt_.common.key, p.slave_nonce, p.master_nonce)})))
+        return drop(p, p.conn->error());
+    p.auth = Peer::Auth::WantProof;
+}
+
+// The slave's proof, checked only while its address has budget left.
+void Master::on_proof(Peer& p, const Sha256Digest& proof) {
+    const std::string host = p.address.substr(0, p.address.rfind(':'));
+    const int64_t now = monotonic_ns();
+    if (!guesses_.may_check(host, now))
+        return fail_auth(p, "authentication refused: too many wrong proofs from " + host + "; try again later");
+    if (!equal_constant_time(proof, slave_proof(*opt_.common.key, p.slave_nonce, p.master_nonce))) {
+        guesses_.spend(host, now);
+        return fail_auth(p, "authentication failed (wrong secret)");
+    }
+    p.session = session_for(Role::Master, *opt_.common.key, p.slave_nonce, p.master_nonce);
+    p.auth = Peer::Auth::Proven;
+}
+
+// A failed authentication is answered only after AUTH_FAILURE_DELAY_NS, so
+// that trying the next guess costs the prober time.
+void Master::fail_auth(Peer& p, const std::string& reason) {
+    p.auth = Peer::Auth::Failing;
+    p.auth_failure = reason;
+    loop_.arm(p.token, monotonic_ns() + AUTH_FAILURE_DELAY_NS);
+}
+
 void Master::on_hello(Peer& p, const Hello& m) {
     if (!p.id.empty()) return mistake(p, "HELLO sent twice");
-    // A second word is a secret only where there is one to give.
-    if (opt_.common.secret.empty() && !m.secret.empty())
-        return mistake(p, "HELLO takes one word, the id (this master has no secret)");
-    // Checked before anything else is revealed; the secret itself is never logged.
-    if (!opt_.common.secret.empty() && !secrets_equal(opt_.common.secret, m.secret))
-        return refuse(p, m.secret.empty() ? "authentication required (no secret in HELLO)"
-                                          : "authentication failed (wrong secret)");
     if (ids_.count(m.id)) return refuse(p, "id " + m.id + " is already connected");
     if (ids_.size() >= opt_.max_slaves)
         return refuse(p, "too many slaves (--max-slaves " + std::to_string(opt_.max_slaves) + ")");
@@ -754,7 +826,7 @@ void Master::on_hello(Peer& p, const Hello& m) {
     ids_.insert(p.id);
     loop_.disarm(p.token);  // HELLO came in time
     console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
-    event("connected").str("slave", p.id).str("address", p.address);
+    event("connected").str("slave", p.id).str("address", p.address).flag("authenticated", p.session.has_value());
     // Say it was heard, so the slave knows this master is alive while it waits.
     send(p, Wait{ids_.size(), opt_.slaves});
     if (phase_ == Phase::Waiting) {
@@ -771,14 +843,19 @@ void Master::on_in_step(Peer& p) {
     event("in_step").str("slave", p.id);
 }
 
+// The line for a message to this peer: tagged once it proved itself.
+std::string Master::wire(Peer& p, const Message& m) {
+    return p.session ? p.session->out.seal(format_message(m)) : format_message(m);
+}
+
 void Master::send(Peer& p, const Message& m) {
-    if (p.drop_reason.empty() && !p.conn->send(format_message(m))) drop(p, p.conn->error());
+    if (p.drop_reason.empty() && !p.conn->send(wire(p, m))) drop(p, p.conn->error());
 }
 
 // Tell the peer why, then drop it.
 void Master::refuse(Peer& p, const std::string& reason) {
     if (!p.drop_reason.empty()) return;
-    (void)p.conn->send(format_message(Error{reason.substr(0, MAX_REASON_BYTES)}));
+    (void)p.conn->send(wire(p, Error{reason.substr(0, MAX_REASON_BYTES)}));
     drop(p, reason);
 }
 

@@ -20,10 +20,9 @@ constexpr const char* PROGRAM_VERSION = "1.0.0";
 constexpr size_t MAX_LINE_BYTES = 256;   // longer than any valid message
 constexpr size_t MAX_ID_BYTES = 64;
 constexpr size_t MAX_REASON_BYTES = 200;
-constexpr size_t MAX_SECRET_BYTES = 128;
 constexpr uint32_t MAX_PROBES = 100;
 
-//   slave  -> master   HELLO <id> [<secret>]         join, once, first
+//   slave  -> master   HELLO <id>                    join, once, first
 //   master -> slave    WAIT <joined> <needed>        joined; rounds start at <needed> slaves
 //                                                    (again every second while waiting)
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
@@ -37,11 +36,12 @@ constexpr uint32_t MAX_PROBES = 100;
 //   slave  -> master   ACK <round>                   correction applied
 //   master -> slave    BYE                           end of the run; close
 //   either             ERROR <reason>                about to close, and why
+// With a shared secret, auth.hpp's handshake (AUTH, AUTH, PROOF) comes first
+// and every line above then carries a tag as its last field.
 // One struct per verb, each with its own field names; a Message is one of them.
 struct Hello {
     static constexpr const char* VERB = "HELLO";
     std::string id;
-    std::string secret;  // empty: none
     bool operator==(const Hello&) const = default;
 };
 struct Wait {
@@ -112,10 +112,7 @@ inline std::string format_message(const Message& message) {
         else out += std::to_string(value);
     };
     std::visit(Overloaded{
-                   [&](const Hello& m) {
-                       field(m.id);
-                       if (!m.secret.empty()) field(m.secret);
-                   },
+                   [&](const Hello& m) { field(m.id); },
                    [&](const Wait& m) { field(m.joined); field(m.needed); },
                    [&](const TimeQuery& m) { field(m.round); field(m.probe); },
                    [&](const ClockReply& m) {
@@ -228,10 +225,9 @@ inline Parsed parse_message(std::string_view line) {
     };
 
     if (verb == "HELLO") {
-        if (nfields != 1 && nfields != 2) return fail("HELLO takes an id and an optional secret");
+        if (nfields != 1) return fail("HELLO takes one field, the id");
         if (auto why = id_problem(f[1])) return fail(std::string("HELLO ") + why);
-        if (nfields == 2 && f[2].size() > MAX_SECRET_BYTES) return fail("HELLO secret too long");
-        return Parsed{Hello{std::string(f[1]), nfields == 2 ? std::string(f[2]) : std::string()}, {}};
+        return Parsed{Hello{std::string(f[1])}, {}};
     }
     if (verb == "WAIT") {
         if (auto e = want(2); !e.empty()) return fail(e);
@@ -287,17 +283,6 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{Bye{}, {}};
     }
     return fail("unknown verb");
-}
-
-// Compare a presented secret with the expected one in time that depends only
-// on the expected secret's length, so timing does not tell how much matched.
-inline bool secrets_equal(std::string_view expected, std::string_view presented) {
-    unsigned char diff = expected.size() == presented.size() ? 0 : 1;
-    for (size_t i = 0; i < expected.size(); ++i) {
-        const unsigned char p = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
-        diff |= static_cast<unsigned char>(static_cast<unsigned char>(expected[i]) ^ p);
-    }
-    return diff == 0;
 }
 
 // Splits a byte stream into lines. Bounded: a line longer than the limit is

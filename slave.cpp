@@ -4,12 +4,14 @@
 // receives an absolute time, only corrections. --count K runs K of them on
 // one loop. The clock model is clock.hpp, the sockets net.hpp.
 #include <algorithm>
+#include <array>
 #include <cinttypes>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "auth.hpp"
 #include "cli.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
@@ -91,6 +93,8 @@ private:
     void try_connect(int64_t now);
     void on_connected(int64_t now);
     bool on_line(const std::string& line, int64_t recv_real_ns);
+    void on_answer(const std::string& line);
+    std::string wire(const Message& m);
     void on_time_query(const TimeQuery& m, int64_t recv_real_ns);
     void on_adjust(const Adjust& m);
     void on_wait(const Wait& m);
@@ -125,6 +129,14 @@ private:
     std::mt19937_64 rng_;                      // its jitter
     int64_t give_up_at_ns_ = 0;       // monotonic: end of the connect timeout
     bool heard_ = false;              // has the master said anything valid on this connection
+    // With a secret (auth.hpp): our challenge, then the session once the master proved itself.
+    Nonce nonce_{};
+    bool awaiting_proof_ = false;
+    std::optional<Session> session_;
+    // How long building a CLOCK line takes (formatting, and tagging with a
+    // secret): the last few, so that T3 can be the moment the line is sent.
+    std::array<int64_t, 8> build_ns_{};
+    size_t builds_ = 0;
     uint64_t last_wait_joined_ = 0;   // the last WAIT's count, so each is printed once
     int64_t last_heard_ns_ = 0;       // monotonic
     uint64_t last_adjust_round_ = 0;
@@ -189,8 +201,11 @@ void Slave::on_timer(int64_t now) {
 }
 
 void Slave::give_up() {
-    finish(1, "could not reach the master at " + opt_.host + ":" + std::to_string(opt_.port) +
-                  (failure_.empty() ? "" : " (" + failure_ + ")") + "; is ./master running?");
+    const std::string where = opt_.host + ":" + std::to_string(opt_.port);
+    if (failure_.empty() || failure_.rfind("connect", 0) == 0)
+        return finish(1, "could not reach the master at " + where + (failure_.empty() ? "" : " (" + failure_ + ")") +
+                             "; is ./master running?");
+    finish(1, "gave up on the master at " + where + ": " + failure_);
 }
 
 void Slave::on_ready(uint32_t events) {
@@ -218,11 +233,18 @@ void Slave::on_connected(int64_t now) {
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
     if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps())
         console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", id_.c_str());
+    // With a secret, the master must prove itself before we say who we are.
+    session_.reset();
+    awaiting_proof_ = opt_.common.key.has_value();
+    if (awaiting_proof_ && !random_bytes(nonce_)) return lose_master(sys_error("getrandom"));
     // A clock already corrected keeps a group's time: say so, so that a new
     // master is brought to it rather than it to the master.
-    std::string hello = format_message(Hello{id_, opt_.common.secret});
-    if (clock_.corrected) hello += format_message(InStep{});
-    if (!conn_->start(error) || !conn_->send(hello)) return lose_master(error.empty() ? conn_->error() : error);
+    std::string first = format_challenge(nonce_);
+    if (!awaiting_proof_) {
+        first = format_message(Hello{id_});
+        if (clock_.corrected) first += format_message(InStep{});
+    }
+    if (!conn_->start(error) || !conn_->send(first)) return lose_master(error.empty() ? conn_->error() : error);
     state_ = State::Connected;
     loop_.arm(token_, now + opt_.connect_timeout_ns);
     heard_ = false;  // the back-off and the give-up time reset only once the master talks
@@ -236,7 +258,17 @@ void Slave::on_connected(int64_t now) {
 
 // Dispatch one line from the master to its handler. False: stop reading, the connection is gone.
 bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
-    const Parsed parsed = parse_message(line);
+    if (awaiting_proof_) {
+        on_answer(line);
+        return state_ == State::Connected;
+    }
+    std::optional<std::string> opened;
+    if (session_ && !(opened = session_->in.open(line))) {
+        violation("bad tag on line " + std::to_string(session_->in.lines() + 1) +
+                  " from the master: forged, altered, replayed, reordered or cut");
+        return false;
+    }
+    const Parsed parsed = parse_message(opened ? *opened : line);
     if (!parsed.message) {
         violation("bad message: " + parsed.error);
         return false;
@@ -259,6 +291,33 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
     return state_ == State::Connected;
 }
 
+// The master's answer to our challenge: its nonce and its proof. Nothing it
+// says before a right proof is believed: an ERROR may come from an impostor,
+// so it does not end us (we retry until the connect timeout), and a wrong
+// proof closes the connection without a word.
+void Slave::on_answer(const std::string& line) {
+    const auto answer = parse_answer(line);
+    if (!answer) {
+        const Parsed parsed = parse_message(line);
+        if (parsed.message && std::holds_alternative<Error>(*parsed.message))
+            return lose_master("the master refused us before proving itself: " + std::get<Error>(*parsed.message).reason);
+        return lose_master("the master did not prove itself (expected AUTH <nonce> <proof>)");
+    }
+    const HmacSha256& key = *opt_.common.key;
+    if (!equal_constant_time(answer->proof, master_proof(key, nonce_, answer->master_nonce)))
+        return lose_master("the master's proof is wrong: it does not know our secret (an impostor?)");
+    awaiting_proof_ = false;
+    session_ = session_for(Role::Slave, key, nonce_, answer->master_nonce);
+    std::string out = format_proof(slave_proof(key, nonce_, answer->master_nonce)) + wire(Hello{id_});
+    if (clock_.corrected) out += wire(InStep{});
+    if (!conn_->send(out)) lose_master(conn_->error());
+}
+
+// The line for a message to the master: tagged once it proved itself.
+std::string Slave::wire(const Message& m) {
+    return session_ ? session_->out.seal(format_message(m)) : format_message(m);
+}
+
 // A wrong secret will not get better by retrying; anything else (too many
 // slaves, missed rounds, our id still taken) may.
 void Slave::on_error(const Error& m) {
@@ -278,9 +337,12 @@ void Slave::on_wait(const Wait& m) {
 
 // Answer at once. With kernel timestamps the reply carries two readings:
 // the clock when the request arrived (the kernel's stamp, so the time this
-// process took to wake up does not count) and the clock as the reply leaves,
-// read after the reply's prefix is built, right before the send. With user
-// timestamps it is Cristian's single reading, taken at that last moment.
+// process took to wake up does not count) and the clock as the reply leaves.
+// With user timestamps it is Cristian's single reading, of that last moment.
+// The line is built after that reading (it holds it): the reading is taken
+// ahead by the least time the last few lines took to build, so that it names
+// the moment of the send as the master's T1 does (the master tags its line
+// before reading T1; a tag costs a few microseconds here).
 void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_))
         return violation("TIME? " + std::to_string(m.round) + " " + std::to_string(m.probe) + " repeats or goes back");
@@ -288,13 +350,17 @@ void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     last_query_probe_ = m.probe;
     const bool two = opt_.common.kernel_timestamps;
     const int64_t t2 = read_clock(clock_, recv_real_ns);
-    const int64_t real = realtime_ns();  // T3: the last moment before the reply is formatted and sent
-    const int64_t t3 = read_clock(clock_, real);
+    const int64_t build_ns =
+        builds_ == 0 ? 0 : *std::min_element(build_ns_.begin(), build_ns_.begin() + std::min(builds_, build_ns_.size()));
+    const int64_t real = realtime_ns();
+    const int64_t t3 = read_clock(clock_, real + build_ns);  // T3: as the line will leave
     const int64_t lie = opt_.lie_ns;
     const ClockReply reply = two ? ClockReply{m.round, m.probe, t2 + lie, t3 + lie}
                                  : ClockReply{m.round, m.probe, t3 + lie, std::nullopt};
-    if (!conn_->send(format_message(reply))) return lose_master(conn_->error());
-    auto e = event_at("reply", t3, real);  // the log keeps the truth
+    const std::string line = wire(reply);
+    build_ns_[builds_++ % build_ns_.size()] = realtime_ns() - real;
+    if (!conn_->send(line)) return lose_master(conn_->error());
+    auto e = event_at("reply", t3, real + build_ns);  // the log keeps the truth
     e.num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
     if (two) e.num("arrived_ns", t2).num("arrived_real_ns", recv_real_ns);
     if (lie != 0) e.num("lie_ns", lie);
@@ -307,7 +373,7 @@ void Slave::on_adjust(const Adjust& m) {
     if (opt_.ignore_corrections) {
         last_adjust_round_ = m.round;
         event("ignored").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
-        if (!conn_->send(format_message(Ack{m.round}))) lose_master(conn_->error());
+        if (!conn_->send(wire(Ack{m.round}))) lose_master(conn_->error());
         return;
     }
     // A liar takes the correction its lie was answered with too, and no rate
@@ -329,13 +395,13 @@ void Slave::on_adjust(const Adjust& m) {
                  format_time(clock + slew_remaining(clock_, real)).c_str(),
                  format_duration(m.correction_ns + opt_.lie_ns).c_str(),
                  corrected->how == Applied::Step ? "stepped" : "slewing");
-    if (!conn_->send(format_message(Ack{m.round}))) lose_master(conn_->error());
+    if (!conn_->send(wire(Ack{m.round}))) lose_master(conn_->error());
 }
 
 // The master broke the protocol: tell it why, close, and start over (an
 // honest master that restarted will be found again).
 void Slave::violation(const std::string& what) {
-    (void)conn_->send(format_message(Error{what.substr(0, MAX_REASON_BYTES)}));
+    (void)conn_->send(wire(Error{what.substr(0, MAX_REASON_BYTES)}));
     lose_master("protocol violation: " + what);
 }
 

@@ -497,7 +497,8 @@ class FaultTest(RunTestCase):
         # A ceiling of 50 ms doubling to 1 s, each delay drawn below it (full
         # jitter), within 2 s: about eight attempts, not one every 50 ms (40).
         self.assertLessEqual(accepted, 16)
-        self.assertIn("could not reach the master", r.output("patient")[1])
+        # (a close may reach it as a reset: what matters is that it names the master and gives up)
+        self.assertIn("gave up on the master at 127.0.0.1:%d: " % listener.getsockname()[1], r.output("patient")[1])
 
     def test_a_master_that_falls_silent_is_left(self):
         r = self.run_
@@ -513,51 +514,6 @@ class FaultTest(RunTestCase):
         self.assertEqual(s.wait(timeout=WAIT_S), 1)
         lost = self.events("wary", "lost")
         self.assertEqual(lost[0]["reason"], "no word from the master for 1000 ms")
-
-    # -- access control -------------------------------------------------------------
-
-    def secret_file(self, name, text, mode=0o600):
-        path = os.path.join(self.run_.dir, name)
-        with open(path, "w") as f:
-            f.write(text)
-        os.chmod(path, mode)
-        return path
-
-    def test_shared_secret_keeps_out_strangers(self):
-        r = self.run_
-        good = self.secret_file("good", "s3cret-value\n")
-        wrong = self.secret_file("wrong", "guessed-value\n")
-        m = r.master(1, "--rounds", 2, "--interval", 0.1, "--secret-file", good)
-        stranger = r.slave(m.port, "stranger")
-        guesser = r.slave(m.port, "guesser", "--secret-file", wrong)
-        self.assertEqual(r.wait(stranger), 1)
-        self.assertEqual(r.wait(guesser), 1)
-        self.assertIn("authentication required", r.output("stranger")[1])
-        self.assertIn("authentication failed", r.output("guesser")[1])
-        friend = r.slave(m.port, "friend", "--secret-file", good)
-        self.assertEqual(r.wait(m), 0)
-        self.assertEqual(r.wait(friend), 0)
-        reasons = sorted(e["reason"] for e in self.events("master", "disconnected") if e["slave"] == "")
-        self.assertEqual(reasons, ["authentication failed (wrong secret)",
-                                   "authentication required (no secret in HELLO)"])
-        with open(r.log("master")) as f:
-            master_log = f.read()
-        self.assertNotIn("guessed-value", master_log + r.output("master")[0])
-        self.assertNotIn("s3cret-value", master_log + r.output("master")[0])
-        self.assert_honest_in_sync(["master", "friend"])
-
-    def test_a_secret_file_readable_by_others_is_refused(self):
-        loose = self.secret_file("loose", "s3cret\n", 0o644)
-        import subprocess
-        from harness import MASTER, SLAVE
-        for argv in ([MASTER, "1", "--port", "0", "--secret-file", loose], [SLAVE, "--secret-file", loose]):
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S)
-            self.assertEqual(p.returncode, 1, argv)
-            self.assertIn("must not be accessible by group or others (chmod 600", p.stderr)
-        empty = self.secret_file("empty", "\n")
-        p = subprocess.run([SLAVE, "--secret-file", empty], capture_output=True, text=True, timeout=WAIT_S)
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("printable characters", p.stderr)
 
     # -- shutdown ---------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ TEST_CASE("format_message: exact line formats") {
         const char* want;
     };
     const std::vector<Row> rows = {
-        {Hello{"slave-1", ""}, "HELLO slave-1\n"},
+        {Hello{"slave-1"}, "HELLO slave-1\n"},
         {TimeQuery{3, 2}, "TIME? 3 2\n"},
         {ClockReply{3, 2, 1'764'460'800'123'456'789, std::nullopt}, "CLOCK 3 2 1764460800123456789\n"},
         {ClockReply{1, 1, -5, std::nullopt}, "CLOCK 1 1 -5\n"},
@@ -76,9 +76,9 @@ TEST_CASE("format_message: exact line formats") {
 
 TEST_CASE("format_message / parse_message round trip at the boundaries") {
     std::vector<Message> messages = {
-        Hello{"a", ""},
-        Hello{std::string(MAX_ID_BYTES, 'z'), ""},
-        Hello{"Az09-_.:", ""},
+        Hello{"a"},
+        Hello{std::string(MAX_ID_BYTES, 'z')},
+        Hello{"Az09-_.:"},
         Bye{},
         Error{"x"},
         Error{std::string(MAX_REASON_BYTES, 'r')},
@@ -513,38 +513,15 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
 }
 
 // ---------------------------------------------------------------------------
-TEST_CASE("HELLO carries an optional shared secret") {
-    CHECK(format_message(Hello{"s1", "k3y/with+punct"}) == "HELLO s1 k3y/with+punct\n");
-    auto p = parse_message("HELLO s1 k3y/with+punct");
+TEST_CASE("HELLO takes exactly one field: a secret never travels in a line") {
+    CHECK(format_message(Hello{"s1"}) == "HELLO s1\n");
+    auto p = parse_message("HELLO s1");
     REQUIRE(p.message);
     CHECK(std::get<Hello>(*p.message).id == "s1");
-    CHECK(std::get<Hello>(*p.message).secret == "k3y/with+punct");
-    CHECK(std::get<Hello>(*parse_message("HELLO s1").message).secret.empty());
-    CHECK(parse_message("HELLO s1 " + std::string(MAX_SECRET_BYTES, 'k')).message.has_value());
-    auto too_long = parse_message("HELLO s1 " + std::string(MAX_SECRET_BYTES + 1, 'k'));
-    CHECK_FALSE(too_long.message);
-    CHECK(too_long.error == "HELLO secret too long");
-    // The parse error never repeats the secret.
-    CHECK(too_long.error.find("kkk") == std::string::npos);
-}
-
-TEST_CASE("secrets_equal: equal only when identical, whatever the lengths") {
-    struct Case {
-        const char* expected;
-        const char* presented;
-        bool equal;
-    };
-    const Case cases[] = {
-        {"s3cret", "s3cret", true}, {"s3cret", "s3cre", false}, {"s3cret", "s3cretX", false},
-        {"s3cret", "S3cret", false}, {"s3cret", "", false},      {"", "", true},
-        {"", "x", false},           {"a", "b", false},
-    };
-    for (const Case& c : cases) {
-        CAPTURE(c.expected);
-        CAPTURE(c.presented);
-        CHECK(secrets_equal(c.expected, c.presented) == c.equal);
-    }
-    CHECK_FALSE(secrets_equal(std::string_view("ab"), std::string_view("ab\0", 3)));
+    auto two = parse_message("HELLO s1 k3y/with+punct");
+    CHECK_FALSE(two.message);
+    CHECK(two.error == "HELLO takes one field, the id");
+    CHECK(two.error.find("k3y") == std::string::npos);  // the error never repeats what came after the id
 }
 
 TEST_CASE("CLOCK with two readings: arrival and departure") {
