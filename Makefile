@@ -4,7 +4,7 @@
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
-#   make fuzz      libFuzzer over framing, parsing and arithmetic (FUZZ_SECONDS=60)
+#   make fuzz      libFuzzer over framing, parsing, tagged lines and arithmetic (FUZZ_SECONDS=60)
 #   make clean     remove what the build made
 CXX      ?= g++
 CXXFLAGS ?= -std=c++20 -O2 -g -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion
@@ -103,7 +103,7 @@ fuzz-deps:
 	@test -n "$(FUZZ_RT)" || { echo "installing libclang-rt-14-dev (needs root)"; \
 	  (apt-get install -y -q libclang-rt-14-dev || (apt-get update -q && apt-get install -y -q libclang-rt-14-dev)) >/dev/null; }
 
-build/fuzz_protocol: fuzz/fuzz_protocol.cpp clock.hpp protocol.hpp | fuzz-deps
+build/fuzz_protocol: fuzz/fuzz_protocol.cpp clock.hpp protocol.hpp auth.hpp sha256.hpp | fuzz-deps
 	@mkdir -p build
 	clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I. -o $@ $<
 

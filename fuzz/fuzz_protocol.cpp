@@ -1,7 +1,8 @@
 // fuzz_protocol.cpp - libFuzzer target over everything a peer's bytes reach
 // before any socket: the bounded line framing, the strict parser (whose every
-// accepted line must format back to itself), and the arithmetic fed with the
-// numbers a hostile peer controls. Built by `make fuzz` with clang's
+// accepted line must format back to itself), the authenticated framing (the
+// handshake lines, and tagged lines that must open only unaltered, in order),
+// and the arithmetic fed with the numbers a hostile peer controls. Built by `make fuzz` with clang's
 // -fsanitize=fuzzer,address,undefined; any crash, sanitizer report or broken
 // property is a finding.
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "auth.hpp"
 #include "clock.hpp"
 #include "protocol.hpp"
 
@@ -47,6 +49,47 @@ void fuzz_framing_and_parsing(const uint8_t* data, size_t size) {
     }
 }
 
+// The authenticated framing: hostile lines against the handshake parsers and
+// an opener (none may open: no tag is known to the input), and the input's
+// own lines sealed, then opened intact (they must) or with one byte changed,
+// one line dropped or two swapped (they must not).
+void fuzz_authenticated_framing(const uint8_t* data, size_t size) {
+    const std::string_view text(reinterpret_cast<const char*>(data), size);
+    std::vector<std::string_view> lines;
+    for (size_t pos = 0; pos <= text.size() && lines.size() < 64;) {
+        const size_t end = std::min(text.find('\n', pos), text.size());
+        lines.push_back(text.substr(pos, std::min<size_t>(end - pos, MAX_LINE_BYTES)));
+        pos = end + 1;
+    }
+    const HmacSha256 key(std::string_view("fuzzing group key"));
+    Nonce ns{}, nm{};
+    nm[0] = 1;
+    Session master = session_for(Role::Master, key, ns, nm), slave = session_for(Role::Slave, key, ns, nm);
+    for (std::string_view line : lines) {
+        if (auto n = parse_challenge(line)) check(format_challenge(*n) == std::string(line) + "\n", "AUTH is canonical");
+        if (auto a = parse_answer(line)) check(format_answer(*a) == std::string(line) + "\n", "AUTH answer is canonical");
+        if (auto p = parse_proof(line)) check(format_proof(*p) == std::string(line) + "\n", "PROOF is canonical");
+        check(!slave.in.open(line), "a line nobody sealed does not open");
+    }
+    std::vector<std::string> sealed;
+    for (std::string_view line : lines) sealed.push_back(master.out.seal(line));
+    const size_t victim = size > 0 ? data[0] % sealed.size() : 0;
+    const size_t where = size > 1 ? data[1] % (sealed[victim].size() - 1) : 0;  // not the '\n'
+    for (size_t i = 0; i < sealed.size(); ++i) {
+        std::string line = sealed[i].substr(0, sealed[i].size() - 1);
+        if (i == victim) {
+            std::string altered = line;
+            altered[where] = static_cast<char>(altered[where] ^ (size > 2 ? (data[2] | 1) : 1));
+            check(!slave.in.open(altered), "an altered line does not open");
+            if (i + 1 < sealed.size())
+                check(!slave.in.open(sealed[i + 1].substr(0, sealed[i + 1].size() - 1)), "the next line does not open first");
+        }
+        const auto opened = slave.in.open(line);
+        check(opened && *opened == lines[i], "a sealed line opens, as it was");
+        check(!slave.in.open(line), "a line does not open twice");
+    }
+}
+
 // Probes and offsets as a hostile slave could make them.
 void fuzz_arithmetic(const uint8_t* data, size_t size) {
     std::vector<int64_t> v(size / 8);
@@ -74,7 +117,10 @@ void fuzz_arithmetic(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
-    if (data[0] & 1) fuzz_framing_and_parsing(data + 1, size - 1);
-    else fuzz_arithmetic(data + 1, size - 1);
+    switch (data[0] % 3) {
+        case 0: fuzz_framing_and_parsing(data + 1, size - 1); break;
+        case 1: fuzz_arithmetic(data + 1, size - 1); break;
+        default: fuzz_authenticated_framing(data + 1, size - 1); break;
+    }
     return 0;
 }

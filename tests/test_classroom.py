@@ -66,7 +66,7 @@ class ByHandTest(RunTestCase):
             say("ACK 1")
             self.assertEqual(hear(), "ERROR expected HELLO <id>, not: ACK before HELLO")
             say("HELLO my name")
-            self.assertEqual(hear(), "ERROR expected HELLO <id>, not: HELLO takes one word, the id (this master has no secret)")
+            self.assertEqual(hear(), "ERROR expected HELLO <id>, not: bad message: HELLO takes one field, the id")
             say("HELLO alice")
             self.assertEqual(hear(), "WAIT 1 1")
             self.assertEqual(hear(), "TIME? 1 1")

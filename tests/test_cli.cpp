@@ -86,7 +86,7 @@ TEST_CASE("shared options: every one is parsed, defaults stay when absent") {
     CHECK_FALSE(all.common.discipline.frequency);
     CHECK_FALSE(all.common.kernel_timestamps);
     CHECK(all.common.secret_file == "/x/y");
-    CHECK(all.common.secret.empty());  // read at start-up, not while parsing
+    CHECK_FALSE(all.common.key);  // read and stretched at start-up, not while parsing
     CHECK(all.common.log_path == "/tmp/l");
     CHECK(all.common.quiet);
 }
@@ -143,29 +143,39 @@ TEST_CASE("starting_clock: given offset and drift win; otherwise the seed decide
     CHECK(read_clock(a, 0) != read_clock(c, 0));
 }
 
-TEST_CASE("read_secret_file: the first line, private files only, printable without spaces") {
+TEST_CASE("read_secret_file: the first line is a passphrase of 16 bytes or more, in a private file") {
     char dir[] = "/tmp/berkeley-cli-XXXXXX";
     REQUIRE(mkdtemp(dir));
+    std::vector<std::string> written;
     auto write = [&](const char* name, const std::string& text, mode_t mode) {
         const std::string path = std::string(dir) + "/" + name;
         Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
         REQUIRE(fd.valid());
         REQUIRE(::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()));
         REQUIRE(chmod(path.c_str(), mode) == 0);
+        written.push_back(path);
         return path;
     };
     std::string secret, error;
-    CHECK(read_secret_file(write("good", "s3cret-value \r\nsecond line\n", 0600), secret, error));
-    CHECK(secret == "s3cret-value");
-    CHECK_FALSE(read_secret_file(write("loose", "s3cret\n", 0644), secret, error));
+    // Spaces inside are part of it; blanks at the ends and the line end are not.
+    CHECK(read_secret_file(write("good", "  correct horse battery staple \r\nsecond line\n", 0600), secret, error));
+    CHECK(secret == "correct horse battery staple");
+    CHECK(read_secret_file(write("no-newline", "sixteen bytes!!!", 0600), secret, error));
+    CHECK(secret == "sixteen bytes!!!");
+    CHECK_FALSE(read_secret_file(write("loose", "correct horse battery staple\n", 0644), secret, error));
     CHECK(error.find("must not be accessible by group or others (chmod 600") != std::string::npos);
     CHECK_FALSE(read_secret_file(write("empty", "\n", 0600), secret, error));
-    CHECK(error.find("printable characters") != std::string::npos);
-    CHECK_FALSE(read_secret_file(write("spaces", "two words\n", 0600), secret, error));
-    CHECK_FALSE(read_secret_file(write("long", std::string(MAX_SECRET_BYTES + 1, 'k'), 0600), secret, error));
+    CHECK(error.find("the passphrase has 0 bytes; it needs at least 16") != std::string::npos);
+    CHECK_FALSE(read_secret_file(write("short", "fifteen bytes!!\n", 0600), secret, error));
+    CHECK(error.find("has 15 bytes") != std::string::npos);
+    CHECK_FALSE(read_secret_file(write("control", "a passphrase with\x01 a control byte\n", 0600), secret, error));
+    CHECK(error.find("control character") != std::string::npos);
+    CHECK_FALSE(read_secret_file(write("long", std::string(MAX_PASSPHRASE_BYTES + 1, 'k'), 0600), secret, error));
+    CHECK(read_secret_file(write("longest", std::string(MAX_PASSPHRASE_BYTES, 'k') + "\n", 0600), secret, error));
+    CHECK(secret.size() == MAX_PASSPHRASE_BYTES);
     CHECK_FALSE(read_secret_file(std::string(dir) + "/missing", secret, error));
     CHECK(error.find("open: ") == 0);
-    for (const char* name : {"good", "loose", "empty", "spaces", "long"}) unlink((std::string(dir) + "/" + name).c_str());
+    for (const std::string& path : written) unlink(path.c_str());
     rmdir(dir);
 }
 
@@ -186,6 +196,25 @@ TEST_CASE("start_up reports a failing step instead of exiting: the secret, then 
     error.clear();
     CHECK(start_up("test", o, log, loop, error) > 0);
     CHECK(error.empty());
+    CHECK_FALSE(o.key);
+}
+
+TEST_CASE("start_up stretches a good secret file's passphrase into the group key") {
+    char path[] = "/tmp/berkeley-secret-XXXXXX";
+    const int fd = mkstemp(path);  // mode 600
+    REQUIRE(fd >= 0);
+    const std::string text = "correct horse battery staple\n";
+    REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    ::close(fd);
+    CommonOptions o;
+    EventLog log;
+    EventLoop loop;
+    std::string error;
+    o.secret_file = path;
+    CHECK(start_up("test", o, log, loop, error) > 0);
+    REQUIRE(o.key);
+    CHECK(o.key->mac("x") == group_key("correct horse battery staple").mac("x"));
+    unlink(path);
 }
 
 TEST_CASE("--time: as if the clock read that at the top of the host's hour (UTC); not with --offset") {
