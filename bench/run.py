@@ -6,7 +6,7 @@ against its target.
 
     python3 bench/run.py                   the full suite (about 12 minutes, 6 of them drag)
     python3 bench/run.py --quick           a reduced version for a fast check
-    python3 bench/run.py --only scale,soak a subset (precision, steady, scale, soak, hostile, drag, lock)
+    python3 bench/run.py --only scale,soak a subset (precision, steady, scale, soak, hostile, drag, lock, auth)
 
 It runs the ./master and ./slave already built in the repo root (make compile;
 it builds nothing), or those in $BERKELEY_BIN_DIR, on free loopback ports, and
@@ -46,13 +46,14 @@ def note_skipped(message):
     SKIPPED_LINES.setdefault(message)
 
 
-NAMES = ("precision", "steady", "scale", "soak", "hostile", "drag", "lock")
+NAMES = ("precision", "steady", "scale", "soak", "hostile", "drag", "lock", "auth")
 
 FULL = {"precision_rounds": 30, "steady_s": 120, "scale": ((1000, 101, 0.15), (10000, 3, 2.0)), "soak_rounds": 5000,
         "hostile": (3, 3000, 10000), "drag_rounds": 122, "drag_lies": ("1 us", "20 us", "0.4 ms", "100 ms"),
-        "lock_intervals": (0.2, 1, 5)}
+        "lock_intervals": (0.2, 1, 5), "auth": ((1000, 11, 0.15), (10000, 3, 2.0)), "storm": True}
 QUICK = {"precision_rounds": 10, "steady_s": 40, "scale": ((1000, 11, 0.15),), "soak_rounds": 500,
-         "hostile": (3, 3000), "drag_rounds": 30, "drag_lies": ("20 us", "100 ms"), "lock_intervals": (0.2, 1)}
+         "hostile": (3, 3000), "drag_rounds": 30, "drag_lies": ("20 us", "100 ms"), "lock_intervals": (0.2, 1),
+         "auth": ((1000, 11, 0.15),), "storm": False}
 STEADY_SKIP_S = 30  # steady state is judged after the first 30 s
 CONNECT_S_PER_SLAVE = 0.01  # generous time for the slaves to connect, beyond a fixed 20 s
 ROUND_S_PER_SLAVE = 0.0002  # generous time a round may take per slave, beyond its interval
@@ -835,6 +836,139 @@ def rate_before(track, t):
 # ---------------------------------------------------------------------------
 # main
 
+# ---------------------------------------------------------------------------
+# 9. Authentication: its cost per round, the guesses one address gets, a join storm
+
+AUTH_RATIO_TARGET = 1.3      # an authenticated round takes at most 1.3x a plain one
+GUESS_RATE_TARGET = 10.0     # proofs one address gets checked per second, at most
+GUESS_THREADS, GUESS_S = 40, 10.0
+STORM_N, STORM_ROUNDS, STORM_INTERVAL_S = 19000, 3, 2.0
+
+
+def bench_auth(procs, cfg, seed):
+    cost = Section("9. Authentication: the cost of a round",
+                   ["N", "rounds", "plain round (median)", "authenticated round (median)", "ratio",
+                    "master CPU per round plain / authenticated"],
+                   ["One `./slave --count N` and its master as in 3 (`--drift 0`, --quiet, offsets as in 1), run "
+                    "once plain and once with `--secret-file` on both (each line tagged with HMAC-SHA256, after "
+                    "a handshake per slave). Round duration is round_done.duration_ns, median over the rounds; "
+                    "CPU from the master's round/round_done cpu_ns. Target: authenticated at most %gx plain."
+                    % AUTH_RATIO_TARGET])
+    secret = os.path.join(procs.dir, "bench-secret")
+    with open(secret, "w") as f:
+        f.write(os.urandom(24).hex() + "\n")
+    os.chmod(secret, 0o600)
+    for n, rounds, interval_s in cfg["auth"]:
+        figures = []
+        for extra in ([], ["--secret-file", secret]):
+            name = "auth-%d-%s" % (n, "secret" if extra else "plain")
+            try:
+                master, slaves = sync_flags(n, seed, rounds, interval_s, ["--drift", "0", *extra])
+                run = SyncRun(procs, name, n, master, slaves).finish(run_timeout_s(n, rounds, interval_s))
+            except (BenchError, analyze.NothingToAnalyse) as e:
+                cost.fail("N=%d %s" % (n, "authenticated" if extra else "plain"), e)
+                break
+            starts, dones = run.rounds("round"), run.rounds("round_done")
+            done = sorted(r for r in dones if r in starts)
+            figures.append((median([dones[r]["duration_ns"] for r in done]),
+                            sum(dones[r]["cpu_ns"] - starts[r]["cpu_ns"] for r in done) / len(done), len(done)))
+            procs.stop_all()
+        if len(figures) < 2:
+            continue
+        (plain, plain_cpu, k), (auth, auth_cpu, _) = figures
+        ratio = auth / plain
+        cost.add(n, k, ms(plain), ms(auth), judge(ratio, AUTH_RATIO_TARGET, "%.2fx" % ratio, "<= %gx" % AUTH_RATIO_TARGET),
+                 "%s / %s" % (ms(plain_cpu), ms(auth_cpu)))
+    guess = Section("10. Guessing the secret from one address",
+                    ["connections at once", "for", "proofs checked (wrong)", "refused unchecked", "checked per second"],
+                    ["A master with `--secret-file`. %d Python threads on 127.0.0.1 each loop for %g s: connect, "
+                     "send `AUTH <random nonce>`, read the master's answer, send `PROOF <random>`, read its `ERROR` "
+                     "until it closes. `authentication failed` means the proof was checked; `authentication "
+                     "refused` means the address had spent its budget (10 at once, 2 a second) and the proof was "
+                     "not looked at. Target: at most %g checked per second." % (GUESS_THREADS, GUESS_S, GUESS_RATE_TARGET)])
+    try:
+        m = procs.master(1, "guess-master", ["--rounds", "0", "--secret-file", secret, "--quiet"])
+        checked, refused, other, elapsed = guess_from_one_address(m.port)
+        rate = checked / elapsed
+        guess.add(GUESS_THREADS, "%.1f s" % elapsed, checked, refused,
+                  judge(rate, GUESS_RATE_TARGET, "%.1f/s" % rate, "<= %g/s" % GUESS_RATE_TARGET))
+        if other:
+            guess.findings.append("%d attempt(s) got another answer; the first: %r" % (len(other), other[0]))
+    except BenchError as e:
+        guess.fail("guessing", e)
+    finally:
+        procs.stop_all()
+    sections = [cost, guess]
+    if cfg.get("storm"):
+        sections.append(bench_storm(procs, seed))
+    return sections
+
+
+def guess_from_one_address(port):
+    import threading
+    counts = {"checked": 0, "refused": 0, "other": []}
+    lock = threading.Lock()
+    deadline = time.monotonic() + GUESS_S
+
+    def one_guess():
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            f = c.makefile("rwb", buffering=0)
+            f.write(b"AUTH " + os.urandom(32).hex().encode() + b"\n")
+            f.readline()
+            f.write(b"PROOF " + os.urandom(32).hex().encode() + b"\n")
+            return f.read().decode(errors="replace").strip()
+
+    def guesser():
+        while time.monotonic() < deadline:
+            try:
+                answer = one_guess()
+            except OSError as e:
+                answer = str(e)
+            with lock:
+                if answer == "ERROR authentication failed (wrong secret)":
+                    counts["checked"] += 1
+                elif answer.startswith("ERROR authentication refused"):
+                    counts["refused"] += 1
+                else:
+                    counts["other"].append(answer)
+
+    threads = [threading.Thread(target=guesser, daemon=True) for _ in range(GUESS_THREADS)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUESS_S + 60)
+    return counts["checked"], counts["refused"], counts["other"], time.monotonic() - t0
+
+
+def bench_storm(procs, seed):
+    s = Section("11. A join storm",
+                ["slaves", "all joined after", "rounds done", "answered/acked the last", "slave process exit"],
+                ["`./master %d --rounds %d --interval %g` and `./slave --count %d` started together (plain "
+                 "protocol, --quiet, `--drift 0`): every slave connects at once. The master admits at most 1024 "
+                 "connections short of HELLO; the rest are refused as busy and retry with jittered back-off. "
+                 "Both raise their open-file limit as far as the system allows. Target: all join and the %d "
+                 "rounds complete." % (STORM_N, STORM_ROUNDS, STORM_INTERVAL_S, STORM_N, STORM_ROUNDS)])
+    try:
+        master, slaves = sync_flags(STORM_N, seed, STORM_ROUNDS, STORM_INTERVAL_S, ["--drift", "0"])
+        run = SyncRun(procs, "storm", STORM_N, master, slaves).finish(run_timeout_s(STORM_N, STORM_ROUNDS,
+                                                                                   STORM_INTERVAL_S) + 120)
+        firsts = run.rounds("round")
+        joined_s = (firsts[min(firsts)]["real_ns"] - run.master_events[0]["real_ns"]) / NS_PER_S if firsts else None
+        dones = run.rounds("round_done")
+        last = dones[max(dones)] if dones else {"answered": 0, "acked": 0}
+        ok = len(dones) == STORM_ROUNDS and last["answered"] == STORM_N and last["acked"] == STORM_N
+        s.add(STORM_N, "%.1f s" % joined_s if joined_s is not None else "-",
+              judge(0 if len(dones) == STORM_ROUNDS else 1, 0, "%d of %d" % (len(dones), STORM_ROUNDS), "all"),
+              judge(0 if ok else 1, 0, "%d/%d" % (last["answered"], last["acked"]), "all"),
+              run.slaves.returncode)
+    except (BenchError, analyze.NothingToAnalyse) as e:
+        s.fail("N=%d" % STORM_N, e)
+    finally:
+        procs.stop_all()
+    return s
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Benchmark ./master and ./slave; write bench/results.md.")
     p.add_argument("--quick", action="store_true",
@@ -867,7 +1001,7 @@ def main(argv=None):
     print("bench: %s run; logs in %s" % (mode, log_dir), flush=True)
     procs = Procs(log_dir, note_skipped)
     benches = {"precision": bench_precision, "steady": bench_steady, "scale": bench_scale, "soak": bench_soak,
-               "hostile": bench_hostile, "drag": bench_drag, "lock": bench_lock}
+               "hostile": bench_hostile, "drag": bench_drag, "lock": bench_lock, "auth": bench_auth}
     sections = []
     t_start = time.monotonic()
     try:

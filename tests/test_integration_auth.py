@@ -5,6 +5,7 @@ only a few guesses answered. Every test here fails against the old protocol,
 which sent the secret in HELLO and trusted whatever answered on the port."""
 
 import hashlib
+import hmac
 import os
 import secrets
 import signal
@@ -25,6 +26,50 @@ HOUR_NS = 3600 * 10**9
 def stretched_key_hex(passphrase):
     """The group key as auth.hpp derives it: what must never be on the wire either."""
     return hashlib.pbkdf2_hmac("sha256", passphrase.encode(), b"berkeley-clock-sync group key v1", 100000).hex()
+
+
+class PySlave:
+    """A slave written from README's description of the handshake and the
+    tags with Python's hashlib and hmac: an implementation independent of
+    auth.hpp, so that the two agreeing means both follow the description."""
+
+    def __init__(self, port, passphrase):
+        self.key = hashlib.pbkdf2_hmac("sha256", passphrase.encode(), b"berkeley-clock-sync group key v1", 100000)
+        self.peer = RawPeer.connect(port)
+        self.sent = self.heard = 0
+
+    def mac(self, key, *parts):
+        return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+    def handshake(self):
+        """True when the master proved the secret; then our proof is sent."""
+        ns = os.urandom(32)
+        self.peer.send("AUTH %s\n" % ns.hex())
+        verb, nm, proof = self.peer.line().split(" ")
+        nm = bytes.fromhex(nm)
+        if not hmac.compare_digest(bytes.fromhex(proof), self.mac(self.key, b"master proof", ns, nm)):
+            return False
+        self.up = self.mac(self.key, b"slave->master", ns, nm)
+        self.down = self.mac(self.key, b"master->slave", ns, nm)
+        self.peer.send("PROOF %s\n" % self.mac(self.key, b"slave proof", ns, nm).hex())
+        return True
+
+    def tag(self, key, n, line):
+        return self.mac(key, n.to_bytes(8, "big"), line.encode())[:16].hex()
+
+    def send(self, line):
+        self.peer.send("%s %s\n" % (line, self.tag(self.up, self.sent, line)))
+        self.sent += 1
+
+    def line(self):
+        """The next line from the master, its tag checked and removed (None at the end)."""
+        raw = self.peer.line()
+        if raw is None:
+            return None
+        body, tag = raw.rsplit(" ", 1)
+        assert tag == self.tag(self.down, self.heard, body), "bad tag from the master on %r" % raw
+        self.heard += 1
+        return body
 
 
 class Relay:
@@ -131,6 +176,36 @@ class AuthTest(RunTestCase):
                 text = f.read() + "".join(r.output(name))
             self.assertNotIn(PASSPHRASE, text)
             self.assertNotIn(key, text)
+
+    def test_an_independent_python_slave_speaks_with_the_master(self):
+        """auth.hpp and Python's hmac agree on every proof and tag: a slave
+        from README's description joins, answers 30 s ahead and is corrected."""
+        r = self.run_
+        m = r.master(1, "--rounds", 1, "--offset", 0, "--secret-file", self.good)
+        py = PySlave(m.port, PASSPHRASE)
+        self.assertTrue(py.handshake())
+        py.send("HELLO python")
+        seen = []
+        while True:
+            line = py.line()
+            if line is None or line == "BYE":
+                break
+            verb, *f = line.split(" ")
+            seen.append(verb)
+            if verb == "TIME?":
+                now = time.time_ns() + 30 * 10**9
+                py.send("CLOCK %s %s %d %d" % (f[0], f[1], now, now))
+            elif verb == "ADJUST":
+                correction = int(f[1])
+                py.send("ACK %s" % f[0])
+        self.assertEqual(line, "BYE")
+        self.assertEqual(seen, ["WAIT", "TIME?", "TIME?", "TIME?", "TIME?", "ADJUST"])
+        self.assertLess(abs(correction + 15 * 10**9), 50 * MS)  # halfway between the master and 30 s ahead
+        self.assertEqual(r.wait(m), 0)
+        self.assertTrue(self.events("master", "connected")[0]["authenticated"])
+        # And the other way: a master without our secret does not pass our check.
+        other = r.master(1, "--rounds", 1, "--secret-file", self.wrong, name="other")
+        self.assertFalse(PySlave(other.port, PASSPHRASE).handshake())
 
     # -- an impostor master ---------------------------------------------------
 
