@@ -73,12 +73,33 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     return r;
 }
 
+// How long building a CLOCK line takes (formatting it, and tagging it with a
+// secret), so that its T3 can name the moment the line is sent: the fastest
+// of the last BUILD_SAMPLES builds of every slave in this process, once there
+// are MIN_BUILD_SAMPLES. The fastest, because an estimate too long would
+// shorten the probe's measured delay and make a biased probe look best.
+class BuildTime {
+public:
+    static constexpr size_t BUILD_SAMPLES = 64;
+    static constexpr size_t MIN_BUILD_SAMPLES = 4;
+    int64_t predict_ns() const {
+        if (count_ < MIN_BUILD_SAMPLES) return 0;
+        return *std::min_element(samples_.begin(), samples_.begin() + std::min(count_, BUILD_SAMPLES));
+    }
+    void add(int64_t ns) { samples_[count_++ % BUILD_SAMPLES] = std::max<int64_t>(ns, 0); }
+
+private:
+    std::array<int64_t, BUILD_SAMPLES> samples_{};
+    size_t count_ = 0;
+};
+
 class Slave {
 public:
     enum class State { Waiting, Connecting, Connected, Done };
 
-    Slave(const Options& o, EventLoop& loop, EventLog& log, std::string id, uint64_t seed, uint64_t token)
-        : opt_(o), loop_(loop), log_(log), id_(std::move(id)), seed_(seed),
+    Slave(const Options& o, EventLoop& loop, EventLog& log, BuildTime& build, std::string id, uint64_t seed,
+          uint64_t token)
+        : opt_(o), loop_(loop), log_(log), build_(build), id_(std::move(id)), seed_(seed),
           clock_(starting_clock(o.common, seed, realtime_ns())), token_(token), console_{o.common.quiet},
           rng_(seed ^ 0x9E3779B97F4A7C15ULL) {}
 
@@ -116,6 +137,7 @@ private:
     const Options& opt_;
     EventLoop& loop_;
     EventLog& log_;
+    BuildTime& build_;  // shared by the slaves of this process
     std::string id_;
     uint64_t seed_;
     SimClock clock_;
@@ -133,10 +155,6 @@ private:
     Nonce nonce_{};
     bool awaiting_proof_ = false;
     std::optional<Session> session_;
-    // How long building a CLOCK line takes (formatting, and tagging with a
-    // secret): the last few, so that T3 can be the moment the line is sent.
-    std::array<int64_t, 8> build_ns_{};
-    size_t builds_ = 0;
     uint64_t last_wait_joined_ = 0;   // the last WAIT's count, so each is printed once
     int64_t last_heard_ns_ = 0;       // monotonic
     uint64_t last_adjust_round_ = 0;
@@ -340,9 +358,9 @@ void Slave::on_wait(const Wait& m) {
 // process took to wake up does not count) and the clock as the reply leaves.
 // With user timestamps it is Cristian's single reading, of that last moment.
 // The line is built after that reading (it holds it): the reading is taken
-// ahead by the least time the last few lines took to build, so that it names
-// the moment of the send as the master's T1 does (the master tags its line
-// before reading T1; a tag costs a few microseconds here).
+// ahead by BuildTime's estimate, so that it names the moment of the send as
+// the master's T1 does (the master builds and tags its line before reading
+// T1; a tag costs about a microsecond here).
 void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_))
         return violation("TIME? " + std::to_string(m.round) + " " + std::to_string(m.probe) + " repeats or goes back");
@@ -350,15 +368,14 @@ void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     last_query_probe_ = m.probe;
     const bool two = opt_.common.kernel_timestamps;
     const int64_t t2 = read_clock(clock_, recv_real_ns);
-    const int64_t build_ns =
-        builds_ == 0 ? 0 : *std::min_element(build_ns_.begin(), build_ns_.begin() + std::min(builds_, build_ns_.size()));
+    const int64_t build_ns = build_.predict_ns();
     const int64_t real = realtime_ns();
     const int64_t t3 = read_clock(clock_, real + build_ns);  // T3: as the line will leave
     const int64_t lie = opt_.lie_ns;
     const ClockReply reply = two ? ClockReply{m.round, m.probe, t2 + lie, t3 + lie}
                                  : ClockReply{m.round, m.probe, t3 + lie, std::nullopt};
     const std::string line = wire(reply);
-    build_ns_[builds_++ % build_ns_.size()] = realtime_ns() - real;
+    build_.add(realtime_ns() - real);
     if (!conn_->send(line)) return lose_master(conn_->error());
     auto e = event_at("reply", t3, real + build_ns);  // the log keeps the truth
     e.num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
@@ -451,10 +468,11 @@ int main(int argc, char** argv) {
     }
     // --count K: K independent slaves on this one loop, each its own
     // connection, clock (seed + i) and id; the token of each is its index.
+    BuildTime build;
     std::vector<std::unique_ptr<Slave>> slaves;
     for (size_t i = 0; i < opt.count; ++i) {
         std::string id = opt.count == 1 ? opt.id : opt.id + "-" + std::to_string(i + 1);
-        slaves.push_back(std::make_unique<Slave>(opt, loop, log, std::move(id), opt.common.seed + i, i));
+        slaves.push_back(std::make_unique<Slave>(opt, loop, log, build, std::move(id), opt.common.seed + i, i));
     }
     for (auto& s : slaves) s->start(monotonic_ns());
     size_t running = 0;

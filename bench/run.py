@@ -4,7 +4,7 @@ cost of a round), soak, the master's CPU per hostile connection, faulty
 minorities against the honest ensemble (drag) and frequency lock, each judged
 against its target.
 
-    python3 bench/run.py                   the full suite (about 12 minutes, 6 of them drag)
+    python3 bench/run.py                   the full suite (about 15 minutes, 6 of them drag)
     python3 bench/run.py --quick           a reduced version for a fast check
     python3 bench/run.py --only scale,soak a subset (precision, steady, scale, soak, hostile, drag, lock, auth)
 
@@ -842,7 +842,7 @@ def rate_before(track, t):
 AUTH_RATIO_TARGET = 1.3      # an authenticated round takes at most 1.3x a plain one
 GUESS_RATE_TARGET = 10.0     # proofs one address gets checked per second, at most
 GUESS_THREADS, GUESS_S = 40, 10.0
-STORM_N, STORM_ROUNDS, STORM_INTERVAL_S = 19000, 3, 2.0
+STORM_N, STORM_ROUNDS, STORM_INTERVAL_S, STORM_TIMEOUT_MS = 19000, 3, 5.0, 5000
 
 
 def bench_auth(procs, cfg, seed):
@@ -943,24 +943,29 @@ def guess_from_one_address(port):
 
 def bench_storm(procs, seed):
     s = Section("11. A join storm",
-                ["slaves", "all joined after", "rounds done", "answered/acked the last", "slave process exit"],
-                ["`./master %d --rounds %d --interval %g` and `./slave --count %d` started together (plain "
-                 "protocol, --quiet, `--drift 0`): every slave connects at once. The master admits at most 1024 "
-                 "connections short of HELLO; the rest are refused as busy and retry with jittered back-off. "
-                 "Both raise their open-file limit as far as the system allows. Target: all join and the %d "
-                 "rounds complete." % (STORM_N, STORM_ROUNDS, STORM_INTERVAL_S, STORM_N, STORM_ROUNDS)])
+                ["slaves", "all joined after", "rounds done", "answered/acked (fewest over the rounds)",
+                 "slave process exit"],
+                ["`./master %d --rounds %d --interval %g --timeout-ms %d` and `./slave --count %d` started "
+                 "together (plain protocol, --quiet, `--drift 0`): every slave connects at once. The master "
+                 "admits at most 1024 connections short of HELLO; the rest are refused as busy and retry with "
+                 "jittered back-off. Both raise their open-file limit as far as the system allows. One process "
+                 "answering for 19,000 slaves needs more than the default 500 ms per probe and for the ACKs on "
+                 "2 cores, hence the longer timeout. Target: all join, and all answer and acknowledge each of "
+                 "the %d rounds." % (STORM_N, STORM_ROUNDS, STORM_INTERVAL_S, STORM_TIMEOUT_MS, STORM_N, STORM_ROUNDS)])
     try:
         master, slaves = sync_flags(STORM_N, seed, STORM_ROUNDS, STORM_INTERVAL_S, ["--drift", "0"])
+        master += ["--timeout-ms", str(STORM_TIMEOUT_MS)]
         run = SyncRun(procs, "storm", STORM_N, master, slaves).finish(run_timeout_s(STORM_N, STORM_ROUNDS,
                                                                                    STORM_INTERVAL_S) + 120)
         firsts = run.rounds("round")
         joined_s = (firsts[min(firsts)]["real_ns"] - run.master_events[0]["real_ns"]) / NS_PER_S if firsts else None
         dones = run.rounds("round_done")
-        last = dones[max(dones)] if dones else {"answered": 0, "acked": 0}
-        ok = len(dones) == STORM_ROUNDS and last["answered"] == STORM_N and last["acked"] == STORM_N
+        fewest = {k: min([d[k] for d in dones.values()] or [0]) for k in ("answered", "acked")}
+        ok = len(dones) == STORM_ROUNDS and all(d["answered"] == STORM_N and d["acked"] == STORM_N
+                                                for d in dones.values())
         s.add(STORM_N, "%.1f s" % joined_s if joined_s is not None else "-",
               judge(0 if len(dones) == STORM_ROUNDS else 1, 0, "%d of %d" % (len(dones), STORM_ROUNDS), "all"),
-              judge(0 if ok else 1, 0, "%d/%d" % (last["answered"], last["acked"]), "all"),
+              judge(0 if ok else 1, 0, "%d/%d" % (fewest["answered"], fewest["acked"]), "all"),
               run.slaves.returncode)
     except (BenchError, analyze.NothingToAnalyse) as e:
         s.fail("N=%d" % STORM_N, e)
