@@ -48,7 +48,7 @@ using Tag = std::array<uint8_t, TAG_BYTES>;
 inline std::optional<std::string> passphrase_problem(std::string_view passphrase) {
     if (passphrase.size() < MIN_PASSPHRASE_BYTES)
         return "the passphrase has " + std::to_string(passphrase.size()) + " bytes; it needs at least " +
-               std::to_string(MIN_PASSPHRASE_BYTES) + " (spaces are allowed: a few words will do)";
+               std::to_string(MIN_PASSPHRASE_BYTES) + " (random is best: head -c 24 /dev/urandom | base64)";
     if (passphrase.size() > MAX_PASSPHRASE_BYTES)
         return "the passphrase is longer than " + std::to_string(MAX_PASSPHRASE_BYTES) + " bytes";
     for (const char c : passphrase)
@@ -57,7 +57,10 @@ inline std::optional<std::string> passphrase_problem(std::string_view passphrase
 }
 
 // The group key: the passphrase stretched, so that each guess in an offline
-// search (from a recorded handshake) costs KEY_STRETCH_ITERATIONS MACs.
+// search (from a recorded handshake) costs KEY_STRETCH_ITERATIONS MACs. The
+// salt is the same for every group (both ends must derive the same key from
+// the passphrase alone), so a dictionary stretched once serves against every
+// group: only a passphrase no dictionary holds (a random one) is safe.
 inline HmacSha256 group_key(std::string_view passphrase) {
     const Sha256Digest k = pbkdf2_hmac_sha256(passphrase, KEY_STRETCH_SALT, KEY_STRETCH_ITERATIONS);
     return HmacSha256(std::span<const uint8_t>(k));
@@ -230,7 +233,11 @@ inline Session session_for(Role role, const HmacSha256& key, const Nonce& slave_
 // answer would tell a guesser it had guessed right). So one address gets at
 // most GUESS_BURST + GUESSES_PER_S * t answers in t seconds, however many
 // connections it opens. Memory is bounded: at most MAX_TRACKED addresses,
-// forgetting those whose bucket is full again.
+// forgetting those whose bucket is full again (looked for at most once a
+// second). The price: a prober that keeps MAX_TRACKED addresses spending
+// (one wrong proof each every 5 s) makes every new address share one budget,
+// honest slaves from new addresses included. Addresses are counted as they
+// are: an IPv6 prober with a /64 has many.
 class GuessBudget {
 public:
     static constexpr double GUESSES_PER_S = 2.0;
@@ -264,7 +271,7 @@ private:
     Bucket* find(const std::string& address, int64_t now_ns) {
         auto it = buckets_.find(address);
         if (it == buckets_.end() && buckets_.size() >= MAX_TRACKED) {
-            forget_full(now_ns);
+            if (now_ns - swept_ns_ >= SWEEP_EVERY_NS) forget_full(now_ns);  // a sweep costs the whole table
             if (buckets_.size() >= MAX_TRACKED) it = buckets_.try_emplace(std::string(), Bucket{GUESS_BURST, now_ns}).first;
         }
         if (it == buckets_.end()) return nullptr;
@@ -277,13 +284,16 @@ private:
     }
 
     void forget_full(int64_t now_ns) {
+        swept_ns_ = now_ns;
         for (auto it = buckets_.begin(); it != buckets_.end();) {
             const double refilled = it->second.tokens + static_cast<double>(now_ns - it->second.at_ns) * GUESSES_PER_S / 1e9;
             it = refilled >= GUESS_BURST ? buckets_.erase(it) : std::next(it);
         }
     }
 
+    static constexpr int64_t SWEEP_EVERY_NS = 1'000'000'000;
     std::map<std::string, Bucket> buckets_;
+    int64_t swept_ns_ = INT64_MIN / 2;
 };
 
 }  // namespace berkeley

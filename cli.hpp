@@ -187,7 +187,12 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
              return std::nullopt;
          }},
         {"secret-file", "FILE", "a passphrase of at least 16 bytes on its first line (mode 600):\n"
-         "                         both ends prove they know it, and every line is tagged", store_text(o.secret_file)},
+         "                         both ends prove they know it, and every line is tagged",
+         [&o](std::string_view path) -> std::optional<std::string> {
+             if (path.empty()) return std::string("--secret-file needs a file name");  // not "no secret"
+             o.secret_file = path;
+             return std::nullopt;
+         }},
         {"log", "FILE", "write JSON-lines events to FILE", store_text(o.log_path)},
         {"quiet", nullptr, "print only errors", store_flag(o.quiet, true)},
     };
@@ -224,6 +229,10 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
         error = sys_error("open") + " (" + path + ")";
         return false;
     }
+    if (!S_ISREG(st.st_mode)) {
+        error = "secret file " + path + " is not a regular file";
+        return false;
+    }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
@@ -242,12 +251,11 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
     const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
     while (!line.empty() && blank(line.back())) line.remove_suffix(1);
     while (!line.empty() && blank(line.front())) line.remove_prefix(1);
-    if (auto problem = passphrase_problem(line)) {
-        error = "secret file " + path + ": " + *problem;
-        return false;
-    }
-    passphrase = line;
-    return true;
+    const auto problem = passphrase_problem(line);
+    if (!problem) passphrase = line;
+    explicit_bzero(buf, sizeof buf);
+    if (problem) error = "secret file " + path + ": " + *problem;
+    return !problem;
 }
 
 // ---------------------------------------------------------------------------
@@ -261,7 +269,8 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
     if (!o.secret_file.empty()) {
         std::string passphrase;
         if (!read_secret_file(o.secret_file, passphrase, error)) return 0;
-        o.key = group_key(passphrase);  // the passphrase itself is not kept
+        o.key = group_key(passphrase);
+        explicit_bzero(passphrase.data(), passphrase.size());  // the passphrase itself is not kept
     }
     if (!o.log_path.empty() && !log.open(o.log_path, error, program)) return 0;
     if (!loop.open(error)) return 0;

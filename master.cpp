@@ -713,6 +713,7 @@ void Master::on_peer_ready(Peer& p, uint32_t events) {
 
 // Dispatch one line to its handler. False stops reading from this peer (it is being dropped).
 bool Master::on_line(Peer& p, const std::string& line, int64_t recv_real_ns) {
+    if (p.auth == Peer::Auth::Failing) return true;  // its answer waits out the delay, whatever it says now
     const uint32_t limit = (2 * opt_.probes + FLOOD_SLACK_LINES) * (opt_.by_hand ? 10 : 1);
     if (++p.round.lines > limit) {
         refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
@@ -774,7 +775,6 @@ std::string Master::expected_from(const Peer& p) const {
 // With a secret, nothing counts before the handshake (auth.hpp): the slave's
 // challenge, then its proof. Until then the peer is a stranger.
 void Master::on_auth_line(Peer& p, const std::string& line) {
-    if (p.auth == Peer::Auth::Failing) return;  // its answer is on the way; what it says now changes nothing
     if (p.auth == Peer::Auth::WantChallenge) {
         if (auto nonce = parse_challenge(line)) return on_challenge(p, *nonce);
         const bool hello = line.rfind("HELLO", 0) == 0;

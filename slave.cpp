@@ -280,6 +280,14 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
         on_answer(line);
         return state_ == State::Connected;
     }
+    // The master proved itself, but refused our proof (its guess budget for
+    // our address is spent, say): that answer comes before its first tagged
+    // line. A live master: keep trying, with back-off.
+    if (session_ && session_->in.lines() == 0 && line.rfind("ERROR ", 0) == 0) {
+        heard_ = true;
+        lose_master("the master refused our proof: " + line.substr(6, MAX_REASON_BYTES));
+        return false;
+    }
     std::optional<std::string> opened;
     if (session_ && !(opened = session_->in.open(line))) {
         violation("bad tag on line " + std::to_string(session_->in.lines() + 1) +

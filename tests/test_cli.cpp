@@ -199,6 +199,13 @@ TEST_CASE("start_up reports a failing step instead of exiting: the secret, then 
     CHECK_FALSE(o.key);
 }
 
+TEST_CASE("--secret-file with an empty name is a mistake, not \"no secret\"") {
+    const Outcome p = parse({"prog", "--secret-file", ""});
+    CHECK_FALSE(p.result.run);
+    CHECK(p.result.code == 2);
+    CHECK(p.result.text.find("--secret-file needs a file name") != std::string::npos);
+}
+
 TEST_CASE("start_up stretches a good secret file's passphrase into the group key") {
     char path[] = "/tmp/berkeley-secret-XXXXXX";
     const int fd = mkstemp(path);  // mode 600

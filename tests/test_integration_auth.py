@@ -398,6 +398,33 @@ class AuthTest(RunTestCase):
         self.assertGreaterEqual(time.monotonic() - started, 0.9)
         self.assertEqual(self.events("master", "connected"), [])
 
+    def test_an_honest_slave_refused_for_a_spent_budget_keeps_trying_and_gets_in(self):
+        """Ten wrong proofs from 127.0.0.1 spend its budget; an honest slave
+        from there is refused unchecked (the answer comes before the
+        master's first tagged line) and comes back until a token is there."""
+        r = self.run_
+        m = r.master(1, "--rounds", 1, "--secret-file", self.good)
+
+        def wrong_proof():
+            peer = RawPeer.connect(m.port)
+            peer.send("AUTH %s\n" % secrets.token_hex(32))
+            peer.line()
+            peer.send("PROOF %s\n" % secrets.token_hex(32))
+            return peer.lines_until_closed()
+        threads = [threading.Thread(target=wrong_proof, daemon=True) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT_S)
+        s = r.slave(m.port, "honest", "--secret-file", self.good, "--connect-timeout", 1)
+        self.assertEqual(r.wait(s), 0)
+        self.assertEqual(r.wait(m), 0)
+        self.assertEqual([e["slave"] for e in self.events("master", "connected")], ["honest"])
+        reasons = self.lost_reasons("honest")
+        self.assertFalse([x for x in reasons if "bad tag" in x], reasons)
+        self.assertTrue(all(x.startswith("the master refused our proof: authentication refused: too many wrong")
+                            for x in reasons), reasons)
+
     def test_one_address_gets_few_guesses_answered(self):
         """40 connections at once, each guessing again as soon as it is
         answered, for 4 s: the master checks at most its budget (10 at once,
