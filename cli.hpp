@@ -143,6 +143,7 @@ struct CommonOptions {
     std::string secret_file;           // empty: no secret, plain protocol
     std::optional<HmacSha256> key;     // the group key, stretched from the secret at start-up
     std::string log_path;
+    bool log_append = false;  // a slave that took over goes on in its own log
     bool quiet = false;
 };
 
@@ -202,6 +203,33 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
 inline std::optional<std::string> common_problem(const CommonOptions& o) {
     if (o.offset_ns && o.time_of_day_ns) return "--time and --offset both set the clock: give one";
     return std::nullopt;
+}
+
+// A clock's whole state as one option value, so that a slave taking over
+// hands its disciplined clock to the master it becomes (--resume-clock):
+// the fields of SimClock in order, separated by ':'.
+inline std::string format_clock_state(const SimClock& c) {
+    std::string out;
+    for (int64_t v : {c.anchor_real_ns, c.anchor_clock_ns, c.anchor_frac, c.rate_ppb, c.trim_ppb, c.slew_ns,
+                      c.slew_rate_ppb, static_cast<int64_t>(c.corrected)})
+        out += (out.empty() ? "" : ":") + std::to_string(v);
+    return out;
+}
+
+inline std::optional<SimClock> parse_clock_state(std::string_view text) {
+    int64_t v[8];
+    for (size_t i = 0; i < 8; ++i) {
+        const size_t colon = text.find(':');
+        if ((i < 7) == (colon == std::string_view::npos)) return std::nullopt;
+        auto n = parse_decimal(text.substr(0, colon), 0);
+        if (!n) return std::nullopt;
+        v[i] = *n;
+        text = i < 7 ? text.substr(colon + 1) : std::string_view();
+    }
+    if (v[2] < 0 || v[2] >= 1'000'000'000 || v[6] < 0 || (v[5] != 0 && v[6] == 0) || (v[7] != 0 && v[7] != 1) ||
+        v[3] < -MAX_RATE_PPB || v[3] > MAX_RATE_PPB)
+        return std::nullopt;
+    return SimClock{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7] == 1};
 }
 
 // The simulated clock the options ask for, started at host time real_ns:
@@ -272,7 +300,7 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
         o.key = group_key(passphrase);
         explicit_bzero(passphrase.data(), passphrase.size());  // the passphrase itself is not kept
     }
-    if (!o.log_path.empty() && !log.open(o.log_path, error, program)) return 0;
+    if (!o.log_path.empty() && !log.open(o.log_path, error, program, o.log_append)) return 0;
     if (!loop.open(error)) return 0;
     return fd_limit;
 }

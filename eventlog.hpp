@@ -79,8 +79,9 @@ public:
 
     // `program` names who is writing, for the one line on stderr when the
     // first event is lost.
-    [[nodiscard]] bool open(const std::string& path, std::string& error, std::string program = "berkeley") {
-        fd_ = Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+    [[nodiscard]] bool open(const std::string& path, std::string& error, std::string program = "berkeley",
+                            bool append = false) {
+        fd_ = Fd(::open(path.c_str(), O_WRONLY | O_CREAT | (append ? 0 : O_TRUNC) | O_APPEND | O_CLOEXEC, 0644));
         if (!fd_.valid()) error = sys_error("open") + " (" + path + ")";
         path_ = path;
         program_ = std::move(program);

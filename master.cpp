@@ -2,8 +2,9 @@
 // rounds: probe every slave's clock (several probes each, concurrently),
 // keep each slave's best estimate, agree on the fault-tolerant average with
 // its own clock counted as offset 0, send every slave the correction it must
-// add, and correct itself. The arithmetic is clock.hpp, the sockets net.hpp;
-// this file is the policy and the wiring.
+// add, and correct itself. The arithmetic is clock.hpp, the sockets net.hpp,
+// the shared secret's handshake and tags auth.hpp; this file is the policy
+// and the wiring.
 // Reading order: options; Peer and Master; THE ROUND (start_round ..
 // finish_round: the textbook's steps); the main loop and timers; connections
 // and the admission defences; main().
@@ -19,6 +20,7 @@
 #include "cli.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
+#include "failover.hpp"
 #include "net.hpp"
 #include "protocol.hpp"
 #include "units.hpp"
@@ -40,6 +42,8 @@ constexpr int64_t HELLO_TIMEOUT_NS = 5 * NS_PER_S;   // a connection must say HE
 constexpr size_t MAX_PENDING_HELLOS = 1024;          // connections not yet past HELLO
 constexpr int64_t AUTH_FAILURE_DELAY_NS = 1 * NS_PER_S;  // a wrong proof is answered this late
 constexpr int64_t WAIT_HEARTBEAT_NS = 1 * NS_PER_S;  // WAIT to joined slaves before round 1
+constexpr int64_t TAKEOVER_GRACE_NS = 200 * NS_PER_MS;  // after taking over: the first round once
+                                                        // the first slave is back, and this long after
 constexpr int64_t BY_HAND_TIMEOUT_NS = 600 * NS_PER_S;  // --by-hand: time to type an answer
 constexpr int64_t BY_HAND_INTERVAL_NS = 60 * NS_PER_S;
 constexpr uint64_t RESERVED_FDS = 32;                // log, epoll, listener, stdio, slack
@@ -73,6 +77,14 @@ struct Options {
     size_t max_slaves = DEFAULT_MAX_SLAVES;
     bool explain = false;   // print each round as the textbook's steps
     bool by_hand = false;   // for a person typing the protocol with nc
+    bool failover = true;   // name successors in each PLAN
+    uint64_t first_round = 1;
+    // Taking over (set by a slave that execs this program, see slave.cpp's take_over):
+    std::string id = "master";        // in the log and the console
+    uint64_t epoch = 1;
+    int listen_fd = -1;               // the slave's listening socket, inherited
+    std::optional<SimClock> clock;    // the slave's clock, to be kept
+    bool takeover = false;            // do not wait for N: start once the slaves are back
     CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
 
@@ -104,6 +116,36 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         {"by-hand", nullptr, "for typing the protocol with nc: 1 probe, no HELLO deadline, 10 min to\n"
          "                         answer, 60 s rounds, mistakes answered with what was expected",
          store_flag(o.by_hand, true)},
+        {"no-failover", nullptr, "name no successors: when this master dies, nobody takes over",
+         store_flag(o.failover, false)},
+        {"takeover", "PLAN", "for a slave taking over (slave.cpp): continue the group of this PLAN\n"
+         "                         line as its next epoch, with its settings",
+         [&o](std::string_view text) -> std::optional<std::string> {
+             const Parsed parsed = parse_message(text);
+             if (!parsed.message || !std::holds_alternative<Plan>(*parsed.message))
+                 return "--takeover takes a PLAN line: " + (parsed.error.empty() ? "not a PLAN" : parsed.error);
+             const Plan& plan = std::get<Plan>(*parsed.message);
+             o.takeover = true;
+             o.epoch = plan.epoch + 1;
+             o.first_round = plan.round + 1;
+             o.rounds = plan.rounds;
+             o.interval_ns = plan.interval_ns;
+             o.probes = plan.probes;
+             o.timeout_ns = plan.timeout_ns;
+             o.max_skew_ns = plan.max_skew_ns;
+             o.max_missed = plan.max_missed;
+             return std::nullopt;
+         }},
+        {"id", "NAME", "this process's name in the log           [master]", store_text(o.id)},
+        {"listen-fd", "FD", "serve on this inherited listening socket instead of --bind/--port",
+         store_integer("listen-fd", o.listen_fd, 0, 1'000'000)},
+        {"resume-clock", "STATE", "start from this saved clock state (slave.cpp's take_over)",
+         [&o](std::string_view text) -> std::optional<std::string> {
+             o.clock = parse_clock_state(text);
+             if (!o.clock) return "bad --resume-clock state";
+             return std::nullopt;
+         }},
+        {"log-append", nullptr, "append to --log instead of truncating it", store_flag(o.common.log_append, true)},
     };
     for (OptionSpec& s : common_options(o.common)) specs.push_back(std::move(s));
     const char* synopsis = "./master N [options]        run Berkeley rounds for N slaves";
@@ -149,6 +191,8 @@ struct Peer {
     std::string id;                // from HELLO; empty until then
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
     bool in_step = false;          // applied one of our corrections (ACK), or said INSTEP: it votes
+    std::string serve_address;     // where it would serve as master ("host:port"); empty: nowhere
+    uint64_t joined_round = 0;     // the round it joined in: the successors' ranking
     // Frequency (Step 6): its offset next round is a rate if its last correction settled.
     bool rate_ready = false;       // ACKed this round's ADJUST, which settles within an interval
     int64_t corrected_real_ns = 0; // host time its last ADJUST went out
@@ -209,6 +253,8 @@ private:
     void on_ack(Peer& p, const Ack& m);
     void finish_round(int64_t now);
     void begin_shutdown(int64_t now, const char* why);
+    Plan plan() const;
+    void send_plans();
     // The loop and its timers.
     void move_on(int64_t now);
     void on_round_timer(int64_t now);
@@ -238,7 +284,7 @@ private:
 
     EventLog::Line event(std::string_view name) {
         const int64_t real = realtime_ns();
-        return log_.event(name, "master", read_clock(clock_, real), real);
+        return log_.event(name, opt_.id, read_clock(clock_, real), real);
     }
     Peer* peer(uint64_t token) {
         auto it = peers_.find(token);
@@ -254,6 +300,7 @@ private:
     std::map<uint64_t, Peer> peers_;  // by token: connection order
     std::unordered_set<std::string> ids_;  // of the slaves that said HELLO
     GuessBudget guesses_;             // wrong proofs answered, per address
+    std::vector<std::string> last_successors_;  // in the last PLAN
     std::vector<uint64_t> dropping_;  // tokens of peers to remove at the next reap()
     uint64_t next_token_ = FIRST_PEER_TOKEN;
     Phase phase_ = Phase::Waiting;
@@ -277,12 +324,18 @@ private:
 };
 
 bool Master::listen(std::string& error) {
-    listener_ = listen_tcp(opt_.bind, opt_.port, error);
+    listener_ = opt_.listen_fd >= 0 ? Fd(opt_.listen_fd) : listen_tcp(opt_.bind, opt_.port, error);
     if (!listener_.valid()) return false;
+    round_ = opt_.first_round - 1;
     if (!loop_.add(listener_.get(), EPOLLIN, LISTENER_TOKEN, error)) return false;
     const uint16_t port = local_port(listener_.get());
-    console_.say("master listening on %s:%u, waiting for %zu slave(s)\n", opt_.bind.c_str(), port, opt_.slaves);
+    if (opt_.takeover)
+        console_.say("%s: took over as master (epoch %" PRIu64 ") on port %u, from round %" PRIu64 "\n",
+                     opt_.id.c_str(), opt_.epoch, port, opt_.first_round);
+    else
+        console_.say("master listening on %s:%u, waiting for %zu slave(s)\n", opt_.bind.c_str(), port, opt_.slaves);
     event("start").num("port", port).num("slaves", static_cast<int64_t>(opt_.slaves))
+        .num("epoch", static_cast<int64_t>(opt_.epoch)).str("role", "master")
         .num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
         .num("seed", static_cast<int64_t>(opt_.common.seed & INT64_MAX))
         .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
@@ -452,7 +505,7 @@ void Master::correct_self(const RoundResult& result) {
     if (!corrected) return;
     clock_ = corrected->clock;
     self_rate_ready_ = settled(self.correction_ns, how, opt_.interval_ns, d);
-    auto line = log_.event("adjust", "master", read_clock(clock_, real), real);
+    auto line = log_.event("adjust", opt_.id, read_clock(clock_, real), real);
     line.num("round", static_cast<int64_t>(round_)).num("correction_ns", self.correction_ns);
     if (self.rate_change_ppb) line.num("rate_change_ppb", *self.rate_change_ppb);
     correction_fields(line, *corrected);
@@ -550,8 +603,37 @@ void Master::finish_round(int64_t now) {
     event("round_done").num("round", static_cast<int64_t>(round_)).num("duration_ns", end - round_started_ns_)
         .num("answered", static_cast<int64_t>(last_answered_)).num("acked", acked).num("cpu_ns", cpu_time_ns());
     if (opt_.rounds > 0 && round_ >= opt_.rounds) return begin_shutdown(now, "all rounds done");
+    send_plans();
     phase_ = Phase::Idle;
     loop_.arm(ROUND_TIMER, round_started_ns_ + opt_.interval_ns);
+}
+
+// The backup plan: this master's epoch and settings, and its successors
+// ranked (failover.hpp) from the slaves that would serve.
+Plan Master::plan() const {
+    Plan out{opt_.epoch, round_, opt_.rounds, opt_.interval_ns, opt_.probes, opt_.timeout_ns, opt_.max_skew_ns,
+             opt_.max_missed, {}};
+    if (!opt_.failover) return out;
+    std::vector<SuccessorCandidate> candidates;
+    for (const auto& [token, p] : peers_)
+        if (!p.id.empty() && p.drop_reason.empty())
+            candidates.push_back({p.serve_address, p.in_step, p.missed_rounds, p.joined_round});
+    out.successors = rank_successors(std::move(candidates), MAX_SUCCESSORS);
+    return out;
+}
+
+// After each round, every slave hears the plan; the log keeps it when it changes.
+void Master::send_plans() {
+    const Plan now = plan();
+    if (now.successors != last_successors_) {
+        std::string list;
+        for (const std::string& s : now.successors) list += (list.empty() ? "" : " ") + s;
+        event("successors").num("epoch", static_cast<int64_t>(now.epoch)).num("round", static_cast<int64_t>(round_))
+            .str("successors", list);
+        last_successors_ = now.successors;
+    }
+    for (auto& [token, p] : peers_)
+        if (!p.id.empty() && p.drop_reason.empty()) send(p, now);
 }
 
 // Say BYE to everyone and give the words time to arrive before closing.
@@ -619,7 +701,7 @@ int Master::run() {
 
 // After each turn: the round moves on when what it waits for is complete.
 void Master::move_on(int64_t now) {
-    if (phase_ == Phase::Waiting && ids_.size() >= opt_.slaves) start_round(now);
+    if (phase_ == Phase::Waiting && !opt_.takeover && ids_.size() >= opt_.slaves) start_round(now);
     if (phase_ == Phase::Probing && probing_left_ == 0) finish_probing(now);
     if (phase_ == Phase::Adjusting && acks_left_ == 0) finish_round(now);
 }
@@ -627,7 +709,9 @@ void Master::move_on(int64_t now) {
 // The round's one timer: what it means depends on the phase.
 void Master::on_round_timer(int64_t now) {
     switch (phase_) {
-        case Phase::Waiting: return send_waits(now);
+        case Phase::Waiting:  // after a takeover: the grace for the slaves to come back is over
+            if (opt_.takeover && !ids_.empty()) return start_round(now);
+            return send_waits(now);
         case Phase::Probing:  // the round cannot wait longer for slow slaves' last probes
             for (auto& [token, p] : peers_) probe_done(p);
             return;
@@ -819,17 +903,26 @@ void Master::fail_auth(Peer& p, const std::string& reason) {
 
 void Master::on_hello(Peer& p, const Hello& m) {
     if (!p.id.empty()) return mistake(p, "HELLO sent twice");
+    // Never two masters for one slave: it follows the highest epoch it has seen.
+    if (m.epoch > opt_.epoch)
+        return refuse(p, "this master's epoch " + std::to_string(opt_.epoch) + " is older than epoch " +
+                             std::to_string(m.epoch) + ", which you follow");
     if (ids_.count(m.id)) return refuse(p, "id " + m.id + " is already connected");
     if (ids_.size() >= opt_.max_slaves)
         return refuse(p, "too many slaves (--max-slaves " + std::to_string(opt_.max_slaves) + ")");
     p.id = m.id;
     ids_.insert(p.id);
+    p.joined_round = round_;
+    if (m.serve_port != 0) p.serve_address = p.address.substr(0, p.address.rfind(':')) + ":" + std::to_string(m.serve_port);
     loop_.disarm(p.token);  // HELLO came in time
     console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
     event("connected").str("slave", p.id).str("address", p.address).flag("authenticated", p.session.has_value());
     // Say it was heard, so the slave knows this master is alive while it waits.
     send(p, Wait{ids_.size(), opt_.slaves});
-    if (phase_ == Phase::Waiting) {
+    send(p, plan());  // the epoch it now follows, and the plan should we die before a round
+    if (phase_ == Phase::Waiting && opt_.takeover) {
+        if (ids_.size() == 1) loop_.arm(ROUND_TIMER, monotonic_ns() + TAKEOVER_GRACE_NS);
+    } else if (phase_ == Phase::Waiting) {
         console_.say("waiting for slaves: %zu/%zu\n", ids_.size(), opt_.slaves);
         if (!loop_.armed(ROUND_TIMER)) loop_.arm(ROUND_TIMER, monotonic_ns() + WAIT_HEARTBEAT_NS);
     }
@@ -960,7 +1053,7 @@ int main(int argc, char** argv) {
                      opt.max_slaves);
         return 1;
     }
-    Master master(opt, loop, log, starting_clock(opt.common, opt.common.seed, realtime_ns()));
+    Master master(opt, loop, log, opt.clock ? *opt.clock : starting_clock(opt.common, opt.common.seed, realtime_ns()));
     if (!master.listen(error)) {
         std::fprintf(stderr, "master: cannot listen: %s\n", error.c_str());
         return 1;

@@ -221,8 +221,31 @@ inline std::string format_address(const sockaddr_storage& ss) {
         auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
         port = ntohs(sin6->sin6_port);
+        return "[" + std::string(host) + "]:" + std::to_string(port);
     }
     return std::string(host) + ":" + std::to_string(port);
+}
+
+// "host:port" of this end of a socket ("[v6]:port" for IPv6).
+inline std::string local_address(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+    return format_address(ss);
+}
+
+// "host:port" -> host (brackets of IPv6 removed) and port; false if malformed.
+inline bool split_address(const std::string& address, std::string& host, uint16_t& port) {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos || colon == 0) return false;
+    host = address.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const std::string digits = address.substr(colon + 1);
+    if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+    const unsigned long p = std::stoul(digits);
+    if (p == 0 || p > 65535) return false;
+    port = static_cast<uint16_t>(p);
+    return true;
 }
 
 inline bool resolve(const std::string& host, uint16_t port, bool passive, sockaddr_storage& out,

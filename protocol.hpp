@@ -5,6 +5,7 @@
 // tests/test_protocol.cpp and the fuzz target cover it completely.
 #pragma once
 
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -21,8 +22,12 @@ constexpr size_t MAX_LINE_BYTES = 256;   // longer than any valid message
 constexpr size_t MAX_ID_BYTES = 64;
 constexpr size_t MAX_REASON_BYTES = 200;
 constexpr uint32_t MAX_PROBES = 100;
+constexpr size_t MAX_SUCCESSORS = 3;
+constexpr size_t MAX_ADDRESS_BYTES = 48;  // "[ipv6]:port"
 
-//   slave  -> master   HELLO <id>                    join, once, first
+//   slave  -> master   HELLO <id> [<port> <epoch>]   join, once, first; the port this slave would
+//                                                    serve on as master (0: none), the highest
+//                                                    epoch it has followed
 //   master -> slave    WAIT <joined> <needed>        joined; rounds start at <needed> slaves
 //                                                    (again every second while waiting)
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
@@ -34,6 +39,11 @@ constexpr uint32_t MAX_PROBES = 100;
 //   master -> slave    ADJUST <round> <ns> [<ppb>]   correction to add to the clock, and the
 //                                                    change of its rate the group agreed on
 //   slave  -> master   ACK <round>                   correction applied
+//   master -> slave    PLAN <epoch> <round> <rounds> <interval> <probes> <timeout> <max-skew>
+//                           <max-missed> [<successor>...]
+//                                                    the backup plan, after WAIT and after each
+//                                                    round's ADJUST: this master's epoch and
+//                                                    settings, and who takes over, best first
 //   master -> slave    BYE                           end of the run; close
 //   either             ERROR <reason>                about to close, and why
 // With a shared secret, auth.hpp's handshake (AUTH, AUTH, PROOF) comes first
@@ -42,6 +52,8 @@ constexpr uint32_t MAX_PROBES = 100;
 struct Hello {
     static constexpr const char* VERB = "HELLO";
     std::string id;
+    uint16_t serve_port = 0;  // where it would serve as master; 0: it would not
+    uint64_t epoch = 0;       // the highest epoch it has followed; 0: none yet
     bool operator==(const Hello&) const = default;
 };
 struct Wait {
@@ -80,6 +92,19 @@ struct Ack {
     uint64_t round = 0;
     bool operator==(const Ack&) const = default;
 };
+struct Plan {
+    static constexpr const char* VERB = "PLAN";
+    uint64_t epoch = 1;            // grows with every takeover
+    uint64_t round = 0;            // the last round this master started (0: none yet)
+    uint64_t rounds = 0;           // rounds to run in all (0: until stopped)
+    int64_t interval_ns = 0;
+    uint32_t probes = 0;
+    int64_t timeout_ns = 0;
+    int64_t max_skew_ns = 0;       // -1: the adaptive window
+    uint32_t max_missed = 0;
+    std::vector<std::string> successors;  // "host:port", best first, at most MAX_SUCCESSORS
+    bool operator==(const Plan&) const = default;
+};
 struct Bye {
     static constexpr const char* VERB = "BYE";
     bool operator==(const Bye&) const = default;
@@ -89,7 +114,7 @@ struct Error {
     std::string reason;
     bool operator==(const Error&) const = default;
 };
-using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, InStep, Adjust, Ack, Bye, Error>;
+using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, InStep, Adjust, Ack, Plan, Bye, Error>;
 
 // For dispatching a Message to one handler per verb with std::visit.
 template <typename... Handlers>
@@ -112,7 +137,24 @@ inline std::string format_message(const Message& message) {
         else out += std::to_string(value);
     };
     std::visit(Overloaded{
-                   [&](const Hello& m) { field(m.id); },
+                   [&](const Hello& m) {
+                       field(m.id);
+                       if (m.serve_port != 0 || m.epoch != 0) {
+                           field(m.serve_port);
+                           field(m.epoch);
+                       }
+                   },
+                   [&](const Plan& m) {
+                       field(m.epoch);
+                       field(m.round);
+                       field(m.rounds);
+                       field(m.interval_ns);
+                       field(m.probes);
+                       field(m.timeout_ns);
+                       field(m.max_skew_ns);
+                       field(m.max_missed);
+                       for (const std::string& s : m.successors) field(std::string_view(s));
+                   },
                    [&](const Wait& m) { field(m.joined); field(m.needed); },
                    [&](const TimeQuery& m) { field(m.round); field(m.probe); },
                    [&](const ClockReply& m) {
@@ -186,6 +228,24 @@ inline const char* id_problem(std::string_view id) {
     return nullptr;
 }
 
+// nullptr for a valid successor address ("192.0.2.7:8080", "[::1]:8080"),
+// else what is wrong with it.
+inline const char* address_problem(std::string_view a) {
+    if (a.empty() || a.size() > MAX_ADDRESS_BYTES) return "bad address length";
+    const size_t colon = a.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return "address without a port";
+    const std::string_view host = a.substr(0, colon), port = a.substr(colon + 1);
+    const auto p = detail::parse_int<uint32_t>(port);
+    if (!p || *p == 0 || *p > 65535) return "bad port in address";
+    const bool v6 = host.front() == '[' && host.back() == ']' && host.size() > 2;
+    for (char c : v6 ? host.substr(1, host.size() - 2) : host) {
+        const bool ok = v6 ? (std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.')
+                           : (std::isdigit(static_cast<unsigned char>(c)) || c == '.');
+        if (!ok) return "bad host in address";
+    }
+    return nullptr;
+}
+
 // Parse one line (without its newline). Strict: exactly one known verb,
 // exactly its fields separated by single spaces, numbers in range.
 inline Parsed parse_message(std::string_view line) {
@@ -225,9 +285,15 @@ inline Parsed parse_message(std::string_view line) {
     };
 
     if (verb == "HELLO") {
-        if (nfields != 1) return fail("HELLO takes one field, the id");
+        if (nfields != 1 && nfields != 3) return fail("HELLO takes the id, or the id, a port and an epoch");
         if (auto why = id_problem(f[1])) return fail(std::string("HELLO ") + why);
-        return Parsed{Hello{std::string(f[1])}, {}};
+        if (nfields == 1) return Parsed{Hello{std::string(f[1])}, {}};
+        auto port = detail::parse_int<uint16_t>(f[2]);
+        auto epoch = detail::parse_int<uint64_t>(f[3]);
+        if (!port) return fail("HELLO bad port");
+        if (!epoch) return fail("HELLO bad epoch");
+        if (*port == 0 && *epoch == 0) return fail("HELLO with port and epoch 0 is HELLO <id>");
+        return Parsed{Hello{std::string(f[1]), *port, *epoch}, {}};
     }
     if (verb == "WAIT") {
         if (auto e = want(2); !e.empty()) return fail(e);
@@ -277,6 +343,33 @@ inline Parsed parse_message(std::string_view line) {
         auto r = round_at(1);
         if (!r) return fail("bad round");
         return Parsed{Ack{*r}, {}};
+    }
+    if (verb == "PLAN") {
+        if (nfields < 8 || nfields > 8 + MAX_SUCCESSORS)
+            return fail("PLAN takes 8 fields and up to " + std::to_string(MAX_SUCCESSORS) + " successors");
+        Plan m;
+        auto epoch = round_at(1);
+        auto round = detail::parse_int<uint64_t>(f[2]);
+        auto rounds = detail::parse_int<uint64_t>(f[3]);
+        auto interval = detail::parse_int<int64_t>(f[4]);
+        auto probes = probe_at(5);
+        auto timeout = detail::parse_int<int64_t>(f[6]);
+        auto skew = detail::parse_int<int64_t>(f[7]);
+        auto missed = detail::parse_int<uint32_t>(f[8]);
+        if (!epoch) return fail("bad epoch");
+        if (!round || !rounds) return fail("bad round count");
+        if (!interval || *interval < 1'000'000) return fail("bad interval");
+        if (!probes) return fail("bad probe count");
+        if (!timeout || *timeout < 1'000'000) return fail("bad timeout");
+        if (!skew || *skew < -1) return fail("bad max skew");
+        if (!missed || *missed == 0) return fail("bad max missed");
+        for (size_t i = 9; i <= nfields; ++i) {
+            if (auto why = address_problem(f[i])) return fail(std::string("PLAN ") + why);
+            m.successors.emplace_back(f[i]);
+        }
+        m.epoch = *epoch, m.round = *round, m.rounds = *rounds, m.interval_ns = *interval, m.probes = *probes;
+        m.timeout_ns = *timeout, m.max_skew_ns = *skew, m.max_missed = *missed;
+        return Parsed{std::move(m), {}};
     }
     if (verb == "BYE") {
         if (auto e = want(0); !e.empty()) return fail(e);

@@ -1,11 +1,14 @@
 // slave.cpp - a Berkeley slave: it connects to the master (retrying until it
 // is up), answers every clock request at once from its simulated clock, adds
 // each correction it is sent to that clock and acknowledges it. It never
-// receives an absolute time, only corrections. --count K runs K of them on
-// one loop. The clock model is clock.hpp, the sockets net.hpp.
+// receives an absolute time, only corrections. With --secret-file it makes
+// the master prove the secret before it says or accepts anything (auth.hpp).
+// --count K runs K of them on one loop. The clock model is clock.hpp, the
+// sockets net.hpp.
 #include <algorithm>
 #include <array>
 #include <cinttypes>
+#include <climits>
 #include <memory>
 #include <random>
 #include <string>
@@ -15,6 +18,7 @@
 #include "cli.hpp"
 #include "clock.hpp"
 #include "eventlog.hpp"
+#include "failover.hpp"
 #include "net.hpp"
 #include "protocol.hpp"
 #include "units.hpp"
@@ -38,6 +42,7 @@ struct Options {
     size_t count = 1;
     int64_t connect_timeout_ns = DEFAULT_CONNECT_TIMEOUT_NS;
     int64_t lie_ns = 0;             // fault injection, for experiments and tests
+    int serve_port = -1;            // -1: auto (a free port when alone in its process), 0: none
     bool ignore_corrections = false;
     CommonOptions common;  // clock, discipline, timestamps, secret, log
 };
@@ -57,6 +62,14 @@ CliResult parse_options(int argc, char** argv, Options& o) {
          store_scaled("lie", o.lie_ns, 6, -MAX_OFFSET_NS / 2, MAX_OFFSET_NS / 2)},
         {"ignore-corrections", nullptr, "a stubborn clock, for experiments: acknowledge corrections, apply none",
          store_flag(o.ignore_corrections, true)},
+        {"serve", "PORT", "the port to serve on should this slave take over as master: auto (a free\n"
+         "                         one; none with --count above 1), off, or a number [auto]",
+         [&o](std::string_view text) -> std::optional<std::string> {
+             if (text == "auto") o.serve_port = -1;
+             else if (text == "off") o.serve_port = 0;
+             else if (auto problem = store_integer("serve", o.serve_port, 1, 65535)(text)) return problem;
+             return std::nullopt;
+         }},
     };
     for (OptionSpec& spec : common_options(o.common)) specs.push_back(std::move(spec));
     const char* synopsis = "./slave [options]           join a Berkeley master and follow its corrections";
@@ -68,6 +81,8 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     };
     if (auto problem = common_problem(o.common)) return mistake(*problem);
     if (!args.empty()) return mistake("unexpected argument " + args[0]);
+    if (o.serve_port > 0 && o.count > 1)
+        return mistake("--serve PORT is for one slave: a slave that takes over runs ./master in its process");
     const std::string longest = o.count > 1 ? o.id + "-" + std::to_string(o.count) : o.id;
     if (const char* why = id_problem(longest)) return mistake("bad --id '" + o.id + "': " + why);
     return r;
@@ -119,6 +134,11 @@ private:
     void on_time_query(const TimeQuery& m, int64_t recv_real_ns);
     void on_adjust(const Adjust& m);
     void on_wait(const Wait& m);
+    void on_plan(const Plan& m);
+    void open_listener(int connected_fd);
+    void elect(int64_t now);
+    void next_candidate(int64_t now);
+    void take_over();
     void on_error(const Error& m);
     void retry_later(int64_t now);
     void lose_master(const std::string& why);
@@ -162,6 +182,16 @@ private:
     uint32_t last_query_probe_ = 0;   // this connection: an honest master only goes forward
     std::string failure_;             // why the last attempt failed, for the final error
     int exit_code_ = 0;
+    // Failover (failover.hpp): where we would serve, the last plan, the election.
+    Fd listener_;                     // listening, unwatched, for the day we take over
+    std::string self_address_;        // "host:port" of listener_, as the master sees it
+    std::string master_address_;      // the master we follow, or last followed
+    std::string target_;              // the address being tried now
+    std::optional<Plan> plan_;        // the last PLAN of the master we follow
+    uint64_t epoch_ = 0;              // the highest epoch we have followed
+    ElectionOrder election_;          // while electing: whom to try, in order
+    size_t candidate_ = 0;
+    bool electing_ = false;
 };
 
 void Slave::start(int64_t now) {
@@ -173,12 +203,17 @@ void Slave::start(int64_t now) {
         .num("seed", static_cast<int64_t>(seed_ & INT64_MAX))
         .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
     give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    master_address_ = target_ = (opt_.host.find(':') != std::string::npos ? "[" + opt_.host + "]" : opt_.host) + ":" +
+                                std::to_string(opt_.port);
     try_connect(now);
 }
 
 void Slave::try_connect(int64_t now) {
     std::string error;
-    connecting_ = connect_tcp(opt_.host, opt_.port, error);
+    std::string host;
+    uint16_t port = 0;
+    if (!split_address(target_, host, port)) host = opt_.host, port = opt_.port;
+    connecting_ = connect_tcp(host, port, error);
     if (connecting_.valid() && loop_.add(connecting_.get(), EPOLLOUT, token_, error)) {
         state_ = State::Connecting;
         loop_.arm(token_, give_up_at_ns_);
@@ -186,6 +221,7 @@ void Slave::try_connect(int64_t now) {
     }
     connecting_.reset();
     failure_ = error;
+    if (electing_) return next_candidate(now);
     retry_later(now);
 }
 
@@ -206,20 +242,29 @@ void Slave::on_timer(int64_t now) {
         case State::Waiting:
             if (now >= give_up_at_ns_) return give_up();
             retry_delay_ns_ = std::min(retry_delay_ns_ * 2, MAX_RETRY_NS);
+            if (electing_) return elect(now);  // the list again, from the top
             return try_connect(now);
         case State::Connecting:  // a handshake that never finishes (SYN dropped)
             loop_.remove(connecting_.get());
             connecting_.reset();
             return give_up();
-        case State::Connected:
-            if (now < last_heard_ns_ + opt_.connect_timeout_ns) return loop_.arm(token_, last_heard_ns_ + opt_.connect_timeout_ns);
-            return lose_master("no word from the master for " + std::to_string(opt_.connect_timeout_ns / NS_PER_MS) + " ms");
+        case State::Connected: {
+            // With a plan, a master is gone after three intervals without a
+            // round (plus a probe's timeout); a candidate that does not answer
+            // as a master within one interval is passed over.
+            int64_t silence_ns = opt_.connect_timeout_ns;
+            if (plan_ && !plan_->successors.empty())
+                silence_ns = std::min(silence_ns, electing_ && !heard_ ? plan_->interval_ns + plan_->timeout_ns
+                                                                       : 3 * plan_->interval_ns + plan_->timeout_ns);
+            if (now < last_heard_ns_ + silence_ns) return loop_.arm(token_, last_heard_ns_ + silence_ns);
+            return lose_master("no word from the master for " + std::to_string(silence_ns / NS_PER_MS) + " ms");
+        }
         case State::Done: return;
     }
 }
 
 void Slave::give_up() {
-    const std::string where = opt_.host + ":" + std::to_string(opt_.port);
+    const std::string where = master_address_;
     if (failure_.empty() || failure_.rfind("connect", 0) == 0)
         return finish(1, "could not reach the master at " + where + (failure_.empty() ? "" : " (" + failure_ + ")") +
                              "; is ./master running?");
@@ -235,6 +280,7 @@ void Slave::on_ready(uint32_t events) {
         if (err == 0) return on_connected(now);
         failure_ = std::string("connect: ") + std::strerror(err);
         connecting_.reset();
+        if (electing_) return next_candidate(now);
         return retry_later(now);
     }
     if (state_ != State::Connected) return;
@@ -248,6 +294,7 @@ void Slave::on_ready(uint32_t events) {
 
 void Slave::on_connected(int64_t now) {
     std::string error;
+    if (!listener_.valid()) open_listener(connecting_.get());
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
     if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps())
         console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", id_.c_str());
@@ -259,7 +306,7 @@ void Slave::on_connected(int64_t now) {
     // master is brought to it rather than it to the master.
     std::string first = format_challenge(nonce_);
     if (!awaiting_proof_) {
-        first = format_message(Hello{id_});
+        first = format_message(Hello{id_, listener_.valid() ? local_port(listener_.get()) : uint16_t(0), epoch_});
         if (clock_.corrected) first += format_message(InStep{});
     }
     if (!conn_->start(error) || !conn_->send(first)) return lose_master(error.empty() ? conn_->error() : error);
@@ -270,8 +317,8 @@ void Slave::on_connected(int64_t now) {
     last_wait_joined_ = 0;
     last_query_round_ = last_adjust_round_ = 0;  // a new master counts rounds anew
     last_query_probe_ = 0;
-    console_.say("%s: connected to the master at %s:%u\n", id_.c_str(), opt_.host.c_str(), opt_.port);
-    event("connected").str("master", opt_.host + ":" + std::to_string(opt_.port));
+    console_.say("%s: connected to %s at %s\n", id_.c_str(), electing_ ? "a candidate" : "the master", target_.c_str());
+    event("connected").str("master", target_);
 }
 
 // Dispatch one line from the master to its handler. False: stop reading, the connection is gone.
@@ -300,13 +347,20 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
         return false;
     }
     const Message& m = *parsed.message;
-    if (std::holds_alternative<Wait>(m) || std::holds_alternative<TimeQuery>(m) || std::holds_alternative<Adjust>(m)) {
+    if (std::holds_alternative<Wait>(m) || std::holds_alternative<TimeQuery>(m) || std::holds_alternative<Adjust>(m) ||
+        std::holds_alternative<Plan>(m)) {
         last_heard_ns_ = monotonic_ns();  // the master is alive
         if (!heard_) retry_delay_ns_ = FIRST_RETRY_NS;
         heard_ = true;
+        if (electing_) {  // the candidate answers as a master: the election is over for us
+            electing_ = false;
+            master_address_ = target_;
+            console_.say("%s: following the master at %s\n", id_.c_str(), master_address_.c_str());
+        }
     }
     std::visit(Overloaded{
                    [&](const Wait& w) { on_wait(w); },
+                   [&](const Plan& p) { on_plan(p); },
                    [&](const TimeQuery& q) { on_time_query(q, recv_real_ns); },
                    [&](const Adjust& a) { on_adjust(a); },
                    [&](const Bye&) { finish(0, "the master said BYE"); },
@@ -334,7 +388,8 @@ void Slave::on_answer(const std::string& line) {
         return lose_master("the master's proof is wrong: it does not know our secret (an impostor?)");
     awaiting_proof_ = false;
     session_ = session_for(Role::Slave, key, nonce_, answer->master_nonce);
-    std::string out = format_proof(slave_proof(key, nonce_, answer->master_nonce)) + wire(Hello{id_});
+    std::string out = format_proof(slave_proof(key, nonce_, answer->master_nonce)) +
+                      wire(Hello{id_, listener_.valid() ? local_port(listener_.get()) : uint16_t(0), epoch_});
     if (clock_.corrected) out += wire(InStep{});
     if (!conn_->send(out)) lose_master(conn_->error());
 }
@@ -440,7 +495,118 @@ void Slave::lose_master(const std::string& why) {
     // A session that worked earns a fresh connect timeout; a connection the
     // master never used (refused, or closed at once) does not.
     if (heard_) give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    const bool was_following = heard_ && !electing_;
     heard_ = false;
+    if (electing_) return next_candidate(now);  // this candidate did not answer as a master
+    if (was_following && plan_ && !plan_->successors.empty()) return elect(now);
+    retry_later(now);
+}
+
+// ---------------------------------------------------------------------------
+// Failover. The master names its successors in each PLAN; when it is gone we
+// try it once more, then the successors in order (failover.hpp). Successor k
+// takes over when the old master and successors 1..k-1 do not answer.
+
+// Listen where we would serve as master, on the address we reach the master
+// from; nobody is accepted until we take over (connections wait in the backlog).
+void Slave::open_listener(int connected_fd) {
+    if (opt_.serve_port == 0 || (opt_.serve_port < 0 && opt_.count > 1)) return;
+    const std::string local = local_address(connected_fd);
+    std::string host, error;
+    uint16_t unused = 0;
+    if (!split_address(local, host, unused)) return;
+    listener_ = listen_tcp(host, opt_.serve_port > 0 ? static_cast<uint16_t>(opt_.serve_port) : 0, error);
+    if (!listener_.valid()) {
+        console_.say("%s: cannot serve as a successor: %s\n", id_.c_str(), error.c_str());
+        return;
+    }
+    self_address_ = local.substr(0, local.rfind(':')) + ":" + std::to_string(local_port(listener_.get()));
+    event("serving").str("address", self_address_);
+}
+
+// Successor and nobody before us answered: become the master, by running
+// ./master in this process with our clock, our listening socket, our log and
+// the plan's settings, as the plan's next epoch. Nobody is stepped: our
+// clock already keeps the group's time.
+void Slave::take_over() {
+    const Plan& plan = *plan_;
+    console_.say("%s: no master and no successor before us answered: taking over (epoch %" PRIu64 ")\n", id_.c_str(),
+                 plan.epoch + 1);
+    event("takeover").num("epoch", static_cast<int64_t>(plan.epoch + 1)).num("round", static_cast<int64_t>(plan.round))
+        .str("old_master", master_address_).str("address", self_address_);
+    char exe[PATH_MAX];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    std::string master = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string("./slave");
+    master = master.substr(0, master.rfind('/') + 1) + "master";
+    const int fd = listener_.get();
+    const int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);  // the one descriptor the master inherits
+    auto fixed = [](int64_t v, int64_t unit, int decimals) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s%lld.%0*lld", v < 0 ? "-" : "", static_cast<long long>(std::llabs(v) / unit),
+                      decimals, static_cast<long long>(std::llabs(v) % unit));
+        return std::string(buf);
+    };
+    const Discipline& d = opt_.common.discipline;
+    std::vector<std::string> args = {
+        master, "1", "--takeover", format_message(plan).substr(0, format_message(plan).size() - 1),
+        "--id", id_, "--listen-fd", std::to_string(fd),
+        "--resume-clock", format_clock_state(clock_),
+        "--timestamps", opt_.common.kernel_timestamps ? "kernel" : "user",
+        "--step-threshold", fixed(d.step_threshold_ns, NS_PER_MS, 6),
+        "--slew-rate", fixed(d.slew_rate_ppb, PPB_PER_PPM, 3),
+    };
+    if (!d.frequency) args.push_back("--no-frequency");
+    if (opt_.common.quiet) args.push_back("--quiet");
+    if (!opt_.common.secret_file.empty()) args.insert(args.end(), {"--secret-file", opt_.common.secret_file});
+    if (!opt_.common.log_path.empty()) args.insert(args.end(), {"--log", opt_.common.log_path, "--log-append"});
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    execv(master.c_str(), argv.data());
+    // Still here: the exec failed. Go on as a slave, and try the list again.
+    const std::string why = sys_error("execv") + " (" + master + ")";
+    std::fprintf(stderr, "%s: cannot take over: %s\n", id_.c_str(), why.c_str());
+    event("lost").str("reason", "cannot take over: " + why);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags);
+    election_.take_over = false;
+    retry_later(monotonic_ns());
+}
+
+void Slave::on_plan(const Plan& m) {
+    if (m.epoch < epoch_)
+        return violation("PLAN of epoch " + std::to_string(m.epoch) + ", older than epoch " + std::to_string(epoch_) +
+                         ", which we follow");
+    const bool changed = !plan_ || plan_->epoch != m.epoch || plan_->successors != m.successors;
+    epoch_ = m.epoch;
+    plan_ = m;
+    if (!changed) return;
+    std::string list;
+    for (const std::string& s : m.successors) list += (list.empty() ? "" : " ") + s;
+    event("plan").num("epoch", static_cast<int64_t>(m.epoch)).num("round", static_cast<int64_t>(m.round))
+        .str("successors", list);
+}
+
+// The master is gone: the list to try, from its top.
+void Slave::elect(int64_t now) {
+    election_ = election_order(master_address_, plan_->successors, self_address_);
+    candidate_ = 0;
+    electing_ = true;
+    event("electing").num("epoch", static_cast<int64_t>(epoch_)).str("old_master", master_address_)
+        .flag("successor", election_.take_over);
+    target_ = election_.try_in_order.front();
+    try_connect(now);
+}
+
+// The candidate tried did not answer as a master: the next one; after the
+// last, take over if we are a successor, else start over after a back-off.
+void Slave::next_candidate(int64_t now) {
+    if (++candidate_ < election_.try_in_order.size()) {
+        target_ = election_.try_in_order[candidate_];
+        return try_connect(now);
+    }
+    if (election_.take_over) return take_over();
     retry_later(now);
 }
 

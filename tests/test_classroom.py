@@ -66,7 +66,7 @@ class ByHandTest(RunTestCase):
             say("ACK 1")
             self.assertEqual(hear(), "ERROR expected HELLO <id>, not: ACK before HELLO")
             say("HELLO my name")
-            self.assertEqual(hear(), "ERROR expected HELLO <id>, not: bad message: HELLO takes one field, the id")
+            self.assertEqual(hear(), "ERROR expected HELLO <id>, not: bad message: HELLO takes the id, or the id, a port and an epoch")
             say("HELLO alice")
             self.assertEqual(hear(), "WAIT 1 1")
             self.assertEqual(hear(), "TIME? 1 1")

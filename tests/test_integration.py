@@ -124,7 +124,7 @@ class IntegrationTest(RunTestCase):
         with socket.create_connection(("127.0.0.1", m.port), timeout=WAIT_S) as bad:
             bad.sendall(b"HELLO bad guy with spaces\n")
             reply = bad.makefile().readline()
-            self.assertTrue(reply.startswith("ERROR bad message: HELLO takes one field, the id"), reply)
+            self.assertTrue(reply.startswith("ERROR bad message: HELLO takes the id, or the id, a port and an epoch"), reply)
         s = r.slave(m.port, "good")
         self.assertEqual(r.wait(m), 0)
         self.assertEqual(r.wait(s), 0)

@@ -434,13 +434,14 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
         const char* name;
         size_t fields;
     };
-    static const VerbSpec verbs[] = {{"HELLO", 1}, {"WAIT", 2}, {"TIME?", 2}, {"CLOCK", 3}, {"ADJUST", 2}, {"ACK", 1},
-                                     {"BYE", 0},   {"ERROR", 3}, {"hello", 1}, {"TIME", 2}, {"INSTEP", 0}};
+    static const VerbSpec verbs[] = {{"HELLO", 1}, {"WAIT", 2},  {"TIME?", 2}, {"CLOCK", 3},  {"ADJUST", 2},
+                                     {"ACK", 1},   {"BYE", 0},   {"ERROR", 3}, {"hello", 1},  {"TIME", 2},
+                                     {"INSTEP", 0}, {"HELLO", 3}, {"PLAN", 8},  {"PLAN", 9}};
     static const char* const fields[] = {
         "0", "1", "2", "7", "42", "99", "100", "101", "00", "01", "-0", "-1", "+1", "-", "",
         "18446744073709551615", "18446744073709551616", "9223372036854775807", "9223372036854775808",
         "-9223372036854775808", "-9223372036854775809", "4294967296", "1764460800123456789", "-500000",
-        "node-1", "a:b.c_d", "x/y", "1e3", "ACK"};
+        "node-1", "a:b.c_d", "x/y", "1e3", "ACK", "1000000", "127.0.0.1:8080", "[::1]:0", "1.2.3.4"};
     Rng rng{0xC0FFEE'1234'5678ULL};
     size_t lines_seen = 0, accepted = 0, too_long = 0, violations = 0;
     std::string first_violation;
@@ -513,6 +514,39 @@ TEST_CASE("garbage: LineBuffer + parse_message never crash, accepted lines are c
 }
 
 // ---------------------------------------------------------------------------
+TEST_CASE("HELLO with the port a slave would serve on and the epoch it follows") {
+    CHECK(format_message(Hello{"s1", 41234, 2}) == "HELLO s1 41234 2\n");
+    CHECK(format_message(Hello{"s1", 0, 3}) == "HELLO s1 0 3\n");
+    CHECK(format_message(Hello{"s1", 0, 0}) == "HELLO s1\n");
+    auto p = parse_message("HELLO s1 41234 2");
+    REQUIRE(p.message);
+    CHECK(std::get<Hello>(*p.message) == Hello{"s1", 41234, 2});
+    for (const char* bad : {"HELLO s1 41234", "HELLO s1 0 0", "HELLO s1 65536 1", "HELLO s1 -1 1", "HELLO s1 80 x",
+                            "HELLO s1 80 1 1", "HELLO s1 080 1"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_message(bad).message);
+    }
+}
+
+TEST_CASE("PLAN: the epoch, the settings to keep, and up to three successors") {
+    const Plan plan{2, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, {"127.0.0.1:41234", "[::1]:8080"}};
+    const std::string line = "PLAN 2 7 0 1000000000 4 500000000 -1 3 127.0.0.1:41234 [::1]:8080\n";
+    CHECK(format_message(plan) == line);
+    auto p = parse_message(line.substr(0, line.size() - 1));
+    REQUIRE(p.message);
+    CHECK(std::get<Plan>(*p.message) == plan);
+    CHECK(parse_message("PLAN 1 0 5 1000000 1 1000000 0 1").message.has_value());  // no successors: no failover
+    for (const char* bad : {"PLAN 0 0 5 1000000000 4 500000000 -1 3", "PLAN 1 0 5 999999 4 500000000 -1 3",
+                            "PLAN 1 0 5 1000000000 0 500000000 -1 3", "PLAN 1 0 5 1000000000 4 0 -1 3",
+                            "PLAN 1 0 5 1000000000 4 500000000 -2 3", "PLAN 1 0 5 1000000000 4 500000000 -1 0",
+                            "PLAN 1 0 5 1000000000 4 500000000 -1", "PLAN 1 0 5 1000000000 4 500000000 -1 3 a:1",
+                            "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4", "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4:0",
+                            "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4:1 1.2.3.4:2 1.2.3.4:3 1.2.3.4:4"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_message(bad).message);
+    }
+}
+
 TEST_CASE("HELLO takes exactly one field: a secret never travels in a line") {
     CHECK(format_message(Hello{"s1"}) == "HELLO s1\n");
     auto p = parse_message("HELLO s1");
@@ -520,7 +554,7 @@ TEST_CASE("HELLO takes exactly one field: a secret never travels in a line") {
     CHECK(std::get<Hello>(*p.message).id == "s1");
     auto two = parse_message("HELLO s1 k3y/with+punct");
     CHECK_FALSE(two.message);
-    CHECK(two.error == "HELLO takes one field, the id");
+    CHECK(two.error == "HELLO takes the id, or the id, a port and an epoch");
     CHECK(two.error.find("k3y") == std::string::npos);  // the error never repeats what came after the id
 }
 

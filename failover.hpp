@@ -1,0 +1,75 @@
+// failover.hpp - the backup plan and the election, as pure functions: whom
+// the master ranks as its successors (sent to every slave in each PLAN), and
+// in what order a slave that lost its master tries them: the Bully algorithm
+// over that list, so that the best successor alive takes over and everyone
+// else joins it. No I/O: tests/test_failover.cpp covers it.
+//
+//   slave --master gone (EOF and it refuses a reconnect, or 3 intervals of
+//     |    silence)--> electing: try the old master, then successors 1, 2, ...
+//     |                  |-- one answers as a master --> slave of it
+//     |                  '-- I am successor k and 1..k-1 did not --> candidate
+//     |                                                              |
+//     '<------------- a master of a higher epoch ----------- master (epoch + 1)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace berkeley {
+
+// What the master knows of a slave that could take over.
+struct SuccessorCandidate {
+    std::string address;          // "host:port" it serves on; empty: it would not
+    bool in_step = false;         // took a correction from us, or said INSTEP
+    uint32_t missed_rounds = 0;   // in a row
+    uint64_t joined_round = 0;    // the round it joined in (smaller: longer in the group)
+};
+
+// The successors, best first, at most `k`: slaves that serve and answered the
+// last round; in step before not; then the longest in the group; then by
+// address, a fixed order. In step and long in the group: its clock keeps the
+// group's time and has had its rate trimmed longest, so taking over moves
+// the group least. Not by the last round's delay or correction: those differ
+// by noise, and a plan reshuffled every round would be a plan nobody can
+// rely on for long (every slave must have heard the same one).
+inline std::vector<std::string> rank_successors(std::vector<SuccessorCandidate> all, size_t k) {
+    std::erase_if(all, [](const SuccessorCandidate& c) { return c.address.empty() || c.missed_rounds > 0; });
+    std::sort(all.begin(), all.end(), [](const SuccessorCandidate& a, const SuccessorCandidate& b) {
+        if (a.in_step != b.in_step) return a.in_step;
+        if (a.joined_round != b.joined_round) return a.joined_round < b.joined_round;
+        return a.address < b.address;
+    });
+    std::vector<std::string> out;
+    for (const SuccessorCandidate& c : all) {
+        if (out.size() == k) break;
+        if (std::find(out.begin(), out.end(), c.address) == out.end()) out.push_back(c.address);
+    }
+    return out;
+}
+
+// Whom a slave that lost its master tries, in order, and whether it takes
+// over when none of them answers. Successor k tries the old master and
+// successors 1..k-1 only; anyone else tries the old master and every
+// successor, and starts over when none answers.
+struct ElectionOrder {
+    std::vector<std::string> try_in_order;
+    bool take_over = false;  // when none of them answers as a master
+};
+
+inline ElectionOrder election_order(const std::string& old_master, const std::vector<std::string>& successors,
+                                    const std::string& self) {
+    ElectionOrder order;
+    order.try_in_order.push_back(old_master);
+    for (const std::string& s : successors) {
+        if (s == self) {
+            order.take_over = true;
+            break;
+        }
+        if (s != old_master) order.try_in_order.push_back(s);
+    }
+    return order;
+}
+
+}  // namespace berkeley

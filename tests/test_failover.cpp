@@ -1,0 +1,67 @@
+// test_failover.cpp - failover.hpp: the ranking of successors and the order
+// of the election, case by case.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "failover.hpp"
+
+using namespace berkeley;
+
+TEST_CASE("rank_successors: in step first, then the longest in the group, then the address") {
+    std::vector<SuccessorCandidate> all = {
+        {"10.0.0.1:9001", false, 0, 1},   // not in step
+        {"10.0.0.2:9002", true, 0, 3},    // in step, joined in round 3
+        {"10.0.0.4:9004", true, 0, 1},    // in step, joined in round 1
+        {"10.0.0.3:9003", true, 0, 1},    // in step, joined in round 1: the lower address first
+        {"", true, 0, 0},                 // serves nowhere (a --count swarm)
+        {"10.0.0.6:9006", true, 2, 0},    // missed the last rounds
+    };
+    CHECK(rank_successors(all, 3) == std::vector<std::string>{"10.0.0.3:9003", "10.0.0.4:9004", "10.0.0.2:9002"});
+    CHECK(rank_successors(all, 10) ==
+          std::vector<std::string>{"10.0.0.3:9003", "10.0.0.4:9004", "10.0.0.2:9002", "10.0.0.1:9001"});
+    CHECK(rank_successors(all, 0).empty());
+    CHECK(rank_successors({}, 3).empty());
+}
+
+TEST_CASE("rank_successors: the same group gives the same plan, whatever the order it is listed in") {
+    std::vector<SuccessorCandidate> all = {
+        {"10.0.0.9:1", true, 0, 1}, {"10.0.0.8:1", true, 0, 1}, {"10.0.0.7:1", true, 0, 1}, {"10.0.0.7:1", true, 0, 1}};
+    const auto plan = rank_successors(all, 3);
+    CHECK(plan == std::vector<std::string>{"10.0.0.7:1", "10.0.0.8:1", "10.0.0.9:1"});
+    std::reverse(all.begin(), all.end());
+    CHECK(rank_successors(all, 3) == plan);
+}
+
+TEST_CASE("election_order: the Bully algorithm over the successor list") {
+    const std::vector<std::string> plan = {"s1:1", "s2:2", "s3:3"};
+    SUBCASE("successor 1 tries only the old master, then takes over") {
+        const ElectionOrder o = election_order("m:8080", plan, "s1:1");
+        CHECK(o.try_in_order == std::vector<std::string>{"m:8080"});
+        CHECK(o.take_over);
+    }
+    SUBCASE("successor 3 defers to 1 and 2") {
+        const ElectionOrder o = election_order("m:8080", plan, "s3:3");
+        CHECK(o.try_in_order == std::vector<std::string>{"m:8080", "s1:1", "s2:2"});
+        CHECK(o.take_over);
+    }
+    SUBCASE("any other slave tries everyone and never takes over") {
+        const ElectionOrder o = election_order("m:8080", plan, "x:9");
+        CHECK(o.try_in_order == std::vector<std::string>{"m:8080", "s1:1", "s2:2", "s3:3"});
+        CHECK_FALSE(o.take_over);
+    }
+    SUBCASE("a slave that serves nowhere") {
+        const ElectionOrder o = election_order("m:8080", plan, "");
+        CHECK_FALSE(o.take_over);
+        CHECK(o.try_in_order.size() == 4);
+    }
+    SUBCASE("no plan: the old master only, as before failover") {
+        const ElectionOrder o = election_order("m:8080", {}, "s1:1");
+        CHECK(o.try_in_order == std::vector<std::string>{"m:8080"});
+        CHECK_FALSE(o.take_over);
+    }
+    SUBCASE("the old master in its own plan (a master that was a successor) is tried once") {
+        const ElectionOrder o = election_order("s1:1", plan, "s3:3");
+        CHECK(o.try_in_order == std::vector<std::string>{"s1:1", "s2:2"});
+    }
+}
