@@ -1,6 +1,7 @@
 # Build, test, demo and benchmark the Berkeley clock synchronization.
 #   make demo      build, run ./master 3 and analyze.py 3, report, plot demo.svg
 #   make textbook  the textbook's example: master 3:00, slaves 3:25 and 2:50, explained
+#   make demo-failover  a master and 5 slaves; the master killed after round 3; a successor takes over
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
@@ -13,7 +14,7 @@ HEADERS  := clock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps demo bench textbook
+.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover bench textbook
 
 all: compile
 compile: master slave
@@ -40,6 +41,25 @@ demo: compile
 	  $(PYTHON) analyze.py 3 --port $$port --master-log $(DEMO_DIR)/master.log --logs $(DEMO_DIR) \
 	    --plot demo.svg --json $(DEMO_DIR)/report.json; rc=$$?; \
 	  wait $$master; trap - EXIT; echo "picture: demo.svg  logs: $(DEMO_DIR)/"; exit $$rc
+
+# Failover: the same as demo with 5 slaves and 8 rounds, but the master is
+# killed with SIGKILL once round 3 is done. Its first successor takes over
+# with its own clock and runs rounds 4..8; analyze.py's report shows the takeover.
+FAILOVER_DIR := build/demo-failover
+demo-failover: compile
+	@rm -rf $(FAILOVER_DIR) && mkdir -p $(FAILOVER_DIR)
+	@./master 5 --port 0 --rounds 8 --interval 0.5 --log $(FAILOVER_DIR)/master.log \
+	    > >(sed -u 's/^/[master]  /') 2>&1 & master=$$!; \
+	  trap 'kill $$master 2>/dev/null' EXIT; port=; \
+	  for i in $$(seq 200); do \
+	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(FAILOVER_DIR)/master.log 2>/dev/null); \
+	    [ -n "$$port" ] && break; sleep 0.05; done; \
+	  [ -n "$$port" ] || { echo "demo-failover: the master did not start"; exit 1; }; \
+	  ( for i in $$(seq 600); do grep -q '"event":"round_done"[^}]*"round":3,' $(FAILOVER_DIR)/master.log && break; \
+	      sleep 0.05; done; echo "[demo]    killing the master (SIGKILL) after round 3"; kill -9 $$master ) & \
+	  $(PYTHON) analyze.py 5 --port $$port --master-log $(FAILOVER_DIR)/master.log --logs $(FAILOVER_DIR) \
+	    --plot failover.svg --json $(FAILOVER_DIR)/report.json; rc=$$?; \
+	  wait; trap - EXIT; echo "picture: failover.svg  logs: $(FAILOVER_DIR)/"; exit $$rc
 
 # The textbook's example (master 3:00, slaves 3:25 and 2:50, no drift): one
 # round, one probe each, the master's console explaining every step, then

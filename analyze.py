@@ -325,19 +325,46 @@ def round_instants(tracks, steps, starts, r):
 
 def estimation_errors(tracks):
     """Per slave and round: the master's estimate minus the true offset of the
-    slave from the master, at the slave's last reply of that round."""
-    master = tracks.get(MASTER_ID)
+    slave from the master, at the slave's last reply of that round. The
+    master of a round is whichever clock logged its estimates: after a
+    takeover, a former slave."""
     errors = {}
-    for e in master.events if master else []:
-        if e["event"] != "estimate" or e["slave"] not in tracks:
-            continue
-        slave = tracks[e["slave"]]
-        replies = [x for x in slave.events if x["event"] == "reply" and x["round"] == e["round"]]
-        if replies:
-            t = replies[-1]["real_ns"]
-            true_ns = slave.offset_at(t) - master.offset_at(t)
-            errors.setdefault(e["slave"], {})[e["round"]] = e["estimate_ns"] - true_ns
+    for master in tracks.values():
+        for e in master.events:
+            if e["event"] != "estimate" or e["slave"] not in tracks:
+                continue
+            slave = tracks[e["slave"]]
+            replies = [x for x in slave.events if x["event"] == "reply" and x["round"] == e["round"]]
+            if replies:
+                t = replies[-1]["real_ns"]
+                true_ns = slave.offset_at(t) - master.offset_at(t)
+                errors.setdefault(e["slave"], {})[e["round"]] = e["estimate_ns"] - true_ns
     return errors
+
+
+def takeovers(tracks, rounds):
+    """Each time a slave took over as master (its `takeover` event): who, the
+    epoch, the first round it ran, how long the group had no master (from the
+    last event of the master before, to the new master's first round), and
+    the spread after the last round before and after the first round of the
+    new master (None where there is none)."""
+    out = []
+    by_round = {r["round"]: r for r in rounds}
+    for c, track in tracks.items():
+        for e in track.events:
+            if e["event"] != "takeover":
+                continue
+            firsts = [x for x in track.events if x["event"] == "round" and x["real_ns"] > e["real_ns"]]
+            old_last = max((x["real_ns"] for t in tracks.values() for x in t.events
+                            if x["real_ns"] < e["real_ns"] and any(y["event"] == "round" for y in t.events)
+                            and t is not track), default=None)
+            first = firsts[0]["round"] if firsts else None
+            entry = {"clock": c, "epoch": e["epoch"], "after_round": e["round"], "first_round": first,
+                     "no_master_ns": firsts[0]["real_ns"] - old_last if firsts and old_last else None,
+                     "spread_before_ns": by_round[e["round"]]["spread_after_ns"] if e["round"] in by_round else None,
+                     "spread_after_ns": by_round[first]["spread_after_ns"] if first in by_round else None}
+            out.append(entry)
+    return sorted(out, key=lambda x: x["epoch"])
 
 
 def analyse(tracks, tolerance_ns):
@@ -393,6 +420,7 @@ def analyse(tracks, tolerance_ns):
               "synchronized": last["spread_after_ns"] <= tolerance_ns}
     if MASTER_ID in tracks:
         result["estimation_error_ns"] = {c: {str(r): v for r, v in sorted(e.items())} for c, e in errors.items()}
+    result["takeovers"] = takeovers(tracks, rounds)
     return result
 
 
@@ -493,6 +521,14 @@ def report(result, log_dir):
                             for info in clocks.values()]
             for i, r in enumerate(rounds)]
     out.append(table(["round"] + list(clocks), rows))
+    for t in result.get("takeovers", []):
+        out += ["", "Takeover: %s became the master (epoch %d) after round %d%s; the group had no master for %s;"
+                % (t["clock"], t["epoch"], t["after_round"],
+                   ", and ran round %d first" % t["first_round"] if t["first_round"] else " (it ran no round)",
+                   fmt_optional(t["no_master_ns"], fmt_magnitude)),
+                "          spread after round %d: %s; after its first round: %s"
+                % (t["after_round"], fmt_optional(t["spread_before_ns"], fmt_magnitude),
+                   fmt_optional(t["spread_after_ns"], fmt_magnitude))]
     out += ["", "The ensemble ended %s from the host clock: Berkeley agrees on an average, not on true time."
             % fmt_duration(result["mean_offset_ns"]), verdict(result)]
     return "\n".join(out)

@@ -41,7 +41,8 @@ constexpr int64_t SHUTDOWN_GRACE_NS = 2 * NS_PER_S;  // for BYE to reach the sla
 constexpr int64_t HELLO_TIMEOUT_NS = 5 * NS_PER_S;   // a connection must say HELLO by then
 constexpr size_t MAX_PENDING_HELLOS = 1024;          // connections not yet past HELLO
 constexpr int64_t AUTH_FAILURE_DELAY_NS = 1 * NS_PER_S;  // a wrong proof is answered this late
-constexpr int64_t WAIT_HEARTBEAT_NS = 1 * NS_PER_S;  // WAIT to joined slaves before round 1
+constexpr int64_t WAIT_HEARTBEAT_NS = 1 * NS_PER_S;  // WAIT to joined slaves before round 1 (at most;
+                                                     // once an interval if that is shorter)
 constexpr int64_t TAKEOVER_GRACE_NS = 200 * NS_PER_MS;  // after taking over: the first round once
                                                         // the first slave is back, and this long after
 constexpr int64_t BY_HAND_TIMEOUT_NS = 600 * NS_PER_S;  // --by-hand: time to type an answer
@@ -116,7 +117,8 @@ CliResult parse_options(int argc, char** argv, Options& o) {
         {"by-hand", nullptr, "for typing the protocol with nc: 1 probe, no HELLO deadline, 10 min to\n"
          "                         answer, 60 s rounds, mistakes answered with what was expected",
          store_flag(o.by_hand, true)},
-        {"no-failover", nullptr, "name no successors: when this master dies, nobody takes over",
+        {"no-failover", nullptr, "send no PLAN, name no successors: when this master dies, its slaves\n"
+         "                         wait for it to come back (as before failover; implied by --by-hand)",
          store_flag(o.failover, false)},
         {"takeover", "PLAN", "for a slave taking over (slave.cpp): continue the group of this PLAN\n"
          "                         line as its next epoch, with its settings",
@@ -166,6 +168,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     o.slaves = static_cast<size_t>(*n);
     if (o.max_slaves == DEFAULT_MAX_SLAVES) o.max_slaves = std::max(o.max_slaves, o.slaves);  // room for N by default
     if (o.slaves > o.max_slaves) return mistake("N is larger than --max-slaves");
+    if (o.by_hand) o.failover = false;  // a person typing plays no successor
     if (o.by_hand) {  // a person's pace, where the options were left at their defaults
         if (o.probes == DEFAULT_PROBES) o.probes = 1;
         if (o.timeout_ns == DEFAULT_TIMEOUT_NS) o.timeout_ns = BY_HAND_TIMEOUT_NS;
@@ -254,6 +257,9 @@ private:
     void finish_round(int64_t now);
     void begin_shutdown(int64_t now, const char* why);
     Plan plan() const;
+    // Slaves with a plan leave a master silent for 3 intervals: WAIT comes
+    // at least once an interval while the first round is awaited.
+    int64_t heartbeat_ns() const { return std::min(WAIT_HEARTBEAT_NS, opt_.interval_ns); }
     void send_plans();
     // The loop and its timers.
     void move_on(int64_t now);
@@ -603,7 +609,7 @@ void Master::finish_round(int64_t now) {
     event("round_done").num("round", static_cast<int64_t>(round_)).num("duration_ns", end - round_started_ns_)
         .num("answered", static_cast<int64_t>(last_answered_)).num("acked", acked).num("cpu_ns", cpu_time_ns());
     if (opt_.rounds > 0 && round_ >= opt_.rounds) return begin_shutdown(now, "all rounds done");
-    send_plans();
+    if (opt_.failover) send_plans();
     phase_ = Phase::Idle;
     loop_.arm(ROUND_TIMER, round_started_ns_ + opt_.interval_ns);
 }
@@ -613,7 +619,6 @@ void Master::finish_round(int64_t now) {
 Plan Master::plan() const {
     Plan out{opt_.epoch, round_, opt_.rounds, opt_.interval_ns, opt_.probes, opt_.timeout_ns, opt_.max_skew_ns,
              opt_.max_missed, {}};
-    if (!opt_.failover) return out;
     std::vector<SuccessorCandidate> candidates;
     for (const auto& [token, p] : peers_)
         if (!p.id.empty() && p.drop_reason.empty())
@@ -734,7 +739,7 @@ void Master::on_peer_timer(Peer& p) {
 void Master::send_waits(int64_t now) {
     for (auto& [token, p] : peers_)
         if (!p.id.empty() && p.drop_reason.empty()) send(p, Wait{ids_.size(), opt_.slaves});
-    loop_.arm(ROUND_TIMER, now + WAIT_HEARTBEAT_NS);
+    loop_.arm(ROUND_TIMER, now + heartbeat_ns());
 }
 
 // ===========================================================================
@@ -919,12 +924,12 @@ void Master::on_hello(Peer& p, const Hello& m) {
     event("connected").str("slave", p.id).str("address", p.address).flag("authenticated", p.session.has_value());
     // Say it was heard, so the slave knows this master is alive while it waits.
     send(p, Wait{ids_.size(), opt_.slaves});
-    send(p, plan());  // the epoch it now follows, and the plan should we die before a round
+    if (opt_.failover) send(p, plan());  // the epoch it now follows, and the plan should we die before a round
     if (phase_ == Phase::Waiting && opt_.takeover) {
         if (ids_.size() == 1) loop_.arm(ROUND_TIMER, monotonic_ns() + TAKEOVER_GRACE_NS);
     } else if (phase_ == Phase::Waiting) {
         console_.say("waiting for slaves: %zu/%zu\n", ids_.size(), opt_.slaves);
-        if (!loop_.armed(ROUND_TIMER)) loop_.arm(ROUND_TIMER, monotonic_ns() + WAIT_HEARTBEAT_NS);
+        if (!loop_.armed(ROUND_TIMER)) loop_.arm(ROUND_TIMER, monotonic_ns() + heartbeat_ns());
     }
 }
 

@@ -29,7 +29,8 @@ constexpr size_t MAX_ADDRESS_BYTES = 48;  // "[ipv6]:port"
 //                                                    serve on as master (0: none), the highest
 //                                                    epoch it has followed
 //   master -> slave    WAIT <joined> <needed>        joined; rounds start at <needed> slaves
-//                                                    (again every second while waiting)
+//                                                    (again every second, or every interval if
+//                                                    shorter, while waiting)
 //   master -> slave    TIME? <round> <probe>         "send me your clock"
 //   slave  -> master   CLOCK <round> <probe> <t2> [<t3>]
 //                                                    the slave's clock as TIME? arrived (t2) and

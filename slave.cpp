@@ -250,11 +250,12 @@ void Slave::on_timer(int64_t now) {
             return give_up();
         case State::Connected: {
             // With a plan, a master is gone after three intervals without a
-            // round (plus a probe's timeout); a candidate that does not answer
-            // as a master within one interval is passed over.
+            // round (plus a probe's timeout). A candidate that accepted us but
+            // does not answer as a master within two intervals (plus a
+            // timeout) is passed over: alive, it would have taken over by then.
             int64_t silence_ns = opt_.connect_timeout_ns;
             if (plan_ && !plan_->successors.empty())
-                silence_ns = std::min(silence_ns, electing_ && !heard_ ? plan_->interval_ns + plan_->timeout_ns
+                silence_ns = std::min(silence_ns, electing_ && !heard_ ? 2 * plan_->interval_ns + plan_->timeout_ns
                                                                        : 3 * plan_->interval_ns + plan_->timeout_ns);
             if (now < last_heard_ns_ + silence_ns) return loop_.arm(token_, last_heard_ns_ + silence_ns);
             return lose_master("no word from the master for " + std::to_string(silence_ns / NS_PER_MS) + " ms");

@@ -46,14 +46,15 @@ def note_skipped(message):
     SKIPPED_LINES.setdefault(message)
 
 
-NAMES = ("precision", "steady", "scale", "soak", "hostile", "drag", "lock", "auth")
+NAMES = ("precision", "steady", "scale", "soak", "hostile", "drag", "lock", "auth", "failover")
 
 FULL = {"precision_rounds": 30, "steady_s": 120, "scale": ((1000, 101, 0.15), (10000, 3, 2.0)), "soak_rounds": 5000,
         "hostile": (3, 3000, 10000), "drag_rounds": 122, "drag_lies": ("1 us", "20 us", "0.4 ms", "100 ms"),
-        "lock_intervals": (0.2, 1, 5), "auth": ((1000, 11, 0.15), (10000, 3, 2.0)), "storm": True}
+        "lock_intervals": (0.2, 1, 5), "auth": ((1000, 11, 0.15), (10000, 3, 2.0)), "storm": True,
+        "failover_kills": 20}
 QUICK = {"precision_rounds": 10, "steady_s": 40, "scale": ((1000, 11, 0.15),), "soak_rounds": 500,
          "hostile": (3, 3000), "drag_rounds": 30, "drag_lies": ("20 us", "100 ms"), "lock_intervals": (0.2, 1),
-         "auth": ((1000, 11, 0.15),), "storm": False}
+         "auth": ((1000, 11, 0.15),), "storm": False, "failover_kills": 5}
 STEADY_SKIP_S = 30  # steady state is judged after the first 30 s
 CONNECT_S_PER_SLAVE = 0.01  # generous time for the slaves to connect, beyond a fixed 20 s
 ROUND_S_PER_SLAVE = 0.0002  # generous time a round may take per slave, beyond its interval
@@ -1055,6 +1056,90 @@ def bench_storm(procs, seed):
     return s
 
 
+# ---------------------------------------------------------------------------
+# 13. Failover: from the master's death to the new master's first round
+
+FAILOVER_INTERVAL_S = 0.5
+FAILOVER_SUCCESSORS = 5   # slave processes of their own, which serve and may take over
+FAILOVER_TARGET_NS = int((3 * FAILOVER_INTERVAL_S + 1) * NS_PER_S)
+
+
+def bench_failover(procs, cfg, seed):
+    kills = cfg["failover_kills"]
+    s = Section("13. Failover: the master killed, a successor takes over",
+                ["N", "kills", "kill -> first round of the new master: median", "max", "spread after rounds around "
+                 "the takeover: largest", "takeovers by the top successor"],
+                ["A master (`--rounds 0 --interval %g --offset 0 --drift 0`) and N slaves with `--drift 0`: "
+                 "%d slave processes of their own (each serves, so each may take over) and, for N above %d, "
+                 "the rest in one `./slave --count` swarm (a swarm serves nowhere). After 3 rounds the master "
+                 "is killed with SIGKILL. Figure: host time from the kill to the new master's first "
+                 "`round_done`, over %d runs, each a fresh group. The spread is the true spread after each "
+                 "round from the last before the kill to the second after it (analyze.py), the largest over all "
+                 "runs. Target: at most 3 intervals plus 1 s (%s)."
+                 % (FAILOVER_INTERVAL_S, FAILOVER_SUCCESSORS, FAILOVER_SUCCESSORS, kills, ms(FAILOVER_TARGET_NS, 0))])
+    for n in (5, 1000):
+        times, spreads, top_first = [], [], 0
+        try:
+            for k in range(kills):
+                t, spread, by_top = one_failover(procs, n, seed + k)
+                times.append(t)
+                spreads.append(spread)
+                top_first += by_top
+                procs.stop_all()
+        except (BenchError, analyze.NothingToAnalyse) as e:
+            s.fail("N=%d" % n, e)
+            procs.stop_all()
+            continue
+        s.add(n, kills, judge(median(times), FAILOVER_TARGET_NS, ms(median(times)), "<= %s" % ms(FAILOVER_TARGET_NS, 0)),
+              judge(max(times), FAILOVER_TARGET_NS, ms(max(times)), "<= %s" % ms(FAILOVER_TARGET_NS, 0)),
+              us(max(spreads)), "%d of %d" % (top_first, kills))
+    return s
+
+
+def one_failover(procs, n, seed):
+    """One group, its master killed after round 3: (kill -> first round of
+    the new master, the largest spread around it, 1 if the plan's top
+    successor took over)."""
+    tag = "fo%d-%d" % (n, seed)
+    m = procs.master(n, tag + "-master", ["--rounds", "0", "--interval", str(FAILOVER_INTERVAL_S), "--offset", "0",
+                                          "--drift", "0", "--seed", str(seed), "--quiet"])
+    own = [procs.slaves(m.port, 1, "%s-s%d" % (tag, i), ["--drift", "0", "--seed", str(seed * 100 + i)],
+                        ident="s%d" % i) for i in range(FAILOVER_SUCCESSORS)]
+    swarm = [procs.slaves(m.port, n - FAILOVER_SUCCESSORS, tag + "-swarm", ["--drift", "0", "--seed", str(seed * 100 + 50)],
+                          ident="w")] if n > FAILOVER_SUCCESSORS else []
+    logs = [m.log] + [p.log for p in own + swarm]
+    deadline = time.monotonic() + 60 + n * CONNECT_S_PER_SLAVE
+    while len([e for e in analyze.read_events(m.log, warn=procs.warn) if e["event"] == "round_done"]) < 3:
+        if time.monotonic() > deadline:
+            raise BenchError("%s: three rounds did not come" % tag)
+        time.sleep(0.05)
+    killed = time.time_ns()  # just before: the figure includes the kill's own latency
+    m.kill()
+    m.wait()
+    first, new = None, None
+    deadline = time.monotonic() + 30
+    while first is None:
+        if time.monotonic() > deadline:
+            raise BenchError("%s: no new master ran a round within 30 s of the kill" % tag)
+        time.sleep(0.05)
+        for p in own:
+            events = analyze.read_events(p.log, warn=procs.warn)
+            if any(e["event"] == "takeover" for e in events):
+                done = [e for e in events if e["event"] == "round_done" and e["real_ns"] > killed]
+                if done:
+                    first, new = done[0], events
+                    break
+    time.sleep(2.5 * FAILOVER_INTERVAL_S)  # two more rounds, for the spread after the takeover
+    plan = [e for e in analyze.read_events(own[0].log, warn=procs.warn) if e["event"] == "plan" and e["real_ns"] < killed]
+    serving = [e for e in new if e["event"] == "serving"]
+    by_top = int(bool(plan and serving and plan[-1]["successors"].split(" ")[0] == serving[0]["address"]))
+    tracks = {c: analyze.ClockTrack(c, ev) for c, ev in analyze.read_logs(logs, warn=procs.warn).items() if ev}
+    result = analyze.analyse(tracks, NS_PER_MS)
+    last_before = max(e["round"] for e in tracks[analyze.MASTER_ID].events if e["event"] == "round_done")
+    around = [r["spread_after_ns"] for r in result["rounds"] if last_before <= r["round"] <= first["round"] + 2]
+    return first["real_ns"] - killed, max(around) if around else 0, by_top
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Benchmark ./master and ./slave; write bench/results.md.")
     p.add_argument("--quick", action="store_true",
@@ -1087,7 +1172,8 @@ def main(argv=None):
     print("bench: %s run; logs in %s" % (mode, log_dir), flush=True)
     procs = Procs(log_dir, note_skipped)
     benches = {"precision": bench_precision, "steady": bench_steady, "scale": bench_scale, "soak": bench_soak,
-               "hostile": bench_hostile, "drag": bench_drag, "lock": bench_lock, "auth": bench_auth}
+               "hostile": bench_hostile, "drag": bench_drag, "lock": bench_lock, "auth": bench_auth,
+               "failover": bench_failover}
     sections = []
     t_start = time.monotonic()
     try:

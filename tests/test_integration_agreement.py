@@ -62,7 +62,8 @@ class AgreementTest(RunTestCase):
         # first round. B must correct itself, not them: no in-step slave
         # steps, backwards least of all, or moves by more than a few us.
         r = self.run_
-        a = r.master(3, "--rounds", 0, "--interval", 0.1, "--offset", 0, "--drift", 0, name="master-a")
+        # --no-failover: a restarted master, not a successor (that is test_integration_failover.py)
+        a = r.master(3, "--rounds", 0, "--interval", 0.1, "--offset", 0, "--drift", 0, "--no-failover", name="master-a")
         port = a.port
         names = ["s%d" % i for i in range(3)]
         for i, n in enumerate(names):

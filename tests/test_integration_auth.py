@@ -199,7 +199,7 @@ class AuthTest(RunTestCase):
                 correction = int(f[1])
                 py.send("ACK %s" % f[0])
         self.assertEqual(line, "BYE")
-        self.assertEqual(seen, ["WAIT", "TIME?", "TIME?", "TIME?", "TIME?", "ADJUST"])
+        self.assertEqual(seen, ["WAIT", "PLAN", "TIME?", "TIME?", "TIME?", "TIME?", "ADJUST"])
         self.assertLess(abs(correction + 15 * 10**9), 50 * MS)  # halfway between the master and 30 s ahead
         self.assertEqual(r.wait(m), 0)
         self.assertTrue(self.events("master", "connected")[0]["authenticated"])
@@ -214,7 +214,7 @@ class AuthTest(RunTestCase):
         port at once. The slave reconnects to it, but only ever sends it a
         random challenge, and applies nothing it says."""
         r = self.run_
-        m = r.master(1, "--rounds", 0, "--interval", 0.2, "--secret-file", self.good)
+        m = r.master(1, "--rounds", 0, "--interval", 0.2, "--secret-file", self.good, "--no-failover")
         s = r.slave(m.port, "wary", "--secret-file", self.good, "--connect-timeout", 3)
         wait_until(lambda: self.events("wary", "adjust"), "a first correction")
         adjusts_before = len(self.events("wary", "adjust"))

@@ -3,11 +3,15 @@
 takes over with its own clock, as the plan's next epoch, and the group's
 time goes on without a jump. Every figure is the truth from the logs."""
 
+import os
+import secrets
 import signal
+import socket
+import threading
 import time
 import unittest
 
-from harness import WAIT_S, RunTestCase, read_log, wait_until
+from harness import WAIT_S, RawPeer, RunTestCase, read_log, wait_until
 
 INTERVAL_S = 0.3
 SLAVES = ["s1", "s2", "s3", "s4", "s5"]
@@ -64,12 +68,38 @@ class FailoverTest(RunTestCase):
         for n in survivors:
             steps = [e for e in self.events(n, "adjust") if e["round"] > 1 and e.get("mode") == "step"]
             self.assertEqual(steps, [], "%s was stepped after round 1" % n)
-        by_round = self.targets_by_round(survivors + [new_master], takeover["round"] + 1)
+        by_round = self.targets_by_round(survivors + [new_master], 1)
         complete = {r: t for r, t in by_round.items() if len(t) == len(survivors) + 1}
-        self.assertTrue(complete, "no round with every survivor")
-        for r, t in complete.items():
+        after = {r: t for r, t in complete.items() if r > takeover["round"]}
+        self.assertTrue(after, "no round with every survivor after the takeover")
+        for r, t in after.items():
             self.assertLessEqual(max(t.values()) - min(t.values()), 5 * US, "round %d: %s" % (r, t))
+        # The surviving ensemble's offset from the host clock hardly moves.
+        before = [r for r in complete if 2 < r <= takeover["round"]]
+        if before:
+            mean = lambda t: sum(t.values()) / len(t)  # noqa: E731
+            moved = mean(complete[min(after)]) - mean(complete[max(before)])
+            self.assertLessEqual(abs(moved), 10 * US, "the ensemble moved %d ns across the takeover" % moved)
+        for n in survivors + [new_master]:
+            self.assert_one_master_at_a_time(n)
         return first
+
+    def assert_one_master_at_a_time(self, name):
+        """A slave's log: connected and lost alternate (never two masters at
+        once), and the epochs of the plans it heard never go back."""
+        following = False
+        epochs = []
+        for e in self.events(name):
+            if e["event"] == "takeover":
+                break  # from here on it is the master
+            if e["event"] == "connected":
+                self.assertFalse(following, "%s connected twice without losing the first" % name)
+                following = True
+            elif e["event"] in ("lost", "exit"):
+                following = False
+            elif e["event"] == "plan":
+                epochs.append(e["epoch"])
+        self.assertEqual(epochs, sorted(epochs), "%s heard an older epoch after a newer one" % name)
 
     def test_the_master_killed_while_idle_is_replaced_by_its_first_successor(self):
         m, procs = self.start_group()
@@ -83,6 +113,122 @@ class FailoverTest(RunTestCase):
         survivors = [n for n in SLAVES if n != new]
         self.assert_takeover_is_clean(killed, survivors, new, 2)
         self.assertEqual(len(self.takeovers(SLAVES)), 1, "one takeover")
+
+    def test_the_master_killed_while_probing(self):
+        m, procs = self.start_group()
+        k = len(self.events("master", "round"))
+        wait_until(lambda: len(self.events("master", "round")) > k, "a round starting")
+        killed = self.kill(m)
+        new = self.wait_for_new_master(SLAVES, killed, 2)
+        self.assert_takeover_is_clean(killed, [n for n in SLAVES if n != new], new, 2)
+
+    def test_the_master_killed_between_adjust_and_ack(self):
+        m, procs = self.start_group()
+        k = len(self.events("master", "estimate"))
+        wait_until(lambda: len(self.events("master", "estimate")) > k, "corrections going out")
+        killed = self.kill(m)
+        new = self.wait_for_new_master(SLAVES, killed, 2)
+        self.assert_takeover_is_clean(killed, [n for n in SLAVES if n != new], new, 2)
+
+    def test_the_new_master_killed_too(self):
+        m, procs = self.start_group()
+        killed = self.kill(m)
+        first = self.wait_for_new_master(SLAVES, killed, 2)
+        wait_until(lambda: len(self.rounds_of(first, killed)) >= 3, "three rounds of the new master")
+        again = self.kill(procs[first])  # the same process: it became the master
+        rest = [n for n in SLAVES if n != first]
+        second = self.wait_for_new_master(rest, again, 3)
+        self.assert_takeover_is_clean(again, [n for n in rest if n != second], second, 3)
+
+    def test_the_top_successor_killed_just_before_the_master(self):
+        m, procs = self.start_group()
+        serving = {self.events(n, "serving")[0]["address"]: n for n in SLAVES}
+        plan = self.events("s1", "plan")[-1]["successors"].split(" ")
+        top = serving[plan[0]]
+        self.kill(procs[top])
+        killed = self.kill(m)
+        rest = [n for n in SLAVES if n != top]
+        new = self.wait_for_new_master(rest, killed, 2)
+        self.assertNotEqual(new, top)
+        self.assert_takeover_is_clean(killed, [n for n in rest if n != new], new, 2)
+        self.assertEqual(len(self.takeovers(rest)), 1, "one takeover")
+
+    def test_two_successors_electing_at_once_make_one_master(self):
+        """The top successor is paused (SIGSTOP) as the master dies, so the
+        second one starts its election first; it finds the top successor
+        alive (its listener accepts) and waits for it to answer as a master
+        instead of taking over itself."""
+        m, procs = self.start_group()
+        serving = {self.events(n, "serving")[0]["address"]: n for n in SLAVES}
+        plan = self.events("s1", "plan")[-1]["successors"].split(" ")
+        top, second = serving[plan[0]], serving[plan[1]]
+        procs[top].send_signal(signal.SIGSTOP)
+        killed = self.kill(m)
+        wait_until(lambda: self.events(second, "electing"), "the second successor electing")
+        time.sleep(0.3)  # a pause, not a synchronisation: the top successor wakes up late
+        procs[top].send_signal(signal.SIGCONT)
+        new = self.wait_for_new_master(SLAVES, killed, 2)
+        self.assertEqual(new, top)
+        self.assert_takeover_is_clean(killed, [n for n in SLAVES if n != new], new, 2)
+        self.assertEqual(len(self.takeovers(SLAVES)), 1, "one takeover, not two")
+
+    def test_with_a_secret_impostors_on_the_masters_port_and_a_successors_address_are_never_followed(self):
+        path = os.path.join(self.run_.dir, "secret")
+        with open(path, "w") as f:
+            f.write("a passphrase for the failover test\n")
+        os.chmod(path, 0o600)
+        m, procs = self.start_group("--secret-file", path)
+        serving = {self.events(n, "serving")[0]["address"]: n for n in SLAVES}
+        plan = self.events("s1", "plan")[-1]["successors"].split(" ")
+        top = serving[plan[0]]
+        host, port = plan[0].rsplit(":", 1)
+        self.kill(procs[top])
+        heard = []
+        squatters = [self.squat(int(port), heard)]  # on the top successor's address
+        killed = self.kill(m)
+        squatters.append(self.squat(m.port, heard))  # and on the old master's port
+        rest = [n for n in SLAVES if n != top]
+        new = self.wait_for_new_master(rest, killed, 2)
+        self.assertNotEqual(new, top)
+        self.assert_takeover_is_clean(killed, [n for n in rest if n != new], new, 2)
+        for line in heard:
+            self.assertRegex(line, r"^AUTH [0-9a-f]{64}$", "an impostor heard more than a challenge")
+        self.assertTrue(heard, "the impostor on the top successor's address was tried")
+        for n in rest:
+            lost = [e["reason"] for e in self.events(n, "lost") if e["real_ns"] > killed]
+            if n != new:
+                self.assertTrue([r for r in lost if "proof is wrong" in r], "%s never met an impostor: %s" % (n, lost))
+            hour = [e for e in self.events(n, "adjust") if abs(e["correction_ns"]) > 1000 * US]
+            self.assertFalse([e for e in hour if e["round"] > 1], "%s took a correction of an hour" % n)
+
+    def squat(self, port, heard):
+        """A listener on a port that answers every challenge with a made-up
+        proof and an hour's correction; what it hears is kept in `heard`."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        self.addCleanup(sock.close)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                peer = RawPeer(conn)
+                try:
+                    line = peer.line()
+                    if line is not None:
+                        heard.append(line)
+                        peer.send("AUTH %s %s\nADJUST 9 3600000000000 %s\n"
+                                  % (secrets.token_hex(32), secrets.token_hex(32), secrets.token_hex(16)))
+                        heard.extend(peer.lines_until_closed())
+                except OSError:
+                    pass
+                conn.close()
+        threading.Thread(target=serve, daemon=True).start()
+        return sock
 
 
 if __name__ == "__main__":
