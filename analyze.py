@@ -733,6 +733,15 @@ def draw_svg(tracks, result, scale="auto"):
         if px - last_label_x >= 22:
             svg.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555">r%d</text>' % (px, TOP - 4, r["round"]))
             last_label_x = px
+    starts = {r["round"]: r["before_real_ns"] for r in result["rounds"]}
+    for t in result.get("takeovers", []):  # a takeover: a solid line where the new master's first round began
+        px = x(starts[t["first_round"]]) if t["first_round"] in starts else None
+        if px is None or not LEFT <= px <= RIGHT:
+            continue
+        svg.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#d62728" stroke-width="2"/>'
+                   % (px, px, TOP, BOTTOM))
+        svg.append('<text x="%.1f" y="%d" fill="#d62728">%s takes over (epoch %d)</text>'
+                   % (px + 4, BOTTOM - 8, xml_escape(t["clock"]), t["epoch"]))
     svg.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>'
                % (LEFT, TOP, RIGHT - LEFT, BOTTOM - TOP))
     svg.append('<text x="%d" y="%d" text-anchor="middle">time since round 1 began (s)</text>'

@@ -216,7 +216,9 @@ void Slave::try_connect(int64_t now) {
     connecting_ = connect_tcp(host, port, error);
     if (connecting_.valid() && loop_.add(connecting_.get(), EPOLLOUT, token_, error)) {
         state_ = State::Connecting;
-        loop_.arm(token_, give_up_at_ns_);
+        // A candidate whose handshake hangs (its SYNs dropped) is passed over like a silent one.
+        loop_.arm(token_, electing_ ? std::min(give_up_at_ns_, now + 2 * plan_->interval_ns + plan_->timeout_ns)
+                                    : give_up_at_ns_);
         return;
     }
     connecting_.reset();
@@ -247,6 +249,10 @@ void Slave::on_timer(int64_t now) {
         case State::Connecting:  // a handshake that never finishes (SYN dropped)
             loop_.remove(connecting_.get());
             connecting_.reset();
+            if (electing_ && now < give_up_at_ns_) {
+                failure_ = "connect: no answer from " + target_;
+                return next_candidate(now);
+            }
             return give_up();
         case State::Connected: {
             // With a plan, a master is gone after three intervals without a

@@ -818,7 +818,7 @@ class EndToEndTest(unittest.TestCase):
 
     def test_a_dead_master_is_not_a_missing_one(self):
         r = self.run_
-        m = r.master(2, "--rounds", 0, "--interval", 0.2)
+        m = r.master(2, "--rounds", 0, "--interval", 0.2, "--no-failover")  # dead for good: nobody takes over
         logs = os.path.join(r.dir, "slaves")
         p = r.start([sys.executable, ANALYZE, "2", "--slave", SLAVE, "--port", str(m.port), "--connect-timeout", "1",
                      "--logs", logs, "--quiet"], "analyze", pipe=True)

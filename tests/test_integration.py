@@ -105,6 +105,9 @@ class IntegrationTest(RunTestCase):
             f.write("HELLO by-hand\n")
             f.flush()
             self.assertEqual(f.readline(), "WAIT 1 1\n")  # heard: 1 of the 1 slave it waits for
+            # The backup plan: epoch 1, no round yet, 1 round, 1 s, 2 probes, 500 ms, auto, 3; no successor
+            # (this HELLO offered no port to serve on).
+            self.assertEqual(f.readline(), "PLAN 1 0 1 1000000000 2 500000000 -1 3\n")
             for probe in (1, 2):
                 self.assertEqual(f.readline(), "TIME? 1 %d\n" % probe)
                 f.write("CLOCK 1 %d %d\n" % (probe, time.time_ns() + 5000 * MS))

@@ -11,11 +11,15 @@ import threading
 import time
 import unittest
 
-from harness import WAIT_S, RawPeer, RunTestCase, read_log, wait_until
+from harness import WAIT_S, RawPeer, RunTestCase, bad_line, read_log, wait_until
+import analyze  # found on the path harness set
 
 INTERVAL_S = 0.3
 SLAVES = ["s1", "s2", "s3", "s4", "s5"]
 US = 1000
+# The issue's bound on the survivors' spread after a takeover; the sanitizer
+# build runs several times slower, and its estimates are that much noisier.
+SPREAD_NS = (25 if "asan" in os.environ.get("BERKELEY_BIN_DIR", "") else 5) * US
 
 
 class FailoverTest(RunTestCase):
@@ -73,7 +77,7 @@ class FailoverTest(RunTestCase):
         after = {r: t for r, t in complete.items() if r > takeover["round"]}
         self.assertTrue(after, "no round with every survivor after the takeover")
         for r, t in after.items():
-            self.assertLessEqual(max(t.values()) - min(t.values()), 5 * US, "round %d: %s" % (r, t))
+            self.assertLessEqual(max(t.values()) - min(t.values()), SPREAD_NS, "round %d: %s" % (r, t))
         # The surviving ensemble's offset from the host clock hardly moves.
         before = [r for r in complete if 2 < r <= takeover["round"]]
         if before:
@@ -109,10 +113,21 @@ class FailoverTest(RunTestCase):
         self.assertTrue(plans and plans[-1]["successors"], "slaves heard a plan with successors")
         serving = {self.events(n, "serving")[0]["address"]: n for n in SLAVES}
         before = [p for p in plans if p["real_ns"] < killed][-1]
-        self.assertEqual(new, serving[before["successors"].split(" ")[0]], "the top successor took over")
+        top = serving[before["successors"].split(" ")[0]]
+        self.assertEqual(new, top, "the top successor took over; its events since the kill: %s" % [
+            (e["event"], e.get("reason", e.get("old_master", ""))) for e in self.events(top) if e["real_ns"] > killed - 10**9])
         survivors = [n for n in SLAVES if n != new]
-        self.assert_takeover_is_clean(killed, survivors, new, 2)
+        first = self.assert_takeover_is_clean(killed, survivors, new, 2)
         self.assertEqual(len(self.takeovers(SLAVES)), 1, "one takeover")
+        # analyze.py's report names the takeover.
+        logs = analyze.read_logs([self.run_.log(n) for n in ["master"] + SLAVES], warn=bad_line)
+        tracks = {c: analyze.ClockTrack(c, ev) for c, ev in logs.items() if ev}
+        result = analyze.analyse(tracks, analyze.NS_PER_MS)
+        self.assertEqual(len(result["takeovers"]), 1)
+        t = result["takeovers"][0]
+        self.assertEqual((t["clock"], t["epoch"], t["first_round"]), (new, 2, first["round"]))
+        self.assertLess(t["no_master_ns"], 3 * INTERVAL_S * 1e9 + 1e9)
+        self.assertIn("Takeover: %s became the master (epoch 2)" % new, analyze.report(result, self.run_.dir))
 
     def test_the_master_killed_while_probing(self):
         m, procs = self.start_group()
@@ -152,6 +167,21 @@ class FailoverTest(RunTestCase):
         self.assertNotEqual(new, top)
         self.assert_takeover_is_clean(killed, [n for n in rest if n != new], new, 2)
         self.assertEqual(len(self.takeovers(rest)), 1, "one takeover")
+
+    def test_a_restarted_original_master_steers_nobody_of_the_group(self):
+        m, procs = self.start_group()
+        killed = self.kill(m)
+        new = self.wait_for_new_master(SLAVES, killed, 2)
+        r = self.run_
+        again = r.master(len(SLAVES), "--rounds", 0, "--interval", INTERVAL_S, port=m.port, name="restarted")
+        k = len(self.rounds_of(new, killed))
+        wait_until(lambda: len(self.rounds_of(new, killed)) >= k + 3, "three more rounds of the new master")
+        self.assertEqual(self.events("restarted", "connected"), [], "a slave of epoch 2 joined epoch 1")
+        # One that comes, following epoch 2, is refused.
+        peer = RawPeer.connect(again.port)
+        peer.send("HELLO stray 0 2\n")
+        self.assertEqual(peer.lines_until_closed(),
+                         ["ERROR this master's epoch 1 is older than epoch 2, which you follow"])
 
     def test_two_successors_electing_at_once_make_one_master(self):
         """The top successor is paused (SIGSTOP) as the master dies, so the
