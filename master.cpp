@@ -359,6 +359,7 @@ bool Master::listen(std::string& error) {
 // stretch every round to probes x timeout.
 void Master::start_round(int64_t now) {
     ++round_;
+    if (opt_.failover && round_ == opt_.first_round) send_plans();  // the first list, to everyone at once
     round_started_ns_ = now;
     round_started_clock_ns_ = read_clock(clock_, realtime_ns());
     phase_ = Phase::Probing;
@@ -715,6 +716,8 @@ void Master::move_on(int64_t now) {
 void Master::on_round_timer(int64_t now) {
     switch (phase_) {
         case Phase::Waiting:  // after a takeover: the grace for the slaves to come back is over
+            if (opt_.takeover && opt_.rounds > 0 && opt_.first_round > opt_.rounds)
+                return begin_shutdown(now, "all rounds done");  // the old master had run them all
             if (opt_.takeover && !ids_.empty()) return start_round(now);
             return send_waits(now);
         case Phase::Probing:  // the round cannot wait longer for slow slaves' last probes
@@ -924,7 +927,13 @@ void Master::on_hello(Peer& p, const Hello& m) {
     event("connected").str("slave", p.id).str("address", p.address).flag("authenticated", p.session.has_value());
     // Say it was heard, so the slave knows this master is alive while it waits.
     send(p, Wait{ids_.size(), opt_.slaves});
-    if (opt_.failover) send(p, plan());  // the epoch it now follows, and the plan should we die before a round
+    // The epoch it now follows, and the successors everyone else heard last:
+    // the list changes only for all at once (send_plans), never one by one.
+    if (opt_.failover) {
+        Plan heard = plan();
+        heard.successors = last_successors_;
+        send(p, heard);
+    }
     if (phase_ == Phase::Waiting && opt_.takeover) {
         if (ids_.size() == 1) loop_.arm(ROUND_TIMER, monotonic_ns() + TAKEOVER_GRACE_NS);
     } else if (phase_ == Phase::Waiting) {

@@ -221,6 +221,8 @@ inline std::string format_address(const sockaddr_storage& ss) {
         auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
         port = ntohs(sin6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))  // an IPv4 peer of a socket bound to "::"
+            return std::string(host).substr(7) + ":" + std::to_string(port);
         return "[" + std::string(host) + "]:" + std::to_string(port);
     }
     return std::string(host) + ":" + std::to_string(port);
@@ -365,7 +367,13 @@ public:
 
     LineConn(EventLoop& loop, Fd fd, uint64_t token) : loop_(loop), fd_(std::move(fd)), token_(token) {}
     ~LineConn() {
-        if (fd_.valid()) loop_.remove(fd_.get());
+        if (fd_.valid() && watched_) loop_.remove(fd_.get());
+    }
+    // Stop watching the descriptor now (the object is freed later, outside
+    // its own read): its events must not be taken for a later connection's.
+    void stop_watching() {
+        if (fd_.valid() && watched_) loop_.remove(fd_.get());
+        watched_ = false;
     }
     LineConn(const LineConn&) = delete;
     LineConn& operator=(const LineConn&) = delete;
@@ -493,6 +501,7 @@ private:
     LineBuffer in_;
     std::string out_;
     bool armed_ = false;
+    bool watched_ = true;
     std::string error_;
 };
 

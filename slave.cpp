@@ -34,6 +34,7 @@ constexpr int64_t DEFAULT_CONNECT_TIMEOUT_NS = 30 * NS_PER_S;
 constexpr int64_t FIRST_RETRY_NS = 50 * NS_PER_MS;
 constexpr int64_t MAX_RETRY_NS = 1 * NS_PER_S;
 constexpr int64_t MAX_COUNT = 100'000;
+constexpr size_t MAX_TAKEOVER_SLAVES = 100'000;  // a master we become admits what its open-file limit allows
 
 struct Options {
     std::string host = "127.0.0.1";
@@ -135,6 +136,9 @@ private:
     void on_adjust(const Adjust& m);
     void on_wait(const Wait& m);
     void on_plan(const Plan& m);
+    int64_t silence_ns() const;
+    void drop_connection(const std::string& why);
+    void candidate_refused(const std::string& why, bool alive);
     void open_listener(int connected_fd);
     void elect(int64_t now);
     void next_candidate(int64_t now);
@@ -192,6 +196,8 @@ private:
     ElectionOrder election_;          // while electing: whom to try, in order
     size_t candidate_ = 0;
     bool electing_ = false;
+    int64_t candidate_until_ns_ = 0;  // monotonic: the patience for the candidate being tried
+    bool retry_candidate_ = false;    // the next attempt goes to the same candidate
 };
 
 void Slave::start(int64_t now) {
@@ -244,6 +250,10 @@ void Slave::on_timer(int64_t now) {
         case State::Waiting:
             if (now >= give_up_at_ns_) return give_up();
             retry_delay_ns_ = std::min(retry_delay_ns_ * 2, MAX_RETRY_NS);
+            if (electing_ && retry_candidate_) {  // a candidate that refused us for now
+                retry_candidate_ = false;
+                return try_connect(now);
+            }
             if (electing_) return elect(now);  // the list again, from the top
             return try_connect(now);
         case State::Connecting:  // a handshake that never finishes (SYN dropped)
@@ -255,16 +265,9 @@ void Slave::on_timer(int64_t now) {
             }
             return give_up();
         case State::Connected: {
-            // With a plan, a master is gone after three intervals without a
-            // round (plus a probe's timeout). A candidate that accepted us but
-            // does not answer as a master within two intervals (plus a
-            // timeout) is passed over: alive, it would have taken over by then.
-            int64_t silence_ns = opt_.connect_timeout_ns;
-            if (plan_ && !plan_->successors.empty())
-                silence_ns = std::min(silence_ns, electing_ && !heard_ ? 2 * plan_->interval_ns + plan_->timeout_ns
-                                                                       : 3 * plan_->interval_ns + plan_->timeout_ns);
-            if (now < last_heard_ns_ + silence_ns) return loop_.arm(token_, last_heard_ns_ + silence_ns);
-            return lose_master("no word from the master for " + std::to_string(silence_ns / NS_PER_MS) + " ms");
+            const int64_t silence = silence_ns();
+            if (now < last_heard_ns_ + silence) return loop_.arm(token_, last_heard_ns_ + silence);
+            return lose_master("no word from the master for " + std::to_string(silence / NS_PER_MS) + " ms");
         }
         case State::Done: return;
     }
@@ -282,6 +285,7 @@ void Slave::on_ready(uint32_t events) {
     retired_.reset();
     const int64_t now = monotonic_ns();
     if (state_ == State::Connecting) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
         loop_.remove(connecting_.get());
         const int err = connect_error(connecting_.get());
         if (err == 0) return on_connected(now);
@@ -318,7 +322,7 @@ void Slave::on_connected(int64_t now) {
     }
     if (!conn_->start(error) || !conn_->send(first)) return lose_master(error.empty() ? conn_->error() : error);
     state_ = State::Connected;
-    loop_.arm(token_, now + opt_.connect_timeout_ns);
+    loop_.arm(token_, now + silence_ns());
     heard_ = false;  // the back-off and the give-up time reset only once the master talks
     last_heard_ns_ = now;
     last_wait_joined_ = 0;
@@ -338,8 +342,13 @@ bool Slave::on_line(const std::string& line, int64_t recv_real_ns) {
     // our address is spent, say): that answer comes before its first tagged
     // line. A live master: keep trying, with back-off.
     if (session_ && session_->in.lines() == 0 && line.rfind("ERROR ", 0) == 0) {
-        heard_ = true;
-        lose_master("the master refused our proof: " + line.substr(6, MAX_REASON_BYTES));
+        const std::string why = "the master refused our proof: " + line.substr(6, MAX_REASON_BYTES);
+        if (electing_) {
+            candidate_refused(why, true);
+        } else {
+            heard_ = true;  // a live master: a fresh connect timeout
+            lose_master(why);
+        }
         return false;
     }
     std::optional<std::string> opened;
@@ -387,7 +396,11 @@ void Slave::on_answer(const std::string& line) {
     if (!answer) {
         const Parsed parsed = parse_message(line);
         if (parsed.message && std::holds_alternative<Error>(*parsed.message))
-            return lose_master("the master refused us before proving itself: " + std::get<Error>(*parsed.message).reason);
+        {
+            const std::string why = "the master refused us before proving itself: " + std::get<Error>(*parsed.message).reason;
+            if (electing_) return candidate_refused(why, true);  // maybe busy: give it its time
+            return lose_master(why);
+        }
         return lose_master("the master did not prove itself (expected AUTH <nonce> <proof>)");
     }
     const HmacSha256& key = *opt_.common.key;
@@ -411,8 +424,17 @@ std::string Slave::wire(const Message& m) {
 void Slave::on_error(const Error& m) {
     const bool final = m.reason.rfind("authentication", 0) == 0 || m.reason.find("has no secret") != std::string::npos;
     if (final) return finish(1, "the master refused us: " + m.reason);
-    heard_ = true;  // a live master, busy or full for now: keep trying, never give up on it
-    lose_master("the master refused us: " + m.reason);
+    // A candidate that refuses us is alive, a master busy or full for now,
+    // unless it is a master of an older epoch: then it is not ours.
+    if (electing_)
+        return candidate_refused("a candidate refused us: " + m.reason,
+                                 m.reason.find("is older than epoch") == std::string::npos);
+    // Our master, busy or full for now: keep trying it, never give up on it.
+    drop_connection("the master refused us: " + m.reason);
+    const int64_t now = monotonic_ns();
+    give_up_at_ns_ = now + opt_.connect_timeout_ns;
+    heard_ = false;
+    retry_later(now);
 }
 
 // The master heard our HELLO (and repeats it while it waits for the others).
@@ -494,19 +516,49 @@ void Slave::violation(const std::string& what) {
 
 // The master went away without BYE: try again until the connect timeout.
 void Slave::lose_master(const std::string& why) {
-    console_.say("%s: lost the master: %s; reconnecting\n", id_.c_str(), why.c_str());
-    event("lost").str("reason", why);
-    retired_ = std::move(conn_);
-    failure_ = why;
+    drop_connection(why);
     const int64_t now = monotonic_ns();
     // A session that worked earns a fresh connect timeout; a connection the
     // master never used (refused, or closed at once) does not.
     if (heard_) give_up_at_ns_ = now + opt_.connect_timeout_ns;
-    const bool was_following = heard_ && !electing_;
     heard_ = false;
     if (electing_) return next_candidate(now);  // this candidate did not answer as a master
-    if (was_following && plan_ && !plan_->successors.empty()) return elect(now);
+    if (plan_ && !plan_->successors.empty()) return elect(now);
     retry_later(now);
+}
+
+// Say why the connection ends, and let it go: unwatched now, freed on the
+// next event (we may be inside its own read).
+void Slave::drop_connection(const std::string& why) {
+    console_.say("%s: lost the master: %s; reconnecting\n", id_.c_str(), why.c_str());
+    event("lost").str("reason", why);
+    if (conn_) conn_->stop_watching();
+    retired_ = std::move(conn_);
+    failure_ = why;
+}
+
+// With a plan, a master is gone after three intervals without a word (plus
+// a probe's timeout). A candidate that accepted us but does not answer as a
+// master within two intervals (plus a timeout) is passed over: alive, it
+// would have taken over by then. Without a plan: --connect-timeout.
+int64_t Slave::silence_ns() const {
+    if (!plan_ || plan_->successors.empty()) return opt_.connect_timeout_ns;
+    const int64_t bound = (electing_ && !heard_ ? 2 : 3) * plan_->interval_ns + plan_->timeout_ns;
+    return std::min(opt_.connect_timeout_ns, bound);
+}
+
+// A candidate refused us. Alive (busy, full, our id still taken there): try
+// it again shortly, for as long as its patience lasts; then, or when it is
+// not ours (an older epoch), the next one.
+void Slave::candidate_refused(const std::string& why, bool alive) {
+    drop_connection(why);
+    heard_ = false;
+    const int64_t now = monotonic_ns();
+    if (!alive || now >= candidate_until_ns_) return next_candidate(now);
+    retry_candidate_ = true;
+    state_ = State::Waiting;
+    std::uniform_int_distribution<int64_t> jitter(FIRST_RETRY_NS / 2, FIRST_RETRY_NS);
+    loop_.arm(token_, now + jitter(rng_));
 }
 
 // ---------------------------------------------------------------------------
@@ -557,7 +609,7 @@ void Slave::take_over() {
     const Discipline& d = opt_.common.discipline;
     std::vector<std::string> args = {
         master, "1", "--takeover", format_message(plan).substr(0, format_message(plan).size() - 1),
-        "--id", id_, "--listen-fd", std::to_string(fd),
+        "--id", id_, "--listen-fd", std::to_string(fd), "--max-slaves", std::to_string(MAX_TAKEOVER_SLAVES),
         "--resume-clock", format_clock_state(clock_),
         "--timestamps", opt_.common.kernel_timestamps ? "kernel" : "user",
         "--step-threshold", fixed(d.step_threshold_ns, NS_PER_MS, 6),
@@ -600,6 +652,7 @@ void Slave::elect(int64_t now) {
     election_ = election_order(master_address_, plan_->successors, self_address_);
     candidate_ = 0;
     electing_ = true;
+    candidate_until_ns_ = now + 2 * plan_->interval_ns + plan_->timeout_ns;
     event("electing").num("epoch", static_cast<int64_t>(epoch_)).str("old_master", master_address_)
         .flag("successor", election_.take_over);
     target_ = election_.try_in_order.front();
@@ -611,6 +664,7 @@ void Slave::elect(int64_t now) {
 void Slave::next_candidate(int64_t now) {
     if (++candidate_ < election_.try_in_order.size()) {
         target_ = election_.try_in_order[candidate_];
+        candidate_until_ns_ = now + 2 * plan_->interval_ns + plan_->timeout_ns;
         return try_connect(now);
     }
     if (election_.take_over) return take_over();

@@ -32,9 +32,12 @@ class FailoverTest(RunTestCase):
         return m, procs
 
     def kill(self, p):
+        """SIGKILL p; the host time just before, since its slaves may have
+        noticed and acted before this process is told it is gone."""
+        at = time.time_ns()
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=WAIT_S)
-        return time.time_ns()
+        return at
 
     def takeovers(self, names):
         return [(n, e) for n in names for e in self.events(n, "takeover")]

@@ -318,3 +318,31 @@ TEST_CASE("kernel receive timestamps mark when the bytes arrived, not when they 
     CHECK(stamp <= after_send);
     CHECK(before_read - stamp >= 15'000'000);
 }
+
+TEST_CASE("format_address and split_address: IPv6 in brackets, an IPv4-mapped peer as IPv4") {
+    sockaddr_storage ss{};
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(8080);
+    REQUIRE(inet_pton(AF_INET6, "::1", &v6->sin6_addr) == 1);
+    CHECK(format_address(ss) == "[::1]:8080");
+    REQUIRE(inet_pton(AF_INET6, "::ffff:127.0.0.1", &v6->sin6_addr) == 1);
+    CHECK(format_address(ss) == "127.0.0.1:8080");
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    ss = {};
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(41234);
+    REQUIRE(inet_pton(AF_INET, "10.0.0.7", &v4->sin_addr) == 1);
+    CHECK(format_address(ss) == "10.0.0.7:41234");
+
+    std::string host;
+    uint16_t port = 0;
+    CHECK(split_address("[::1]:8080", host, port));
+    CHECK((host == "::1" && port == 8080));
+    CHECK(split_address("10.0.0.7:41234", host, port));
+    CHECK((host == "10.0.0.7" && port == 41234));
+    for (const char* bad : {"", ":80", "host", "host:", "host:0", "host:65536", "host:8o", "host:123456"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(split_address(bad, host, port));
+    }
+}
