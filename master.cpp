@@ -256,6 +256,7 @@ private:
     void on_ack(Peer& p, const Ack& m);
     void finish_round(int64_t now);
     void begin_shutdown(int64_t now, const char* why);
+    Plan plan_settings() const;
     Plan plan() const;
     // Slaves with a plan leave a master silent for 3 intervals: WAIT comes
     // at least once an interval while the first round is awaited.
@@ -616,10 +617,15 @@ void Master::finish_round(int64_t now) {
 }
 
 // The backup plan: this master's epoch and settings, and its successors
-// ranked (failover.hpp) from the slaves that would serve.
+// ranked (failover.hpp) from the slaves that would serve (a sort of all of
+// them: once a round, never once per HELLO).
+Plan Master::plan_settings() const {
+    return Plan{opt_.epoch, round_, opt_.rounds, opt_.interval_ns, opt_.probes, opt_.timeout_ns, opt_.max_skew_ns,
+                opt_.max_missed, {}};
+}
+
 Plan Master::plan() const {
-    Plan out{opt_.epoch, round_, opt_.rounds, opt_.interval_ns, opt_.probes, opt_.timeout_ns, opt_.max_skew_ns,
-             opt_.max_missed, {}};
+    Plan out = plan_settings();
     std::vector<SuccessorCandidate> candidates;
     for (const auto& [token, p] : peers_)
         if (!p.id.empty() && p.drop_reason.empty())
@@ -930,7 +936,7 @@ void Master::on_hello(Peer& p, const Hello& m) {
     // The epoch it now follows, and the successors everyone else heard last:
     // the list changes only for all at once (send_plans), never one by one.
     if (opt_.failover) {
-        Plan heard = plan();
+        Plan heard = plan_settings();
         heard.successors = last_successors_;
         send(p, heard);
     }
