@@ -261,7 +261,7 @@ private:
     // Slaves with a plan leave a master silent for 3 intervals: WAIT comes
     // at least once an interval while the first round is awaited.
     int64_t heartbeat_ns() const { return std::min(WAIT_HEARTBEAT_NS, opt_.interval_ns); }
-    void send_plans();
+    void send_plans(bool only_if_changed = false);
     // The loop and its timers.
     void move_on(int64_t now);
     void on_round_timer(int64_t now);
@@ -360,7 +360,7 @@ bool Master::listen(std::string& error) {
 // stretch every round to probes x timeout.
 void Master::start_round(int64_t now) {
     ++round_;
-    if (opt_.failover && round_ == opt_.first_round) send_plans();  // the first list, to everyone at once
+    if (opt_.failover && round_ == opt_.first_round) send_plans(true);  // the first list, to everyone at once
     round_started_ns_ = now;
     round_started_clock_ns_ = read_clock(clock_, realtime_ns());
     phase_ = Phase::Probing;
@@ -634,9 +634,11 @@ Plan Master::plan() const {
     return out;
 }
 
-// After each round, every slave hears the plan; the log keeps it when it changes.
-void Master::send_plans() {
+// After each round, every slave hears the plan; the log keeps it when it
+// changes. As the first round starts, only a changed list is sent.
+void Master::send_plans(bool only_if_changed) {
     const Plan now = plan();
+    if (only_if_changed && now.successors == last_successors_) return;
     if (now.successors != last_successors_) {
         std::string list;
         for (const std::string& s : now.successors) list += (list.empty() ? "" : " ") + s;
