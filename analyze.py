@@ -558,7 +558,16 @@ def tick_label(decade):
     return "%d %s" % (10 ** (decade - exponent), unit)
 
 
-def plot_samples(tracks, t0, t1):
+def clock_ends(tracks, result):
+    """{clock: host time} for each clock that died: a master killed before a
+    takeover, whose log ends without an `exit`, before the last round. It is
+    drawn, and counted in the mean, until its last event."""
+    last_round = set(result["rounds"][-1]["clocks"])
+    return {c: track.events[-1]["real_ns"] for c, track in tracks.items()
+            if c not in last_round and not track.first("exit")}
+
+
+def plot_samples(tracks, t0, t1, until=None):
     """(host time, {clock: offset from the mean}) at t0, t1, every event of
     any clock between and SLEW_SAMPLES points along every slew up to its end,
     so that a slew shows as a ramp; twice at a step (just before and just
@@ -571,10 +580,14 @@ def plot_samples(tracks, t0, t1):
                 end = track.applied_at(a.real_ns)
                 times.update(a.real_ns + (end - a.real_ns) * k // SLEW_SAMPLES for k in range(1, SLEW_SAMPLES + 1))
     times = sorted({t0, t1} | {t for t in times if t0 <= t <= t1})
+    until = until or {}
     samples = []
     for t in times:
         for before in ((True, False) if t in step_times else (False,)):
-            offsets = {c: track.offset_at(t, before_step=before) for c, track in tracks.items()}
+            offsets = {c: track.offset_at(t, before_step=before) for c, track in tracks.items()
+                       if t <= until.get(c, t1)}
+            if not offsets:
+                continue
             mean = sum(offsets.values()) / len(offsets)
             samples.append((t, {c: v - mean for c, v in offsets.items()}))
     return samples
@@ -693,7 +706,7 @@ def draw_svg(tracks, result, scale="auto"):
     t_last = result["final_real_ns"]
     margin = max((t_last - t_round1) // 15, 50 * NS_PER_MS)  # a one-round run: its steps, and either side
     t0, t1 = t_round1 - margin, t_last + margin
-    samples = plot_samples(tracks, t0, t1)
+    samples = plot_samples(tracks, t0, t1, clock_ends(tracks, result))
     axis = Axis(choose_scale(tracks, t_round1) if scale == "auto" else scale,
                 [v for _, offs in samples for v in offs.values()])
 
@@ -754,13 +767,13 @@ def draw_svg(tracks, result, scale="auto"):
     for i, c in enumerate(ids):
         colour, dash, shape = COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)]
         nudge = (i - (len(ids) - 1) / 2) * NUDGE_PX
-        points = [(x(t) - LEFT, axis.y(offs[c]) + nudge - TOP) for t, offs in samples]
+        points = [(x(t) - LEFT, axis.y(offs[c]) + nudge - TOP) for t, offs in samples if c in offs]
         svg.append('<polyline class="series" data-clock="%s" fill="none" stroke="%s" stroke-width="1.6"%s '
                    'points="%s"/>' % (xml_escape(c), colour, ' stroke-dasharray="%s"' % dash if dash else "",
                                       " ".join("%.1f,%.1f" % p for p in points)))
         mx = MARKER_EVERY_PX * (i + 0.5) / len(ids)
         marks = []
-        while mx < RIGHT - LEFT:
+        while points and mx < min(RIGHT - LEFT, points[-1][0]):  # a clock that died has no marks beyond
             marks.append(marker(shape, mx, along(points, mx), colour))
             mx += MARKER_EVERY_PX
         svg.append('<g class="markers" data-clock="%s">%s</g>' % (xml_escape(c), "".join(marks)))

@@ -131,6 +131,13 @@ class FailoverTest(RunTestCase):
         self.assertEqual((t["clock"], t["epoch"], t["first_round"]), (new, 2, first["round"]))
         self.assertLess(t["no_master_ns"], 3 * INTERVAL_S * 1e9 + 1e9)
         self.assertIn("Takeover: %s became the master (epoch 2)" % new, analyze.report(result, self.run_.dir))
+        # The plot marks it, and draws the dead master only until it died.
+        svg = analyze.draw_svg(tracks, result)
+        self.assertIn("%s takes over (epoch 2)" % new, svg)
+        self.assertEqual(analyze.clock_ends(tracks, result), {"master": tracks["master"].events[-1]["real_ns"]})
+        samples = analyze.plot_samples(tracks, result["rounds"][0]["before_real_ns"], result["final_real_ns"],
+                                       analyze.clock_ends(tracks, result))
+        self.assertTrue(all("master" not in offs for t, offs in samples if t > killed))
 
     def test_the_master_killed_while_probing(self):
         m, procs = self.start_group()
