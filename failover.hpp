@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "protocol.hpp"
+
 namespace berkeley {
 
 // What the master knows of a slave that could take over.
@@ -47,6 +49,14 @@ inline std::vector<std::string> rank_successors(std::vector<SuccessorCandidate> 
         if (std::find(out.begin(), out.end(), c.address) == out.end()) out.push_back(c.address);
     }
     return out;
+}
+
+// The plan with as many of its successors as fit in one line, with room for
+// `reserved` bytes more (a tag): three long IPv6 addresses would not.
+inline Plan fit_in_a_line(Plan plan, size_t reserved) {
+    while (!plan.successors.empty() && format_message(plan).size() - 1 + reserved > MAX_LINE_BYTES)
+        plan.successors.pop_back();
+    return plan;
 }
 
 // Whom a slave that lost its master tries, in order, and whether it takes

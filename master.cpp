@@ -631,7 +631,7 @@ Plan Master::plan() const {
         if (!p.id.empty() && p.drop_reason.empty())
             candidates.push_back({p.serve_address, p.in_step, p.missed_rounds, p.joined_round});
     out.successors = rank_successors(std::move(candidates), MAX_SUCCESSORS);
-    return out;
+    return fit_in_a_line(std::move(out), opt_.common.key ? 1 + 2 * TAG_BYTES : 0);
 }
 
 // After each round, every slave hears the plan; the log keeps it when it

@@ -65,3 +65,16 @@ TEST_CASE("election_order: the Bully algorithm over the successor list") {
         CHECK(o.try_in_order == std::vector<std::string>{"s1:1", "s2:2"});
     }
 }
+
+TEST_CASE("fit_in_a_line: as many successors as one line holds, its tag included") {
+    const std::string v6 = "[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535";
+    Plan plan{18446744073709551615ULL, 18446744073709551615ULL, 18446744073709551615ULL, 86'400'000'000'000, 100,
+              3'600'000'000'000, 9'223'372'036'854'775'807, 1'000'000, {v6, v6, v6}};
+    const Plan fitted = fit_in_a_line(plan, 33);
+    CHECK(fitted.successors.size() < 3);
+    CHECK(format_message(fitted).size() - 1 + 33 <= MAX_LINE_BYTES);
+    CHECK(parse_message(format_message(fitted).substr(0, format_message(fitted).size() - 1)).message.has_value());
+    // Short IPv4 addresses all fit.
+    Plan ipv4{1, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, {"127.0.0.1:41234", "127.0.0.1:41235", "127.0.0.1:41236"}};
+    CHECK(fit_in_a_line(ipv4, 33) == ipv4);
+}
