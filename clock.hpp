@@ -9,6 +9,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -88,6 +90,126 @@ inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates
     return *std::min_element(estimates.begin(), estimates.end(),
                              [](const Estimate& a, const Estimate& b) { return a.delay_ns < b.delay_ns; });
 }
+
+// Step 2, across rounds: the clock filter. On a link with jitter one round's
+// best probe is still a poor one most rounds; the good ones are rare. So the
+// master keeps each slave's best probe of the last FILTER_ROUNDS rounds and
+// carries them forward (as NTP's clock filter and chrony do): every
+// correction since moves the stored offsets by what it changed between the
+// two clocks (shift), every rate change re-expresses them as if the new
+// rate had always run (rerate). Then all of them estimate the offset now:
+//   - the quarter with the smallest delays (at least FILTER_MIN_USED, or all
+//     there are) are the ones kept: they waited least in queues;
+//   - a least-squares line through them gives the offset now (its value at
+//     `now`) and the slave's remaining rate relative to the master (its
+//     slope): noise a round cannot push around, since the line leans on
+//     samples up to FILTER_ROUNDS rounds apart;
+//   - the error bound is half the largest delay among them: each sample's
+//     true offset lies within half its delay, so their average does too.
+// A sample that cannot be the same clock as the others (its interval misses
+// the prediction's by more than FILTER_SLACK_PPB of the time between them:
+// a correction not applied, a clock stepped behind our back) starts the
+// filter afresh: a stubborn or broken clock is measured round by round.
+struct Sample {
+    int64_t offset_ns = 0;  // slave minus master, carried forward to the current corrections and rate
+    int64_t delay_ns = 0;
+    int64_t at_ns = 0;      // host time of the probe (its T1)
+};
+
+struct Filtered {
+    int64_t offset_ns = 0;            // at the time asked for
+    int64_t bound_ns = 0;             // |error| <= this if the link is symmetric on average: half the largest delay used
+    int64_t delay_ns = 0;             // the smallest delay among the samples
+    size_t used = 0;                  // samples on the line
+    std::optional<int64_t> rate_ppb;  // the slope, when two or more samples were used
+};
+
+constexpr size_t FILTER_ROUNDS = 16;
+constexpr size_t FILTER_MIN_USED = 3;
+constexpr int64_t FILTER_SLACK_PPB = 20'000;  // 20 ppm: rate errors while the frequency locks
+
+class SampleFilter {
+public:
+    size_t size() const { return count_; }
+    void clear() { count_ = next_ = 0; }
+
+    // Add this round's best probe; false when it started the filter afresh.
+    bool add(const Sample& s) {
+        bool kept = true;
+        if (const auto pred = estimate(s.at_ns)) {
+            const __int128 miss = static_cast<__int128>(s.offset_ns) - pred->offset_ns;
+            const __int128 room = s.delay_ns / 2 + pred->bound_ns + NS_PER_US +
+                                  static_cast<__int128>(FILTER_SLACK_PPB) * (s.at_ns - oldest_at()) / NS_PER_S;
+            if (miss > room || -miss > room) {
+                clear();
+                kept = false;
+            }
+        }
+        ring_[next_] = s;
+        next_ = (next_ + 1) % FILTER_ROUNDS;
+        count_ = std::min(count_ + 1, FILTER_ROUNDS);
+        return kept;
+    }
+
+    // Both clocks were corrected: the slave by `slave_ns`, the master by
+    // `master_ns`; the slave's offset from the master moved by the difference.
+    void shift(int64_t slave_ns, int64_t master_ns) {
+        for (size_t i = 0; i < count_; ++i) ring_[i].offset_ns += slave_ns - master_ns;
+    }
+
+    // The slave's rate relative to the master changed by `ppb` at host time
+    // `at_ns`: each sample becomes what it would have read at the new rate.
+    void rerate(int64_t ppb, int64_t at_ns) {
+        for (size_t i = 0; i < count_; ++i)
+            ring_[i].offset_ns -= static_cast<int64_t>(static_cast<__int128>(ppb) * (at_ns - ring_[i].at_ns) / NS_PER_S);
+    }
+
+    std::optional<Filtered> estimate(int64_t now_ns) const {
+        if (count_ == 0) return std::nullopt;
+        std::array<Sample, FILTER_ROUNDS> by_delay{};
+        std::copy(ring_.begin(), ring_.begin() + static_cast<std::ptrdiff_t>(count_), by_delay.begin());
+        const auto end = by_delay.begin() + static_cast<std::ptrdiff_t>(count_);
+        std::stable_sort(by_delay.begin(), end, [](const Sample& a, const Sample& b) { return a.delay_ns < b.delay_ns; });
+        Filtered f;
+        f.used = std::min(count_, std::max(FILTER_MIN_USED, count_ / 4));
+        f.delay_ns = by_delay[0].delay_ns;
+        for (size_t i = 0; i < f.used; ++i) f.bound_ns = std::max(f.bound_ns, (by_delay[i].delay_ns + 1) / 2);
+        // The line, in long double around the first sample (values stay small).
+        const Sample& base = by_delay[0];
+        long double st = 0, so = 0;
+        for (size_t i = 0; i < f.used; ++i) {
+            st += static_cast<long double>(by_delay[i].at_ns - base.at_ns);
+            so += static_cast<long double>(by_delay[i].offset_ns - base.offset_ns);
+        }
+        const long double n = static_cast<long double>(f.used), mt = st / n, mo = so / n;
+        long double stt = 0, sto = 0;
+        for (size_t i = 0; i < f.used; ++i) {
+            const long double dt = static_cast<long double>(by_delay[i].at_ns - base.at_ns) - mt;
+            stt += dt * dt;
+            sto += dt * (static_cast<long double>(by_delay[i].offset_ns - base.offset_ns) - mo);
+        }
+        long double slope = 0;  // ns per ns
+        if (f.used >= 2 && stt > 0) {
+            slope = sto / stt;
+            const long double ppb = slope * NS_PER_S;
+            if (ppb > MAX_RATE_PPB || ppb < -MAX_RATE_PPB) slope = 0;
+            else f.rate_ppb = static_cast<int64_t>(std::llround(ppb));
+        }
+        const long double at_now = static_cast<long double>(now_ns - base.at_ns) - mt;
+        f.offset_ns = base.offset_ns + static_cast<int64_t>(std::llround(mo + slope * at_now));
+        return f;
+    }
+
+private:
+    int64_t oldest_at() const {
+        int64_t t = ring_[0].at_ns;
+        for (size_t i = 1; i < count_; ++i) t = std::min(t, ring_[i].at_ns);
+        return t;
+    }
+
+    std::array<Sample, FILTER_ROUNDS> ring_{};
+    size_t count_ = 0, next_ = 0;
+};
 
 // Step 3: the fault-tolerant average. `offsets` holds the offset from the
 // master of every participant that votes (the master's own 0 among them

@@ -196,8 +196,10 @@ struct Peer {
     bool in_step = false;          // applied one of our corrections (ACK), or said INSTEP: it votes
     std::string serve_address;     // where it would serve as master ("host:port"); empty: nowhere
     uint64_t joined_round = 0;     // the round it joined in: the successors' ranking
-    // Frequency (Step 6): its offset next round is a rate if its last correction settled.
-    bool rate_ready = false;       // ACKed this round's ADJUST, which settles within an interval
+    // Its best probes of the last rounds, carried forward (Step 2 across
+    // rounds), and its rate (Step 6) from them.
+    SampleFilter filter;
+    bool carried = false;          // ACKed this round's ADJUST, which settles within an interval: filter moved along
     int64_t corrected_real_ns = 0; // host time its last ADJUST went out
     uint32_t rate_updates = 0;     // rate changes sent so far: the gain
     // This round.
@@ -210,7 +212,11 @@ struct Peer {
         int64_t best_at_real_ns = 0;     // host time the best of them was sent (its T1)
         std::vector<std::pair<Probe, std::optional<Estimate>>> explained;  // --explain: every probe
         int64_t best_delay_ns = 0;       // the best estimate's delay
+        int64_t best_offset_ns = 0;      // and its offset
         int64_t correction_ns = 0;       // sent in ADJUST
+        int64_t rate_change_ppb = 0;     // sent in ADJUST (0: none)
+        Filtered filtered;               // the estimate the round used
+        bool filter_restarted = false;   // this round's probe did not fit the carried ones
         bool adjusted = false;         // sent an ADJUST this round
         bool acked = false;
         uint32_t lines = 0;            // for flood detection
@@ -321,6 +327,8 @@ private:
     size_t last_answered_ = 0;       // slaves with an estimate in the last round
     int64_t last_spread_ns_ = 0;     // their largest |correction|
     bool self_rate_ready_ = false;   // the master's own last correction settles within an interval
+    int64_t self_correction_ns_ = 0; // the master's own correction and rate change, this round
+    int64_t self_rate_change_ppb_ = 0;
     bool warned_timestamps_ = false;
     bool listener_paused_ = false;
     struct Quieted {
@@ -432,29 +440,34 @@ void Master::finish_probing(int64_t now) {
     loop_.arm(ROUND_TIMER, now + opt_.timeout_ns);  // the wait for ACKs
 }
 
-// Step 2: each slave's best probe, and (Step 6) its rate when its last
-// correction and the master's own settled: its offset from the master, which
-// the last round set to 0, over the time since. The master first.
+// Step 2: each slave's best probe of this round goes into its filter with
+// those of the last rounds, carried forward when every correction since
+// settled; the filter's estimate is its offset now, and (Step 6) the
+// filter's slope its rate relative to the master. The master first.
 Participants Master::collect_best_estimates() {
     Participants all;
     Reading self;
     self.in_step = clock_.corrected;
     if (self_rate_ready_) self.rate_ppb = 0;  // relative to itself
     all.readings.push_back(self);
+    const int64_t now_real = realtime_ns();
     for (auto& [token, p] : peers_) {
         if (!p.round.probed || !p.drop_reason.empty()) continue;
-        const bool rate_ready = p.rate_ready && self_rate_ready_;
-        p.rate_ready = false;  // a rate needs a correction in every round in between
+        if (!p.carried || !self_rate_ready_) p.filter.clear();  // a correction since that did not settle, or went unacknowledged
+        p.carried = false;
         const auto best = best_estimate(p.round.estimates);
         if (!best) continue;
+        p.round.filter_restarted = !p.filter.add({best->offset_ns, best->delay_ns, p.round.best_at_real_ns});
+        p.round.filtered = *p.filter.estimate(now_real);
         Reading r;
-        r.offset_ns = best->offset_ns;
+        r.offset_ns = p.round.filtered.offset_ns;
         r.in_step = p.in_step;
-        if (rate_ready) r.rate_ppb = relative_rate_ppb(best->offset_ns, p.round.best_at_real_ns - p.corrected_real_ns);
+        r.rate_ppb = p.round.filtered.rate_ppb;
         r.rate_updates = p.rate_updates;
         all.who.push_back(&p);
         all.readings.push_back(r);
         p.round.best_delay_ns = best->delay_ns;
+        p.round.best_offset_ns = best->offset_ns;
     }
     return all;
 }
@@ -471,14 +484,19 @@ void Master::send_corrections(const Participants& all, const RoundResult& result
         const Decision& d = result.each[i];
         last_spread_ns_ = std::max(last_spread_ns_, d.correction_ns < 0 ? -d.correction_ns : d.correction_ns);
         auto e = event("estimate");
+        const Filtered& f = p.round.filtered;
         e.str("slave", p.id).num("round", static_cast<int64_t>(round_)).num("estimate_ns", r.offset_ns)
-            .num("rtt_ns", p.round.best_delay_ns).num("correction_ns", d.correction_ns).flag("included", d.included);
+            .num("bound_ns", f.bound_ns).num("samples", static_cast<int64_t>(f.used))
+            .num("probe_ns", p.round.best_offset_ns).num("rtt_ns", p.round.best_delay_ns)
+            .num("correction_ns", d.correction_ns).flag("included", d.included);
+        if (p.round.filter_restarted) e.flag("filter_restarted", true);
         if (r.rate_ppb) e.num("rate_ppb", *r.rate_ppb);
         if (d.rate_change_ppb) e.num("rate_change_ppb", *d.rate_change_ppb);
         send(p, Adjust{round_, d.correction_ns, d.rate_change_ppb});
         if (!p.drop_reason.empty()) continue;
         p.round.adjusted = true;
         p.round.correction_ns = d.correction_ns;
+        p.round.rate_change_ppb = d.rate_change_ppb.value_or(0);
         p.corrected_real_ns = now_real;
         p.rate_updates += d.rate_change_ppb.has_value();
         ++acks_left_;
@@ -513,6 +531,8 @@ void Master::correct_self(const RoundResult& result) {
     if (!corrected) return;
     clock_ = corrected->clock;
     self_rate_ready_ = settled(self.correction_ns, how, opt_.interval_ns, d);
+    self_correction_ns_ = self.correction_ns;
+    self_rate_change_ppb_ = self.rate_change_ppb.value_or(0);
     auto line = log_.event("adjust", opt_.id, read_clock(clock_, real), real);
     line.num("round", static_cast<int64_t>(round_)).num("correction_ns", self.correction_ns);
     if (self.rate_change_ppb) line.num("rate_change_ppb", *self.rate_change_ppb);
@@ -592,7 +612,12 @@ void Master::on_ack(Peer& p, const Ack& m) {
     }
     p.round.acked = true;
     const Applied how = how_applied(p.in_step, p.round.correction_ns, opt_.common.discipline);
-    p.rate_ready = settled(p.round.correction_ns, how, opt_.interval_ns, opt_.common.discipline);
+    // Its filter follows both clocks' corrections, if they settle before the next round.
+    p.carried = settled(p.round.correction_ns, how, opt_.interval_ns, opt_.common.discipline);
+    if (p.carried) {
+        p.filter.shift(p.round.correction_ns, self_correction_ns_);
+        p.filter.rerate(p.round.rate_change_ppb - self_rate_change_ppb_, p.corrected_real_ns);
+    }
     p.in_step = true;  // it has applied a correction: from now on it votes
     last_ack_ns_ = monotonic_ns();
     --acks_left_;

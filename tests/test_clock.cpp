@@ -209,6 +209,107 @@ TEST_CASE("best_estimate") {
     CHECK(b->offset_ns == 7);
 }
 
+// --- Step 2 across rounds: the clock filter ---------------------------------
+
+TEST_CASE("SampleFilter: one sample is that sample, with half its delay as the bound") {
+    SampleFilter f;
+    CHECK_FALSE(f.estimate(0).has_value());
+    CHECK(f.add({1'000, 300, 5 * NS_PER_S}));
+    const auto e = f.estimate(6 * NS_PER_S);
+    REQUIRE(e.has_value());
+    CHECK(e->offset_ns == 1'000);
+    CHECK(e->bound_ns == 150);
+    CHECK(e->delay_ns == 300);
+    CHECK(e->used == 1);
+    CHECK_FALSE(e->rate_ppb.has_value());
+}
+
+TEST_CASE("SampleFilter: a line through the low-delay samples gives the offset now and the rate") {
+    // A slave running 2 ppm fast of the master: offset 2,000 ns a second.
+    // Every fourth probe came through fast (delay 100 ns, exact); the rest
+    // waited in a queue (delay 90 us) and read 30 us off.
+    SampleFilter f;
+    for (int64_t k = 0; k < 16; ++k) {
+        const int64_t at = k * NS_PER_S, truth = 2'000 * k;
+        const bool fast = k % 4 == 0;
+        f.add({truth + (fast ? 0 : 30'000), fast ? 100 : 90'000, at});
+    }
+    const auto e = f.estimate(16 * NS_PER_S);
+    REQUIRE(e.has_value());
+    CHECK(e->used == 4);                 // a quarter of 16
+    CHECK(e->bound_ns == 50);            // only the fast ones: half their delay
+    CHECK(e->offset_ns == 32'000);       // the line at 16 s
+    REQUIRE(e->rate_ppb.has_value());
+    CHECK(*e->rate_ppb == 2'000);
+}
+
+TEST_CASE("SampleFilter: at least three samples are used, all of them when fewer") {
+    SampleFilter f;
+    f.add({0, 10, 0});
+    f.add({1'000, 20, NS_PER_S});
+    auto e = f.estimate(2 * NS_PER_S);
+    REQUIRE(e.has_value());
+    CHECK(e->used == 2);
+    CHECK(e->offset_ns == 2'000);  // two points: the line through them
+    CHECK(*e->rate_ppb == 1'000);
+    CHECK(e->bound_ns == 10);
+    f.add({2'000, 30, 2 * NS_PER_S});
+    f.add({3'000, 40, 3 * NS_PER_S});
+    e = f.estimate(3 * NS_PER_S);
+    CHECK(e->used == 3);
+    CHECK(e->bound_ns == 15);
+    CHECK(e->offset_ns == 3'000);
+}
+
+TEST_CASE("SampleFilter: only the last FILTER_ROUNDS samples count") {
+    SampleFilter f;
+    for (int64_t k = 0; k < 40; ++k) f.add({0, k == 3 ? 1 : 1'000, k * NS_PER_S});  // the best one, long gone
+    CHECK(f.size() == FILTER_ROUNDS);
+    CHECK(f.estimate(40 * NS_PER_S)->delay_ns == 1'000);
+}
+
+TEST_CASE("SampleFilter: corrections and rate changes carry the samples forward") {
+    SampleFilter f;
+    // Offset 10 us, 5 ppm fast, sampled for 3 s.
+    for (int64_t k = 0; k < 3; ++k) f.add({10'000 + 5'000 * k, 100, k * NS_PER_S});
+    // At 3 s the master sends the slave -25 us and corrects itself by -5 us:
+    // the slave moves 20 us towards the master, and its rate by -5 ppm.
+    f.shift(-25'000, -5'000);
+    f.rerate(-5'000, 3 * NS_PER_S);
+    const auto e = f.estimate(4 * NS_PER_S);
+    REQUIRE(e.has_value());
+    CHECK(e->offset_ns == 5'000);  // 25,000 at 3 s, less 20,000, and no longer drifting
+    CHECK(*e->rate_ppb == 0);
+    // The next sample fits the carried ones: no restart.
+    CHECK(f.add({5'000, 100, 4 * NS_PER_S}));
+    CHECK(f.size() == 4);
+}
+
+TEST_CASE("SampleFilter: a sample that cannot be the same clock starts afresh") {
+    SampleFilter f;
+    for (int64_t k = 0; k < 4; ++k) f.add({0, 2'000, k * NS_PER_S});
+    // Within half the delays and the slack for rate errors: kept.
+    CHECK(f.add({2'000 + FILTER_SLACK_PPB * 4 / 1'000, 2'000, 4 * NS_PER_S}));
+    CHECK(f.size() == 5);
+    // A correction the slave never applied: 1 ms off what the filter expects.
+    CHECK_FALSE(f.add({1'000'000, 2'000, 5 * NS_PER_S}));
+    CHECK(f.size() == 1);
+    CHECK(f.estimate(5 * NS_PER_S)->offset_ns == 1'000'000);
+}
+
+TEST_CASE("SampleFilter: extreme values neither overflow nor invent a rate") {
+    SampleFilter f;
+    f.add({MAX_OFFSET_NS, 0, 0});
+    CHECK(f.estimate(MAX_OFFSET_NS)->offset_ns == MAX_OFFSET_NS);
+    f.clear();
+    // Two samples 1 ns apart 100 ms apart in offset: beyond MAX_RATE_PPB, no rate.
+    f.add({0, 1'000'000'000, 0});
+    f.add({100'000'000, 1'000'000'000, 1});
+    const auto e = f.estimate(1);
+    REQUIRE(e.has_value());
+    CHECK_FALSE(e->rate_ppb.has_value());
+}
+
 TEST_CASE("fault_tolerant_average: table") {
     struct Row {
         const char* name;
