@@ -89,6 +89,10 @@ deps:
 	@test -f $(DOCTEST_H) || { echo "installing doctest-dev (needs root)"; \
 	  (apt-get install -y -q doctest-dev || (apt-get update -q && apt-get install -y -q doctest-dev)) >/dev/null; }
 	@test -f $(DOCTEST_H) || { echo "doctest.h is missing: apt-get install doctest-dev"; exit 1; }
+	@# iproute2, for the test across network namespaces (bench/netlab.py)
+	@command -v ip >/dev/null || { echo "installing iproute2 (needs root)"; \
+	  (apt-get install -y -q iproute2 || (apt-get update -q && apt-get install -y -q iproute2)) >/dev/null 2>&1 || \
+	  echo "iproute2 could not be installed: the test across namespaces will be skipped"; }
 	@# tmux, for the test of analyze.py --panes (which falls back without it)
 	@command -v tmux >/dev/null || { echo "installing tmux (needs root)"; \
 	  (apt-get install -y -q tmux || (apt-get update -q && apt-get install -y -q tmux)) >/dev/null 2>&1 || \
@@ -110,11 +114,16 @@ $(ASAN_DIR)/%: %.cpp $(HEADERS)
 	@mkdir -p $(ASAN_DIR)
 	$(CXX) $(CXXFLAGS) -O1 $(SAN) -o $@ $<
 
-test: deps compile tests/unit $(ASAN_DIR)/master $(ASAN_DIR)/slave
+test: deps compile tests/unit $(ASAN_DIR)/master $(ASAN_DIR)/slave build/linkemu
 	$(PYTHON) tests/run_tests.py
 
 bench: compile
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# The link emulator bench/netlab.py runs in its router namespace (root only).
+build/linkemu: bench/linkemu.cpp os.hpp
+	@mkdir -p build
+	$(CXX) $(CXXFLAGS) -o $@ bench/linkemu.cpp
 
 # libFuzzer needs clang's runtime, Debian's libclang-rt-14-dev.
 FUZZ_SECONDS ?= 60

@@ -106,8 +106,8 @@ inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates
 //     samples up to FILTER_ROUNDS rounds apart;
 //   - the error bound is half the largest delay among them: each sample's
 //     true offset lies within half its delay, so their average does too.
-// A sample that cannot be the same clock as the others (its interval misses
-// the prediction's by more than FILTER_SLACK_PPB of the time between them:
+// A sample that cannot be the same clock as the others (from two on: its
+// interval misses the line's by more than FILTER_SLACK_PPB of the time between them:
 // a correction not applied, a clock stepped behind our back) starts the
 // filter afresh: a stubborn or broken clock is measured round by round.
 struct Sample {
@@ -136,7 +136,9 @@ public:
     // Add this round's best probe; false when it started the filter afresh.
     bool add(const Sample& s) {
         bool kept = true;
-        if (const auto pred = estimate(s.at_ns)) {
+        // One sample alone says nothing of the rate, which may be anything
+        // until the frequency locks: the second one is always taken.
+        if (const auto pred = count_ >= 2 ? estimate(s.at_ns) : std::nullopt) {
             const __int128 miss = static_cast<__int128>(s.offset_ns) - pred->offset_ns;
             const __int128 room = s.delay_ns / 2 + pred->bound_ns + NS_PER_US +
                                   static_cast<__int128>(FILTER_SLACK_PPB) * (s.at_ns - oldest_at()) / NS_PER_S;
