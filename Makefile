@@ -2,6 +2,7 @@
 #   make demo      build, run ./master 3 and analyze.py 3, report, plot demo.svg
 #   make textbook  the textbook's example: master 3:00, slaves 3:25 and 2:50, explained
 #   make demo-failover  a master and 5 slaves; the master killed after round 3; a successor takes over
+#   make demo-net  the master and 3 slaves on two hosts (network namespaces, root) through a router adding 500 us
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
@@ -14,7 +15,7 @@ HEADERS  := clock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover bench textbook
+.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover demo-net bench textbook
 
 all: compile
 compile: master slave
@@ -60,6 +61,15 @@ demo-failover: compile
 	  $(PYTHON) analyze.py 5 --port $$port --master-log $(FAILOVER_DIR)/master.log --logs $(FAILOVER_DIR) \
 	    --plot failover.svg --json $(FAILOVER_DIR)/report.json; rc=$$?; \
 	  wait; trap - EXIT; echo "picture: failover.svg  logs: $(FAILOVER_DIR)/"; exit $$rc
+
+# Across hosts: the master in one network namespace, analyze.py and its 3
+# slaves in another, a router namespace between them where build/linkemu
+# delays every frame 500 us +/-100 us each way (bench/netlab.py; needs root).
+# Prints analyze.py's report and the delays linkemu really applied; the
+# namespaces are removed at the end, also on failure or Ctrl-C.
+NET_DIR := build/demo-net
+demo-net: compile build/linkemu
+	@rm -rf $(NET_DIR) && $(PYTHON) bench/netlab.py demo $(NET_DIR)
 
 # The textbook's example (master 3:00, slaves 3:25 and 2:50, no drift): one
 # round, one probe each, the master's console explaining every step, then
@@ -117,7 +127,7 @@ $(ASAN_DIR)/%: %.cpp $(HEADERS)
 test: deps compile tests/unit $(ASAN_DIR)/master $(ASAN_DIR)/slave build/linkemu
 	$(PYTHON) tests/run_tests.py
 
-bench: compile
+bench: compile build/linkemu
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # The link emulator bench/netlab.py runs in its router namespace (root only).

@@ -98,18 +98,24 @@ inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates
 // correction since moves the stored offsets by what it changed between the
 // two clocks (shift), every rate change re-expresses them as if the new
 // rate had always run (rerate). Then all of them estimate the offset now:
-//   - the quarter with the smallest delays (at least FILTER_MIN_USED, or all
-//     there are) are the ones kept: they waited least in queues;
-//   - a least-squares line through them gives the offset now (its value at
-//     `now`) and the slave's remaining rate relative to the master (its
-//     slope): noise a round cannot push around, since the line leans on
-//     samples up to FILTER_ROUNDS rounds apart;
-//   - the error bound is half the largest delay among them: each sample's
-//     true offset lies within half its delay, so their average does too.
-// A sample that cannot be the same clock as the others (from two on: its
-// interval misses the line's by more than FILTER_SLACK_PPB of the time between them:
-// a correction not applied, a clock stepped behind our back) starts the
-// filter afresh: a stubborn or broken clock is measured round by round.
+//   - each weighs 1 / (its delay beyond the smallest + a floor)^2: the ones
+//     that waited least in queues carry the estimate; the floor, a quarter
+//     of the median excess (at least 1 us), lets them all weigh alike on a
+//     quiet link, where the excess is scheduling noise, not asymmetry;
+//   - a weighted least-squares line through them gives the offset now (its
+//     value at `now`) and the slave's remaining rate relative to the master
+//     (its slope): a rate one noisy round cannot push around, since the line
+//     spans up to FILTER_ROUNDS rounds (a slope from the few best samples
+//     alone, close in time, tilted by tens of ppm, and every round applied
+//     it again);
+//   - the error bound is half the delay, weighted the same way: each
+//     sample's true offset lies within half its delay, so their weighted
+//     average does too (as long as the rate holds).
+// A sample that cannot be the same clock as the others (from the third on:
+// it misses the line by more than half its delay, the filter's bound, 1 us
+// and FILTER_SLACK_PPB of the time the samples span: a correction not
+// applied, a clock stepped behind our back) starts the filter afresh: a
+// stubborn or broken clock is measured round by round.
 struct Sample {
     int64_t offset_ns = 0;  // slave minus master, carried forward to the current corrections and rate
     int64_t delay_ns = 0;
@@ -118,14 +124,13 @@ struct Sample {
 
 struct Filtered {
     int64_t offset_ns = 0;            // at the time asked for
-    int64_t bound_ns = 0;             // |error| <= this if the link is symmetric on average: half the largest delay used
+    int64_t bound_ns = 0;             // |error| <= this on a symmetric link: half the delays, weighted as the samples
     int64_t delay_ns = 0;             // the smallest delay among the samples
-    size_t used = 0;                  // samples on the line
+    size_t used = 0;                  // samples on the line: all in the filter
     std::optional<int64_t> rate_ppb;  // the slope, when two or more samples were used
 };
 
-constexpr size_t FILTER_ROUNDS = 16;
-constexpr size_t FILTER_MIN_USED = 3;
+constexpr size_t FILTER_ROUNDS = 32;
 constexpr int64_t FILTER_SLACK_PPB = 20'000;  // 20 ppm: rate errors while the frequency locks
 
 class SampleFilter {
@@ -168,30 +173,43 @@ public:
 
     std::optional<Filtered> estimate(int64_t now_ns) const {
         if (count_ == 0) return std::nullopt;
-        std::array<Sample, FILTER_ROUNDS> by_delay{};
-        std::copy(ring_.begin(), ring_.begin() + static_cast<std::ptrdiff_t>(count_), by_delay.begin());
-        const auto end = by_delay.begin() + static_cast<std::ptrdiff_t>(count_);
-        std::stable_sort(by_delay.begin(), end, [](const Sample& a, const Sample& b) { return a.delay_ns < b.delay_ns; });
         Filtered f;
-        f.used = std::min(count_, std::max(FILTER_MIN_USED, count_ / 4));
-        f.delay_ns = by_delay[0].delay_ns;
-        for (size_t i = 0; i < f.used; ++i) f.bound_ns = std::max(f.bound_ns, (by_delay[i].delay_ns + 1) / 2);
-        // The line, in long double around the first sample (values stay small).
-        const Sample& base = by_delay[0];
-        long double st = 0, so = 0;
-        for (size_t i = 0; i < f.used; ++i) {
-            st += static_cast<long double>(by_delay[i].at_ns - base.at_ns);
-            so += static_cast<long double>(by_delay[i].offset_ns - base.offset_ns);
+        f.used = count_;
+        f.delay_ns = ring_[0].delay_ns;
+        for (size_t i = 0; i < count_; ++i) f.delay_ns = std::min(f.delay_ns, ring_[i].delay_ns);
+        // Each sample's weight: 1 / (its delay beyond the smallest + floor)^2.
+        // The floor is a quarter of the median excess (at least 1 us): with
+        // jitter the few fast samples carry the line; on a quiet link all
+        // weigh alike and the line averages them all.
+        std::array<int64_t, FILTER_ROUNDS> excess{};
+        for (size_t i = 0; i < count_; ++i) excess[i] = ring_[i].delay_ns - f.delay_ns;
+        std::array<int64_t, FILTER_ROUNDS> sorted = excess;
+        std::sort(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(count_));
+        const long double floor = static_cast<long double>(std::max(NS_PER_US, sorted[count_ / 2] / 4));
+        // The weighted line, in long double around the newest sample (values stay small).
+        const Sample& base = ring_[(next_ + FILTER_ROUNDS - 1) % FILTER_ROUNDS];
+        long double sw = 0, st = 0, so = 0;
+        std::array<long double, FILTER_ROUNDS> w{};
+        for (size_t i = 0; i < count_; ++i) {
+            const long double e = static_cast<long double>(excess[i]) + floor;
+            w[i] = 1 / (e * e);
+            sw += w[i];
+            st += w[i] * static_cast<long double>(ring_[i].at_ns - base.at_ns);
+            so += w[i] * static_cast<long double>(ring_[i].offset_ns - base.offset_ns);
         }
-        const long double n = static_cast<long double>(f.used), mt = st / n, mo = so / n;
-        long double stt = 0, sto = 0;
-        for (size_t i = 0; i < f.used; ++i) {
-            const long double dt = static_cast<long double>(by_delay[i].at_ns - base.at_ns) - mt;
-            stt += dt * dt;
-            sto += dt * (static_cast<long double>(by_delay[i].offset_ns - base.offset_ns) - mo);
+        const long double mt = st / sw, mo = so / sw;
+        long double stt = 0, sto = 0, bound = 0;
+        for (size_t i = 0; i < count_; ++i) {
+            const long double dt = static_cast<long double>(ring_[i].at_ns - base.at_ns) - mt;
+            stt += w[i] * dt * dt;
+            sto += w[i] * dt * (static_cast<long double>(ring_[i].offset_ns - base.offset_ns) - mo);
+            bound += w[i] * static_cast<long double>(ring_[i].delay_ns) / 2;
         }
+        // The bound: each sample errs by at most half its delay, and so does
+        // their weighted average (the line's value where the weight is).
+        f.bound_ns = static_cast<int64_t>(std::llround(bound / sw));
         long double slope = 0;  // ns per ns
-        if (f.used >= 2 && stt > 0) {
+        if (count_ >= 2 && stt > 0) {
             slope = sto / stt;
             const long double ppb = slope * NS_PER_S;
             if (ppb > MAX_RATE_PPB || ppb < -MAX_RATE_PPB) slope = 0;

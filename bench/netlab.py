@@ -288,7 +288,11 @@ class Chrony:
         """chrony's errors in ns after host time since_real_ns: (raw, filtered),
         the offset of each measurement and the estimated offset of its
         statistics after each, as logged."""
-        return (self.column("measurements.log", 11, since_real_ns), self.column("statistics.log", 4, since_real_ns))
+        # On an asymmetric link measurements.log's offsets land at
+        # (up - down)/2, as our slaves' true offsets from the master do;
+        # statistics.log's estimated offset has the opposite sign.
+        return (self.column("measurements.log", 11, since_real_ns),
+                [-x for x in self.column("statistics.log", 4, since_real_ns)])
 
     def column(self, name, index, since_real_ns):
         import calendar
@@ -317,6 +321,9 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
     master_bin = master_bin or os.path.join(ROOT, "master")
     slave_bin = slave_bin or os.path.join(ROOT, "slave")
     logs = {"master": os.path.join(lab.dir, "master.log")}
+    for name in ["master"] + ["s%d" % (i + 1) for i in range(slaves)]:
+        if os.path.exists(os.path.join(lab.dir, name + ".log")):
+            os.remove(os.path.join(lab.dir, name + ".log"))  # the start awaited must be this master's
     m = lab.start("master", [master_bin, slaves, "--bind", MASTER_ADDR, "--port", 0, "--rounds", rounds,
                              "--interval", interval_s, "--seed", seed, "--log", logs["master"], "--quiet", *extra],
                   "master")
@@ -338,17 +345,29 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
     return logs
 
 
+def round_offsets(logs, skip_rounds):
+    """{round: {name: true offset from the host clock}} at the start of every
+    round after the first skip_rounds, from the logs (analyze.py's clock model)."""
+    tracks = {n: analyze.ClockTrack(n, analyze.read_events(p)) for n, p in logs.items()}
+    starts = {e["round"]: e["real_ns"] for e in tracks["master"].events if e["event"] == "round"}
+    return {r: (t, {n: tr.offset_at(t) for n, tr in tracks.items()}) for r, t in sorted(starts.items())
+            if r > skip_rounds}
+
+
+def true_spreads(logs, skip_rounds):
+    """The true spread (largest minus smallest offset, master included) at
+    the start of every round after the first skip_rounds."""
+    return [max(o.values()) - min(o.values()) for t, o in round_offsets(logs, skip_rounds).values()]
+
+
 def true_errors(logs, skip_rounds):
     """Each slave's true offset from the master (slave minus master, ns) at
     the start of every round after the first skip_rounds, from the logs with
     analyze.py's clock model; and the host time the first of those rounds
     began."""
-    tracks = {n: analyze.ClockTrack(n, analyze.read_events(p)) for n, p in logs.items()}
-    starts = {e["round"]: e["real_ns"] for e in tracks["master"].events if e["event"] == "round"}
-    kept = sorted(r for r in starts if r > skip_rounds)
-    errors = [tracks[n].offset_at(starts[r]) - tracks["master"].offset_at(starts[r])
-              for r in kept for n in tracks if n != "master"]
-    return errors, (starts[kept[0]] if kept else None)
+    rounds = round_offsets(logs, skip_rounds)
+    errors = [o[n] - o["master"] for t, o in rounds.values() for n in o if n != "master"]
+    return errors, (min(t for t, o in rounds.values()) if rounds else None)
 
 
 def _exit_on_signal(signum, frame):
@@ -367,10 +386,12 @@ def achieved(stats, direction):
 def demo(args):
     """A master and 3 slaves across the router with 500 us +/-100 us each way: analyze.py's report."""
     import tempfile
-    out = tempfile.mkdtemp(prefix="berkeley-net-")
-    if args:
-        out = args[0]
-        os.makedirs(out, exist_ok=True)
+    why = unavailable()
+    if why:
+        print("demo-net: %s" % why)
+        return 1
+    out = args[0] if args else tempfile.mkdtemp(prefix="berkeley-net-")
+    os.makedirs(out, exist_ok=True)
     with Lab(out, down=Link(500, 100), up=Link(500, 100), say=print) as lab:
         print("hosts: master %s (namespace %s), slaves %s (namespace %s); link: %s" % (
             MASTER_ADDR, lab.ns["master"], SLAVE_ADDR, lab.ns["slave"], lab.describe()))

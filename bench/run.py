@@ -33,6 +33,7 @@ sys.dont_write_bytecode = True  # leave no __pycache__ in bench/ or the repo roo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procs import MASTER, ROOT, SLAVE, BenchError, Monitor, Procs, open_fds, proc_status  # noqa: E402
 from report import Section, judge, median, ms, percentile, us, write_markdown  # noqa: E402
+from net import bench_net  # noqa: E402
 import analyze  # noqa: E402 (found on the path procs set)
 from analyze import NS_PER_MS, NS_PER_S, NS_PER_US  # noqa: E402
 
@@ -46,15 +47,15 @@ def note_skipped(message):
     SKIPPED_LINES.setdefault(message)
 
 
-NAMES = ("precision", "steady", "scale", "soak", "hostile", "drag", "lock", "auth", "failover")
+NAMES = ("precision", "steady", "scale", "soak", "hostile", "drag", "lock", "auth", "failover", "net")
 
 FULL = {"precision_rounds": 30, "steady_s": 120, "scale": ((1000, 101, 0.15), (10000, 3, 2.0)), "soak_rounds": 5000,
         "hostile": (3, 3000, 10000), "drag_rounds": 122, "drag_lies": ("1 us", "20 us", "0.4 ms", "100 ms"),
         "lock_intervals": (0.2, 1, 5), "auth": ((1000, 11, 0.15), (10000, 3, 2.0)), "storm": True,
-        "failover_kills": 20}
+        "failover_kills": 20, "net_rounds": 120}
 QUICK = {"precision_rounds": 10, "steady_s": 40, "scale": ((1000, 11, 0.15),), "soak_rounds": 500,
          "hostile": (3, 3000), "drag_rounds": 30, "drag_lies": ("20 us", "100 ms"), "lock_intervals": (0.2, 1),
-         "auth": ((1000, 11, 0.15),), "storm": False, "failover_kills": 5}
+         "auth": ((1000, 11, 0.15),), "storm": False, "failover_kills": 5, "net_rounds": 40}
 STEADY_SKIP_S = 30  # steady state is judged after the first 30 s
 CONNECT_S_PER_SLAVE = 0.01  # generous time for the slaves to connect, beyond a fixed 20 s
 ROUND_S_PER_SLAVE = 0.0002  # generous time a round may take per slave, beyond its interval
@@ -1173,7 +1174,7 @@ def main(argv=None):
     procs = Procs(log_dir, note_skipped)
     benches = {"precision": bench_precision, "steady": bench_steady, "scale": bench_scale, "soak": bench_soak,
                "hostile": bench_hostile, "drag": bench_drag, "lock": bench_lock, "auth": bench_auth,
-               "failover": bench_failover}
+               "failover": bench_failover, "net": bench_net}
     sections = []
     t_start = time.monotonic()
     try:
