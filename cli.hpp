@@ -140,8 +140,6 @@ struct CommonOptions {
     uint64_t seed = 0;
     Discipline discipline;
     bool kernel_timestamps = true;
-    bool send_timestamps = true;  // with them, the kernel's send stamps too ("kernel"; "rx": receive only)
-    const char* timestamps() const { return !kernel_timestamps ? "user" : send_timestamps ? "kernel" : "rx"; }
     std::string secret_file;           // empty: no secret, plain protocol
     std::optional<HmacSha256> key;     // the group key, stretched from the secret at start-up
     std::string log_path;
@@ -182,13 +180,11 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
          store_scaled("slew-rate", o.discipline.slew_rate_ppb, 3, 1, 100'000'000)},
         {"no-frequency", nullptr, "do not learn and trim the clock's rate error", store_flag(o.discipline.frequency, false)},
         {"timestamps", "MODE",
-         "kernel: arrivals and sends stamped by the kernel, two readings per reply;\n"
-         "                         rx: arrivals only (sends read in this process);\n"
+         "kernel: arrival times stamped by the kernel, two readings per reply;\n"
          "                         user: clock reads in this process, one reading (Cristian's) [kernel]",
          [&o](std::string_view mode) -> std::optional<std::string> {
-             if (mode != "kernel" && mode != "rx" && mode != "user") return "--timestamps takes kernel, rx or user";
-             o.kernel_timestamps = mode != "user";
-             o.send_timestamps = mode == "kernel";
+             if (mode != "kernel" && mode != "user") return "--timestamps takes kernel or user";
+             o.kernel_timestamps = mode == "kernel";
              return std::nullopt;
          }},
         {"secret-file", "FILE", "a passphrase of at least 16 bytes on its first line (mode 600):\n"

@@ -208,7 +208,6 @@ struct Peer {
         bool probing_done = false;
         uint32_t probes_sent = 0;
         int64_t probe_sent_real_ns = 0;  // host time just before the pending probe left
-        std::optional<uint32_t> probe_key;  // its send stamp's key (kernel send stamps)
         std::vector<Estimate> estimates;
         int64_t best_at_real_ns = 0;     // host time the best of them was sent (its T1)
         std::vector<std::pair<Probe, std::optional<Estimate>>> explained;  // --explain: every probe
@@ -354,7 +353,7 @@ bool Master::listen(std::string& error) {
         .num("epoch", static_cast<int64_t>(opt_.epoch)).str("role", "master")
         .num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
         .num("seed", static_cast<int64_t>(opt_.common.seed & INT64_MAX))
-        .str("timestamps", opt_.common.timestamps());
+        .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
     return true;
 }
 
@@ -394,7 +393,6 @@ void Master::send_probe(Peer& p) {
     const std::string line = wire(p, TimeQuery{round_, p.round.probes_sent});  // formatted and tagged first
     p.round.probe_sent_real_ns = realtime_ns();  // T1, read as late as possible before the send
     if (!p.conn->send(line)) return drop(p, p.conn->error());
-    p.round.probe_key = p.conn->last_send_key();  // the kernel's stamp of the send, if it stamps them, is T1
     loop_.arm(p.token, monotonic_ns() + opt_.timeout_ns);  // no reply by then: on_peer_timer
 }
 
@@ -406,20 +404,13 @@ void Master::on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns) {
         if (opt_.by_hand) mistake(p, "CLOCK for round " + std::to_string(m.round) + " probe " + std::to_string(m.probe));
         return;  // a late reply to a probe that already timed out: harmless
     }
-    // T1: the kernel's send stamp when there is one (it is on the error
-    // queue well before the reply can arrive), else the read before the send.
-    int64_t t1_real = p.round.probe_sent_real_ns;
-    if (p.round.probe_key) {
-        const int64_t stamp = p.conn->send_stamp(*p.round.probe_key);
-        if (stamp >= t1_real && stamp <= recv_real_ns) t1_real = stamp;
-    }
-    const int64_t t1 = read_clock(clock_, t1_real);
+    const int64_t t1 = read_clock(clock_, p.round.probe_sent_real_ns);
     const int64_t t4 = read_clock(clock_, recv_real_ns);
     const Probe probe = m.t3_ns ? Probe(t1, m.t2_ns, *m.t3_ns, t4) : Probe(t1, m.t2_ns, t4);
     if (opt_.explain) p.round.explained.push_back({probe, estimate_offset(probe)});
     if (auto e = estimate_offset(probe)) {
         auto& all = p.round.estimates;
-        if (all.empty() || e->delay_ns < best_estimate(all)->delay_ns) p.round.best_at_real_ns = t1_real;
+        if (all.empty() || e->delay_ns < best_estimate(all)->delay_ns) p.round.best_at_real_ns = p.round.probe_sent_real_ns;
         all.push_back(*e);
     } else {
         event("rejected").str("slave", p.id).num("round", static_cast<int64_t>(round_)).num("reading_ns", m.t2_ns);
@@ -817,8 +808,7 @@ void Master::on_listener_ready() {
             std::fprintf(stderr, "master: %s\n", error.c_str());
             continue;
         }
-        if (opt_.common.kernel_timestamps && !conn->enable_kernel_timestamps(opt_.common.send_timestamps) &&
-            !warned_timestamps_) {
+        if (opt_.common.kernel_timestamps && !conn->enable_kernel_timestamps() && !warned_timestamps_) {
             std::fprintf(stderr, "master: no kernel receive timestamps here; reading the clock after each read\n");
             warned_timestamps_ = true;
         }

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <arpa/inet.h>
 #include <csignal>
 #include <cstdint>
@@ -19,7 +18,6 @@
 #include <linux/errqueue.h>
 #include <linux/net_tstamp.h>
 #include <netinet/tcp.h>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/epoll.h>
@@ -385,37 +383,11 @@ public:
     // Ask the kernel to stamp every arriving segment with CLOCK_REALTIME as
     // it reaches the socket (software receive timestamps). Then a reading
     // marks when the bytes arrived, not when this process got round to
-    // reading them. With send_too, also every send() as it leaves for the
-    // device (software transmit stamps, on the socket's error queue, keyed
-    // by the offset of the send's last byte in the stream): send_stamp().
-    // False when the kernel refuses receive stamps: user-space reads then.
-    bool enable_kernel_timestamps(bool send_too = false) {
-        constexpr int rx = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
-        constexpr int tx = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
-        int flags = send_too ? rx | tx : rx;
-        send_stamps_ = send_too && setsockopt(fd_.get(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
-        flags = rx;
-        kernel_stamps_ = send_stamps_ || setsockopt(fd_.get(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
-        stamp_base_ = bytes_sent_;  // the kernel counts the keys from here
+    // reading them. False when the kernel refuses: user-space reads then.
+    bool enable_kernel_timestamps() {
+        int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+        kernel_stamps_ = setsockopt(fd_.get(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
         return kernel_stamps_;
-    }
-    bool send_stamps() const { return send_stamps_; }
-
-    // The key of the last send() if it took the whole of what was queued:
-    // what send_stamp() finds its stamp by; nullopt otherwise (part of it
-    // still waits, and leaves with a later send).
-    std::optional<uint32_t> last_send_key() const {
-        if (!send_stamps_ || !out_.empty() || bytes_sent_ == stamp_base_) return std::nullopt;
-        return static_cast<uint32_t>(bytes_sent_ - stamp_base_ - 1);
-    }
-
-    // The kernel's stamp (CLOCK_REALTIME) of the send with this key, once
-    // it is on the error queue; 0 if it is not (yet).
-    int64_t send_stamp(uint32_t key) {
-        drain_send_stamps();
-        for (const auto& [k, stamp] : sent_)
-            if (stamp && k == key) return stamp;
-        return 0;
     }
 
     // Read what is there and hand each complete line to on_line(line,
@@ -426,7 +398,6 @@ public:
     // bounded number of reads per call, so a flooding peer cannot starve the rest.
     template <typename OnLine>
     Status read_lines(OnLine&& on_line) {
-        drain_send_stamps();  // they make the socket report EPOLLERR until read
         char buf[16 * 1024];
         alignas(cmsghdr) char control[256];
         std::string line;
@@ -493,7 +464,6 @@ public:
                 return false;
             }
             out_.erase(0, static_cast<size_t>(n));
-            bytes_sent_ += static_cast<uint64_t>(n);
         }
         const bool want = !out_.empty();
         if (want != armed_) {
@@ -511,34 +481,6 @@ public:
     const std::string& error() const { return error_; }
 
 private:
-    // Move the send stamps from the error queue into sent_ (the last few).
-    void drain_send_stamps() {
-        if (!send_stamps_) return;
-        for (int i = 0; i < 64; ++i) {
-            char data[64];
-            alignas(cmsghdr) char control[256];
-            iovec iov{data, sizeof data};
-            msghdr msg{};
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof control;
-            const ssize_t n = ::recvmsg(fd_.get(), &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return;  // EAGAIN: empty
-            std::optional<uint32_t> key;
-            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                const bool v4 = c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR;
-                const bool v6 = c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR;
-                if (!v4 && !v6) continue;
-                sock_extended_err ee;
-                std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
-                if (ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING && ee.ee_info == SCM_TSTAMP_SND) key = ee.ee_data;
-            }
-            if (key) sent_[next_sent_++ % sent_.size()] = {*key, kernel_stamp(msg)};
-        }
-    }
-
     // The software receive stamp (CLOCK_REALTIME) of the data just read, 0 if none.
     static int64_t kernel_stamp(msghdr& msg) {
         for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -556,11 +498,6 @@ private:
     uint64_t token_;
     bool kernel_stamps_ = false;
     uint64_t kernel_stamped_reads_ = 0;
-    bool send_stamps_ = false;
-    uint64_t bytes_sent_ = 0;   // taken by send() since the connection began
-    uint64_t stamp_base_ = 0;   // bytes_sent_ when send stamps were asked for
-    std::array<std::pair<uint32_t, int64_t>, 8> sent_{};  // (key, stamp) of the last sends
-    size_t next_sent_ = 0;
     LineBuffer in_;
     std::string out_;
     bool armed_ = false;

@@ -89,14 +89,11 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     return r;
 }
 
-// How long from the T3 read to the moment a CLOCK line leaves, so that T3
-// can name that moment: the fastest of the last BUILD_SAMPLES replies of
-// every slave in this process, once there are MIN_BUILD_SAMPLES. With the
-// kernel's send stamps (--timestamps kernel) it is learned from them: read
-// to stamp, the build of the line (formatting, tagging) and the send path
-// both. Without them, from the build alone (add). The fastest, because an
-// estimate too long would shorten the probe's measured delay and make a
-// biased probe look best.
+// How long building a CLOCK line takes (formatting it, and tagging it with a
+// secret), so that its T3 can name the moment the line is sent: the fastest
+// of the last BUILD_SAMPLES builds of every slave in this process, once there
+// are MIN_BUILD_SAMPLES. The fastest, because an estimate too long would
+// shorten the probe's measured delay and make a biased probe look best.
 class BuildTime {
 public:
     static constexpr size_t BUILD_SAMPLES = 64;
@@ -105,20 +102,11 @@ public:
         if (count_ < MIN_BUILD_SAMPLES) return 0;
         return *std::min_element(samples_.begin(), samples_.begin() + std::min(count_, BUILD_SAMPLES));
     }
-    void add(int64_t ns) {
-        if (!stamped_) put(ns);
-    }
-    void add_sent(int64_t ns) {
-        if (!stamped_) count_ = 0;  // from now on only the stamps, which include the build
-        stamped_ = true;
-        put(ns);
-    }
+    void add(int64_t ns) { samples_[count_++ % BUILD_SAMPLES] = std::max<int64_t>(ns, 0); }
 
 private:
-    void put(int64_t ns) { samples_[count_++ % BUILD_SAMPLES] = std::max<int64_t>(ns, 0); }
     std::array<int64_t, BUILD_SAMPLES> samples_{};
     size_t count_ = 0;
-    bool stamped_ = false;
 };
 
 class Slave {
@@ -196,8 +184,6 @@ private:
     uint64_t last_adjust_round_ = 0;
     uint64_t last_query_round_ = 0;   // (round, probe) of the last TIME? answered on
     uint32_t last_query_probe_ = 0;   // this connection: an honest master only goes forward
-    std::optional<uint32_t> reply_key_;  // the last CLOCK's send stamp key, until its stamp is read
-    int64_t reply_read_real_ns_ = 0;     // and the host time its T3 was read at
     std::string failure_;             // why the last attempt failed, for the final error
     int exit_code_ = 0;
     // Failover (failover.hpp): where we would serve, the last plan, the election.
@@ -221,7 +207,7 @@ void Slave::start(int64_t now) {
                  format_duration(clock - real).c_str(), static_cast<double>(clock_.rate_ppb) / PPB_PER_PPM);
     event_at("start", clock, real).num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
         .num("seed", static_cast<int64_t>(seed_ & INT64_MAX))
-        .str("timestamps", opt_.common.timestamps());
+        .str("timestamps", opt_.common.kernel_timestamps ? "kernel" : "user");
     give_up_at_ns_ = now + opt_.connect_timeout_ns;
     master_address_ = target_ = (opt_.host.find(':') != std::string::npos ? "[" + opt_.host + "]" : opt_.host) + ":" +
                                 std::to_string(opt_.port);
@@ -313,23 +299,15 @@ void Slave::on_ready(uint32_t events) {
     auto status = conn_->read_lines(
         [this](const std::string& line, int64_t recv_real_ns) { return on_line(line, recv_real_ns); });
     if (state_ != State::Connected) return;  // on_line ended the connection
-    if (status == LineConn::Status::Closed) return lose_master("the master closed the connection");
-    if (status == LineConn::Status::Failed) return lose_master(conn_->error());
-    // The kernel's stamp of our last reply's send (it comes on the error
-    // queue, which wakes us): how long from the T3 read to the wire, learned.
-    if (reply_key_) {
-        if (const int64_t stamp = conn_->send_stamp(*reply_key_); stamp >= reply_read_real_ns_) {
-            build_.add_sent(stamp - reply_read_real_ns_);
-            reply_key_.reset();
-        }
-    }
+    if (status == LineConn::Status::Closed) lose_master("the master closed the connection");
+    else if (status == LineConn::Status::Failed) lose_master(conn_->error());
 }
 
 void Slave::on_connected(int64_t now) {
     std::string error;
     if (!listener_.valid()) open_listener(connecting_.get());
     conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
-    if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps(opt_.common.send_timestamps))
+    if (opt_.common.kernel_timestamps && !conn_->enable_kernel_timestamps())
         console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", id_.c_str());
     // With a secret, the master must prove itself before we say who we are.
     session_.reset();
@@ -350,7 +328,6 @@ void Slave::on_connected(int64_t now) {
     last_wait_joined_ = 0;
     last_query_round_ = last_adjust_round_ = 0;  // a new master counts rounds anew
     last_query_probe_ = 0;
-    reply_key_.reset();
     console_.say("%s: connected to %s at %s\n", id_.c_str(), electing_ ? "a candidate" : "the master", target_.c_str());
     event("connected").str("master", target_);
 }
@@ -492,8 +469,6 @@ void Slave::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     const std::string line = wire(reply);
     build_.add(realtime_ns() - real);
     if (!conn_->send(line)) return lose_master(conn_->error());
-    reply_key_ = conn_->last_send_key();
-    reply_read_real_ns_ = real;
     auto e = event_at("reply", t3, real + build_ns);  // the log keeps the truth
     e.num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
     if (two) e.num("arrived_ns", t2).num("arrived_real_ns", recv_real_ns);
@@ -636,7 +611,7 @@ void Slave::take_over() {
         master, "1", "--takeover", format_message(plan).substr(0, format_message(plan).size() - 1),
         "--id", id_, "--listen-fd", std::to_string(fd), "--max-slaves", std::to_string(MAX_TAKEOVER_SLAVES),
         "--resume-clock", format_clock_state(clock_),
-        "--timestamps", opt_.common.timestamps(),
+        "--timestamps", opt_.common.kernel_timestamps ? "kernel" : "user",
         "--step-threshold", fixed(d.step_threshold_ns, NS_PER_MS, 6),
         "--slew-rate", fixed(d.slew_rate_ppb, PPB_PER_PPM, 3),
     };
