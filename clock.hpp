@@ -122,6 +122,16 @@ struct Sample {
     int64_t at_ns = 0;      // host time of the probe (its T1)
 };
 
+// What the filter stores of a Sample (16 bytes, not 24: a master keeps 32
+// of them for each of up to 10,000 slaves): the delay in whole ns up to
+// about 4.3 s (longer ones are stored as that, no better than it), the time
+// in us after the filter's base.
+struct StoredSample {
+    int64_t offset_ns = 0;
+    uint32_t delay_ns = 0;
+    uint32_t at_us = 0;
+};
+
 struct Filtered {
     int64_t offset_ns = 0;            // at the time asked for
     int64_t bound_ns = 0;             // |error| <= this on a symmetric link: half the delays, weighted as the samples
@@ -152,7 +162,10 @@ public:
                 kept = false;
             }
         }
-        ring_[next_] = s;
+        if (count_ > 0 && (s.at_ns < base_ns_ || (s.at_ns - base_ns_) / NS_PER_US > UINT32_MAX)) clear();
+        if (count_ == 0) base_ns_ = s.at_ns;
+        ring_[next_] = {s.offset_ns, static_cast<uint32_t>(std::clamp<int64_t>(s.delay_ns, 0, UINT32_MAX)),
+                        static_cast<uint32_t>((s.at_ns - base_ns_) / NS_PER_US)};
         next_ = (next_ + 1) % FILTER_ROUNDS;
         count_ = std::min(count_ + 1, FILTER_ROUNDS);
         return kept;
@@ -168,42 +181,44 @@ public:
     // `at_ns`: each sample becomes what it would have read at the new rate.
     void rerate(int64_t ppb, int64_t at_ns) {
         for (size_t i = 0; i < count_; ++i)
-            ring_[i].offset_ns -= static_cast<int64_t>(static_cast<__int128>(ppb) * (at_ns - ring_[i].at_ns) / NS_PER_S);
+            ring_[i].offset_ns -= static_cast<int64_t>(static_cast<__int128>(ppb) * (at_ns - at(i)) / NS_PER_S);
     }
 
     std::optional<Filtered> estimate(int64_t now_ns) const {
         if (count_ == 0) return std::nullopt;
+        std::array<Sample, FILTER_ROUNDS> all{};  // the stored samples, whole again
+        for (size_t i = 0; i < count_; ++i) all[i] = {ring_[i].offset_ns, ring_[i].delay_ns, at(i)};
         Filtered f;
         f.used = count_;
-        f.delay_ns = ring_[0].delay_ns;
-        for (size_t i = 0; i < count_; ++i) f.delay_ns = std::min(f.delay_ns, ring_[i].delay_ns);
+        f.delay_ns = all[0].delay_ns;
+        for (size_t i = 0; i < count_; ++i) f.delay_ns = std::min(f.delay_ns, all[i].delay_ns);
         // Each sample's weight: 1 / (its delay beyond the smallest + floor)^2.
         // The floor is a quarter of the median excess (at least 1 us): with
         // jitter the few fast samples carry the line; on a quiet link all
         // weigh alike and the line averages them all.
         std::array<int64_t, FILTER_ROUNDS> excess{};
-        for (size_t i = 0; i < count_; ++i) excess[i] = ring_[i].delay_ns - f.delay_ns;
+        for (size_t i = 0; i < count_; ++i) excess[i] = all[i].delay_ns - f.delay_ns;
         std::array<int64_t, FILTER_ROUNDS> sorted = excess;
         std::sort(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(count_));
         const long double floor = static_cast<long double>(std::max(NS_PER_US, sorted[count_ / 2] / 4));
         // The weighted line, in long double around the newest sample (values stay small).
-        const Sample& base = ring_[(next_ + FILTER_ROUNDS - 1) % FILTER_ROUNDS];
+        const Sample& base = all[(next_ + FILTER_ROUNDS - 1) % FILTER_ROUNDS];
         long double sw = 0, st = 0, so = 0;
         std::array<long double, FILTER_ROUNDS> w{};
         for (size_t i = 0; i < count_; ++i) {
             const long double e = static_cast<long double>(excess[i]) + floor;
             w[i] = 1 / (e * e);
             sw += w[i];
-            st += w[i] * static_cast<long double>(ring_[i].at_ns - base.at_ns);
-            so += w[i] * static_cast<long double>(ring_[i].offset_ns - base.offset_ns);
+            st += w[i] * static_cast<long double>(all[i].at_ns - base.at_ns);
+            so += w[i] * static_cast<long double>(all[i].offset_ns - base.offset_ns);
         }
         const long double mt = st / sw, mo = so / sw;
         long double stt = 0, sto = 0, bound = 0;
         for (size_t i = 0; i < count_; ++i) {
-            const long double dt = static_cast<long double>(ring_[i].at_ns - base.at_ns) - mt;
+            const long double dt = static_cast<long double>(all[i].at_ns - base.at_ns) - mt;
             stt += w[i] * dt * dt;
-            sto += w[i] * dt * (static_cast<long double>(ring_[i].offset_ns - base.offset_ns) - mo);
-            bound += w[i] * static_cast<long double>(ring_[i].delay_ns) / 2;
+            sto += w[i] * dt * (static_cast<long double>(all[i].offset_ns - base.offset_ns) - mo);
+            bound += w[i] * static_cast<long double>(all[i].delay_ns) / 2;
         }
         // The bound: each sample errs by at most half its delay, and so does
         // their weighted average (the line's value where the weight is).
@@ -221,13 +236,15 @@ public:
     }
 
 private:
+    int64_t at(size_t i) const { return base_ns_ + static_cast<int64_t>(ring_[i].at_us) * NS_PER_US; }
     int64_t oldest_at() const {
-        int64_t t = ring_[0].at_ns;
-        for (size_t i = 1; i < count_; ++i) t = std::min(t, ring_[i].at_ns);
+        int64_t t = at(0);
+        for (size_t i = 1; i < count_; ++i) t = std::min(t, at(i));
         return t;
     }
 
-    std::array<Sample, FILTER_ROUNDS> ring_{};
+    std::array<StoredSample, FILTER_ROUNDS> ring_{};
+    int64_t base_ns_ = 0;  // host time the stored times count from
     size_t count_ = 0, next_ = 0;
 };
 

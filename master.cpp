@@ -189,7 +189,7 @@ struct Peer {
     enum class Auth { Plain, WantChallenge, WantProof, Failing, Proven } auth = Auth::Plain;
     Nonce slave_nonce{}, master_nonce{};
     std::string auth_failure;      // Failing: told when AUTH_FAILURE_DELAY_NS is over
-    std::optional<Session> session;  // Proven: tags every line both ways
+    std::unique_ptr<Session> session;  // Proven: tags every line both ways (allocated: most groups have no secret)
     // Membership.
     std::string id;                // from HELLO; empty until then
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
@@ -930,7 +930,7 @@ void Master::on_proof(Peer& p, const Sha256Digest& proof) {
         guesses_.spend(host, now);
         return fail_auth(p, "authentication failed (wrong secret)");
     }
-    p.session = session_for(Role::Master, *opt_.common.key, p.slave_nonce, p.master_nonce);
+    p.session = std::make_unique<Session>(session_for(Role::Master, *opt_.common.key, p.slave_nonce, p.master_nonce));
     p.auth = Peer::Auth::Proven;
 }
 
@@ -957,7 +957,7 @@ void Master::on_hello(Peer& p, const Hello& m) {
     if (m.serve_port != 0) p.serve_address = p.address.substr(0, p.address.rfind(':')) + ":" + std::to_string(m.serve_port);
     loop_.disarm(p.token);  // HELLO came in time
     console_.say("%s (%s) got connected successfully\n", p.address.c_str(), p.id.c_str());
-    event("connected").str("slave", p.id).str("address", p.address).flag("authenticated", p.session.has_value());
+    event("connected").str("slave", p.id).str("address", p.address).flag("authenticated", p.session != nullptr);
     // Say it was heard, so the slave knows this master is alive while it waits.
     send(p, Wait{ids_.size(), opt_.slaves});
     // The epoch it now follows, and the successors everyone else heard last:

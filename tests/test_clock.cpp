@@ -310,6 +310,23 @@ TEST_CASE("SampleFilter: a sample that cannot be the same clock starts afresh") 
     CHECK(f.estimate(5 * NS_PER_S)->offset_ns == 1'000'000);
 }
 
+TEST_CASE("SampleFilter: stored compactly, long delays and long gaps are handled") {
+    SampleFilter f;
+    f.add({0, 10 * NS_PER_S, 0});  // a 10 s delay is stored as about 4.3 s
+    CHECK(f.estimate(0)->delay_ns == UINT32_MAX);
+    // Times are kept in us after the first sample: 1 ns steps are lost, not the sample.
+    f.add({5, 1'000, NS_PER_S + 999});
+    CHECK(f.size() == 2);
+    // A sample more than 71 minutes after the first, or before it, starts afresh.
+    SampleFilter g;
+    g.add({0, 1'000, 0});
+    g.add({0, 1'000, 5'000 * NS_PER_S});
+    CHECK(g.size() == 1);
+    g.add({0, 1'000, 4'000 * NS_PER_S});
+    CHECK(g.size() == 1);
+    CHECK(g.estimate(4'000 * NS_PER_S)->offset_ns == 0);
+}
+
 TEST_CASE("SampleFilter: extreme values neither overflow nor invent a rate") {
     SampleFilter f;
     f.add({MAX_OFFSET_NS, 0, 0});
