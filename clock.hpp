@@ -112,10 +112,12 @@ inline std::optional<Estimate> best_estimate(std::span<const Estimate> estimates
 //     sample's true offset lies within half its delay, so their weighted
 //     average does too (as long as the rate holds).
 // A sample that cannot be the same clock as the others (from the third on:
-// it misses the line by more than half its delay, the filter's bound, 1 us
-// and FILTER_SLACK_PPB of the time the samples span: a correction not
-// applied, a clock stepped behind our back) starts the filter afresh: a
-// stubborn or broken clock is measured round by round.
+// it misses the line by more than half its own delay, half the widest
+// stored delay, 1 us and FILTER_SLACK_PPB of the time since the newest
+// stored sample: a correction not applied, a clock stepped behind our back)
+// starts the filter afresh: a broken clock is then measured round by round.
+// Not the time since the oldest: at 20 ppm of 31 s that hid a 300 us step on
+// a quiet link, and the line took it for a rate.
 struct Sample {
     int64_t offset_ns = 0;  // slave minus master, carried forward to the current corrections and rate
     int64_t delay_ns = 0;
@@ -125,12 +127,15 @@ struct Sample {
 // What the filter stores of a Sample (16 bytes, not 24: a master keeps 32
 // of them for each of up to 10,000 slaves): the delay in whole ns up to
 // about 4.3 s (longer ones are stored as that, no better than it), the time
-// in us after the filter's base.
+// in units of FILTER_TIME_UNIT_NS after the filter's base (76 hours in all;
+// the base moves up as old samples leave). A time off by up to 64 us moves
+// a carried offset by that times the relative rate: under 7 ns at 100 ppm.
 struct StoredSample {
     int64_t offset_ns = 0;
     uint32_t delay_ns = 0;
-    uint32_t at_us = 0;
+    uint32_t at_units = 0;
 };
+constexpr int64_t FILTER_TIME_UNIT_NS = 64 * NS_PER_US;
 
 struct Filtered {
     int64_t offset_ns = 0;            // at the time asked for
@@ -155,17 +160,17 @@ public:
         // until the frequency locks: the second one is always taken.
         if (const auto pred = count_ >= 2 ? estimate(s.at_ns) : std::nullopt) {
             const __int128 miss = static_cast<__int128>(s.offset_ns) - pred->offset_ns;
-            const __int128 room = s.delay_ns / 2 + pred->bound_ns + NS_PER_US +
-                                  static_cast<__int128>(FILTER_SLACK_PPB) * (s.at_ns - oldest_at()) / NS_PER_S;
+            const __int128 room = s.delay_ns / 2 + widest_half_delay() + NS_PER_US +
+                                  static_cast<__int128>(FILTER_SLACK_PPB) * (s.at_ns - newest_at()) / NS_PER_S;
             if (miss > room || -miss > room) {
                 clear();
                 kept = false;
             }
         }
-        if (count_ > 0 && (s.at_ns < base_ns_ || (s.at_ns - base_ns_) / NS_PER_US > UINT32_MAX)) clear();
+        if (count_ > 0 && !fits(s.at_ns)) rebase(s.at_ns);
         if (count_ == 0) base_ns_ = s.at_ns;
         ring_[next_] = {s.offset_ns, static_cast<uint32_t>(std::clamp<int64_t>(s.delay_ns, 0, UINT32_MAX)),
-                        static_cast<uint32_t>((s.at_ns - base_ns_) / NS_PER_US)};
+                        static_cast<uint32_t>((s.at_ns - base_ns_) / FILTER_TIME_UNIT_NS)};
         next_ = (next_ + 1) % FILTER_ROUNDS;
         count_ = std::min(count_ + 1, FILTER_ROUNDS);
         return kept;
@@ -236,11 +241,34 @@ public:
     }
 
 private:
-    int64_t at(size_t i) const { return base_ns_ + static_cast<int64_t>(ring_[i].at_us) * NS_PER_US; }
-    int64_t oldest_at() const {
-        int64_t t = at(0);
-        for (size_t i = 1; i < count_; ++i) t = std::min(t, at(i));
-        return t;
+    int64_t at(size_t i) const { return base_ns_ + static_cast<int64_t>(ring_[i].at_units) * FILTER_TIME_UNIT_NS; }
+    int64_t newest_at() const { return at((next_ + FILTER_ROUNDS - 1) % FILTER_ROUNDS); }
+    int64_t widest_half_delay() const {
+        uint32_t widest = 0;
+        for (size_t i = 0; i < count_; ++i) widest = std::max(widest, ring_[i].delay_ns);
+        return (static_cast<int64_t>(widest) + 1) / 2;
+    }
+    bool fits(int64_t t) const { return t >= base_ns_ && (t - base_ns_) / FILTER_TIME_UNIT_NS <= UINT32_MAX; }
+
+    // A sample at `t` beyond the stored times' range: keep the samples
+    // within range of it, oldest first, counted from the oldest of them.
+    // Time going back (the host clock stepped) keeps none.
+    void rebase(int64_t t) {
+        std::array<Sample, FILTER_ROUNDS> kept{};
+        size_t n = 0;
+        for (size_t k = 0; k < count_; ++k) {
+            const size_t i = (next_ + FILTER_ROUNDS - count_ + k) % FILTER_ROUNDS;
+            if (t >= at(i) && (t - at(i)) / FILTER_TIME_UNIT_NS <= UINT32_MAX)
+                kept[n++] = {ring_[i].offset_ns, ring_[i].delay_ns, at(i)};
+        }
+        clear();
+        if (n == 0) return;
+        base_ns_ = kept[0].at_ns;
+        for (size_t k = 0; k < n; ++k)
+            ring_[k] = {kept[k].offset_ns, static_cast<uint32_t>(kept[k].delay_ns),
+                        static_cast<uint32_t>((kept[k].at_ns - base_ns_) / FILTER_TIME_UNIT_NS)};
+        count_ = n;
+        next_ = n % FILTER_ROUNDS;
     }
 
     std::array<StoredSample, FILTER_ROUNDS> ring_{};
@@ -512,9 +540,9 @@ constexpr std::optional<Corrected> apply_correction(const SimClock& c, int64_t r
 }
 
 // ---------------------------------------------------------------------------
-// Step 6, frequency. After a round every participant is corrected to the
-// same time, so their offsets from the master are 0; at the next round an
-// offset o measured t later says that clock runs o/t faster than the master.
+// Step 6, frequency. The slope of a slave's clock filter (Step 2 across
+// rounds: its samples carried forward through every correction and rate
+// change) says how much faster than the master it runs, o/t.
 // - Each slave takes the master's rate: its rate changes by -gain x o/t.
 //   The gain is 1 at first (lock in one round), then 1/2, 1/3, down to
 //   1/RATE_GAIN_MIN_DIVISOR, an average over the last few measurements. It

@@ -199,7 +199,9 @@ struct Peer {
     // Its best probes of the last rounds, carried forward (Step 2 across
     // rounds), and its rate (Step 6) from them.
     SampleFilter filter;
-    bool carried = false;          // ACKed this round's ADJUST, which settles within an interval: filter moved along
+    bool carried = false;          // ACKed this round's ADJUST: its filter moved along with it
+    Applied how = Applied::Step;   // how that correction was applied (a slew takes time to settle)
+    int64_t round_correction_ns = 0;  // and its size
     int64_t corrected_real_ns = 0; // host time its last ADJUST went out
     uint32_t rate_updates = 0;     // rate changes sent so far: the gain
     // This round.
@@ -327,8 +329,12 @@ private:
     size_t last_answered_ = 0;       // slaves with an estimate in the last round
     int64_t last_spread_ns_ = 0;     // their largest |correction|
     bool self_rate_ready_ = false;   // the master's own last correction settles within an interval
-    int64_t self_correction_ns_ = 0; // the master's own correction and rate change, this round
+    // The master's own correction this round, as applied (for the filters).
+    bool self_applied_ = false;
+    int64_t self_correction_ns_ = 0;
     int64_t self_rate_change_ppb_ = 0;
+    Applied self_how_ = Applied::Step;
+    int64_t self_corrected_real_ns_ = 0;
     bool warned_timestamps_ = false;
     bool listener_paused_ = false;
     struct Quieted {
@@ -441,28 +447,38 @@ void Master::finish_probing(int64_t now) {
 }
 
 // Step 2: each slave's best probe of this round goes into its filter with
-// those of the last rounds, carried forward when every correction since
-// settled; the filter's estimate is its offset now, and (Step 6) the
-// filter's slope its rate relative to the master. The master first.
+// those of the last rounds, carried forward when both clocks' last
+// corrections were applied and had settled by then; the filter's estimate
+// is its offset now, and (Step 6) the filter's slope its rate relative to
+// the master. The master first.
 Participants Master::collect_best_estimates() {
     Participants all;
     Reading self;
     self.in_step = clock_.corrected;
-    if (self_rate_ready_) self.rate_ppb = 0;  // relative to itself
+    const bool frequency = opt_.common.discipline.frequency;  // --no-frequency: no rates, no rate changes
+    if (self_rate_ready_ && frequency) self.rate_ppb = 0;  // relative to itself
     all.readings.push_back(self);
     const int64_t now_real = realtime_ns();
+    const Discipline& d = opt_.common.discipline;
     for (auto& [token, p] : peers_) {
         if (!p.round.probed || !p.drop_reason.empty()) continue;
-        if (!p.carried || !self_rate_ready_) p.filter.clear();  // a correction since that did not settle, or went unacknowledged
+        const bool carried = p.carried;
         p.carried = false;
         const auto best = best_estimate(p.round.estimates);
-        if (!best) continue;
+        if (!best) {
+            p.filter.clear();  // a round without a reading: its corrections went unseen
+            continue;
+        }
+        const int64_t at = p.round.best_at_real_ns;
+        if (!carried || !self_applied_ || !settled(p.round_correction_ns, p.how, at - p.corrected_real_ns, d) ||
+            !settled(self_correction_ns_, self_how_, at - self_corrected_real_ns_, d))
+            p.filter.clear();  // a correction not acknowledged, or still being slewed at the probe
         p.round.filter_restarted = !p.filter.add({best->offset_ns, best->delay_ns, p.round.best_at_real_ns});
         p.round.filtered = *p.filter.estimate(now_real);
         Reading r;
         r.offset_ns = p.round.filtered.offset_ns;
         r.in_step = p.in_step;
-        r.rate_ppb = p.round.filtered.rate_ppb;
+        if (frequency) r.rate_ppb = p.round.filtered.rate_ppb;
         r.rate_updates = p.rate_updates;
         all.who.push_back(&p);
         all.readings.push_back(r);
@@ -528,11 +544,17 @@ void Master::correct_self(const RoundResult& result) {
     const Discipline& d = opt_.common.discipline;
     const Applied how = how_applied(clock_.corrected, self.correction_ns, d);
     auto corrected = apply_correction(clock_, real, self.correction_ns, self.rate_change_ppb.value_or(0), d);
-    if (!corrected) return;
+    self_applied_ = corrected.has_value();
+    if (!corrected) {
+        self_rate_ready_ = false;
+        return;
+    }
+    self_rate_change_ppb_ = corrected->clock.trim_ppb - clock_.trim_ppb;  // as applied (clamped, or none)
     clock_ = corrected->clock;
     self_rate_ready_ = settled(self.correction_ns, how, opt_.interval_ns, d);
     self_correction_ns_ = self.correction_ns;
-    self_rate_change_ppb_ = self.rate_change_ppb.value_or(0);
+    self_how_ = how;
+    self_corrected_real_ns_ = real;
     auto line = log_.event("adjust", opt_.id, read_clock(clock_, real), real);
     line.num("round", static_cast<int64_t>(round_)).num("correction_ns", self.correction_ns);
     if (self.rate_change_ppb) line.num("rate_change_ppb", *self.rate_change_ppb);
@@ -611,12 +633,17 @@ void Master::on_ack(Peer& p, const Ack& m) {
         return;  // late or repeated: harmless
     }
     p.round.acked = true;
-    const Applied how = how_applied(p.in_step, p.round.correction_ns, opt_.common.discipline);
-    // Its filter follows both clocks' corrections, if they settle before the next round.
-    p.carried = settled(p.round.correction_ns, how, opt_.interval_ns, opt_.common.discipline);
+    // Its filter follows both clocks' corrections (collect_best_estimates
+    // checks that they had settled by the next probe), and both rate
+    // changes as applied: the slave says what it applied when it was sent
+    // one (0 for a slave that takes none); a slave that does not say is
+    // taken to have applied what it was sent.
+    p.how = how_applied(p.in_step, p.round.correction_ns, opt_.common.discipline);
+    p.round_correction_ns = p.round.correction_ns;
+    p.carried = self_applied_;
     if (p.carried) {
         p.filter.shift(p.round.correction_ns, self_correction_ns_);
-        p.filter.rerate(p.round.rate_change_ppb - self_rate_change_ppb_, p.corrected_real_ns);
+        p.filter.rerate(m.rate_change_ppb.value_or(p.round.rate_change_ppb) - self_rate_change_ppb_, p.corrected_real_ns);
     }
     p.in_step = true;  // it has applied a correction: from now on it votes
     last_ack_ns_ = monotonic_ns();

@@ -91,6 +91,7 @@ struct Adjust {
 struct Ack {
     static constexpr const char* VERB = "ACK";
     uint64_t round = 0;
+    std::optional<int64_t> rate_change_ppb;  // the change of rate it applied, when it was sent one
     bool operator==(const Ack&) const = default;
 };
 struct Plan {
@@ -170,7 +171,10 @@ inline std::string format_message(const Message& message) {
                        field(m.correction_ns);
                        if (m.rate_change_ppb) field(*m.rate_change_ppb);
                    },
-                   [&](const Ack& m) { field(m.round); },
+                   [&](const Ack& m) {
+                       field(m.round);
+                       if (m.rate_change_ppb) field(*m.rate_change_ppb);
+                   },
                    [&](const Bye&) {},
                    [&](const Error& m) { field(m.reason); },
                },
@@ -340,10 +344,13 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{InStep{}, {}};
     }
     if (verb == "ACK") {
-        if (auto e = want(1); !e.empty()) return fail(e);
+        if (nfields != 1 && nfields != 2) return fail("ACK takes 1 or 2 fields, got " + std::to_string(nfields));
         auto r = round_at(1);
         if (!r) return fail("bad round");
-        return Parsed{Ack{*r}, {}};
+        if (nfields == 1) return Parsed{Ack{*r, std::nullopt}, {}};
+        auto rate = detail::parse_int<int64_t>(f[2]);
+        if (!rate) return fail("bad rate change");
+        return Parsed{Ack{*r, *rate}, {}};
     }
     if (verb == "PLAN") {
         if (nfields < 8 || nfields > 8 + MAX_SUCCESSORS)

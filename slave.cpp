@@ -482,13 +482,15 @@ void Slave::on_adjust(const Adjust& m) {
     if (opt_.ignore_corrections) {
         last_adjust_round_ = m.round;
         event("ignored").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
-        if (!conn_->send(wire(Ack{m.round}))) lose_master(conn_->error());
+        const auto none = m.rate_change_ppb ? std::optional<int64_t>(0) : std::nullopt;  // it applied nothing
+        if (!conn_->send(wire(Ack{m.round, none}))) lose_master(conn_->error());
         return;
     }
     // A liar takes the correction its lie was answered with too, and no rate
     // change (those answer its lie as well), so that its clock keeps the
     // master's time and its every answer is the same lie.
     const int64_t rate_change = opt_.lie_ns != 0 ? 0 : m.rate_change_ppb.value_or(0);
+    const int64_t trim_before = clock_.trim_ppb;
     auto corrected = apply_correction(clock_, real, m.correction_ns + opt_.lie_ns, rate_change, opt_.common.discipline);
     if (!corrected) return violation("correction " + std::to_string(m.correction_ns) + " out of range");
     clock_ = corrected->clock;
@@ -504,7 +506,12 @@ void Slave::on_adjust(const Adjust& m) {
                  format_time(clock + slew_remaining(clock_, real)).c_str(),
                  format_duration(m.correction_ns + opt_.lie_ns).c_str(),
                  corrected->how == Applied::Step ? "stepped" : "slewing");
-    if (!conn_->send(wire(Ack{m.round}))) lose_master(conn_->error());
+    // Say what change of rate was applied, when one was sent: the master's
+    // filter re-rates its samples by it (a liar, --no-frequency or the trim's
+    // limit apply less than was sent, or nothing).
+    const auto applied = m.rate_change_ppb ? std::optional<int64_t>(corrected->clock.trim_ppb - trim_before)
+                                           : std::nullopt;
+    if (!conn_->send(wire(Ack{m.round, applied}))) lose_master(conn_->error());
 }
 
 // The master broke the protocol: tell it why, close, and start over (an

@@ -314,14 +314,22 @@ TEST_CASE("SampleFilter: stored compactly, long delays and long gaps are handled
     SampleFilter f;
     f.add({0, 10 * NS_PER_S, 0});  // a 10 s delay is stored as about 4.3 s
     CHECK(f.estimate(0)->delay_ns == UINT32_MAX);
-    // Times are kept in us after the first sample: 1 ns steps are lost, not the sample.
+    // Times are kept in 64 us units after the filter's base: the odd ns are lost, not the sample.
     f.add({5, 1'000, NS_PER_S + 999});
     CHECK(f.size() == 2);
-    // A sample more than 71 minutes after the first, or before it, starts afresh.
+    // Hour-long rounds keep their samples (76 hours of them), and a rate.
+    SampleFilter h;
+    for (int64_t k = 0; k < 40; ++k) h.add({1'000 * k, 1'000, k * 3'600 * NS_PER_S});
+    CHECK(h.size() == FILTER_ROUNDS);
+    CHECK(h.estimate(40 * 3'600 * NS_PER_S)->rate_ppb.has_value());
+    // Beyond 76 hours the older samples leave; time going back keeps none.
     SampleFilter g;
     g.add({0, 1'000, 0});
-    g.add({0, 1'000, 5'000 * NS_PER_S});
+    g.add({0, 1'000, NS_PER_S});
+    g.add({0, 1'000, 300'000 * NS_PER_S});
     CHECK(g.size() == 1);
+    g.add({0, 1'000, 300'001 * NS_PER_S});
+    CHECK(g.size() == 2);
     g.add({0, 1'000, 4'000 * NS_PER_S});
     CHECK(g.size() == 1);
     CHECK(g.estimate(4'000 * NS_PER_S)->offset_ns == 0);

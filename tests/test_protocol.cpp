@@ -58,7 +58,9 @@ TEST_CASE("format_message: exact line formats") {
         {ClockReply{1, 1, -5, std::nullopt}, "CLOCK 1 1 -5\n"},
         {Adjust{7, -1'500'000, std::nullopt}, "ADJUST 7 -1500000\n"},
         {Adjust{7, 0, std::nullopt}, "ADJUST 7 0\n"},
-        {Ack{7}, "ACK 7\n"},
+        {Ack{7, std::nullopt}, "ACK 7\n"},
+        {Ack{7, -2'500}, "ACK 7 -2500\n"},
+        {Ack{7, 0}, "ACK 7 0\n"},
         {Bye{}, "BYE\n"},
         {Error{"round 3 timed out"}, "ERROR round 3 timed out\n"},
         {TimeQuery{U64_MAX, MAX_PROBES}, "TIME? 18446744073709551615 100\n"},
@@ -88,7 +90,8 @@ TEST_CASE("format_message / parse_message round trip at the boundaries") {
     const uint32_t probes[] = {1, 2, 10, 99, MAX_PROBES};
     const int64_t values[] = {I64_MIN, I64_MIN + 1, -1'000'000'000, -1, 0, 1, 1'000'000'000, I64_MAX - 1, I64_MAX};
     for (uint64_t r : rounds) {
-        messages.push_back(Ack{r});
+        messages.push_back(Ack{r, std::nullopt});
+        messages.push_back(Ack{r, -1'000});
         for (int64_t v : values) messages.push_back(Adjust{r, v, std::nullopt});
         for (uint32_t p : probes) {
             messages.push_back(TimeQuery{r, p});
@@ -141,7 +144,7 @@ TEST_CASE("parse_message: rejections carry a reason") {
         "ERROR", "ERROR ", "error x", "BYEBYE",
         // missing and extra fields
         "HELLO", "TIME?", "TIME? 1", "CLOCK", "CLOCK 1", "CLOCK 1 1", "ADJUST", "ADJUST 1", "ACK",
-        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1 1", "ADJUST 1 1 1 1", "ADJUST 1 1 x", "ADJUST 1 1 -0", "INSTEP 1", "ACK 1 1", "BYE now", "BYE 1",
+        "HELLO a b c", "TIME? 1 1 1", "CLOCK 1 1 1 1 1", "ADJUST 1 1 1 1", "ADJUST 1 1 x", "ADJUST 1 1 -0", "INSTEP 1", "ACK 1 1 1", "ACK 1 x", "ACK 1 -0", "BYE now", "BYE 1",
         // spacing
         "TIME?  1 1", "TIME? 1  1", "CLOCK 1 1  5", "HELLO  x", "ACK  1", " BYE", "BYE ", " ACK 1", "ACK 1 ",
         "HELLO x ", " HELLO x", "TIME? 1 1 ", " ", "  ", "HELLO ",
