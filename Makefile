@@ -26,6 +26,14 @@ master: master.cpp $(HEADERS)
 slave: slave.cpp $(HEADERS)
 	$(CXX) $(CXXFLAGS) -o $@ slave.cpp
 
+# For the demos' recipes: wait until the master logging to $(1) says which
+# port it listens on (sets $$port), or stop with an error naming target $(2).
+WAIT_FOR_PORT = port=; \
+	  for i in $$(seq 200); do \
+	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(1) 2>/dev/null); \
+	    [ -n "$$port" ] && break; sleep 0.05; done; \
+	  [ -n "$$port" ] || { echo "$(2): the master did not start"; exit 1; }
+
 # The README's first command: a master on a free port, analyze.py starting
 # three slaves against it, the master's console prefixed [master], then the
 # report; logs stay in build/demo, the picture in demo.svg.
@@ -34,11 +42,7 @@ demo: compile
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@./master 3 --port 0 --rounds 5 --interval 0.5 --log $(DEMO_DIR)/master.log \
 	    > >(sed -u 's/^/[master]  /') 2>&1 & master=$$!; \
-	  trap 'kill $$master 2>/dev/null' EXIT; port=; \
-	  for i in $$(seq 200); do \
-	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(DEMO_DIR)/master.log 2>/dev/null); \
-	    [ -n "$$port" ] && break; sleep 0.05; done; \
-	  [ -n "$$port" ] || { echo "demo: the master did not start"; exit 1; }; \
+	  trap 'kill $$master 2>/dev/null' EXIT; $(call WAIT_FOR_PORT,$(DEMO_DIR)/master.log,demo); \
 	  $(PYTHON) analyze.py 3 --port $$port --master-log $(DEMO_DIR)/master.log --logs $(DEMO_DIR) \
 	    --plot demo.svg --json $(DEMO_DIR)/report.json; rc=$$?; \
 	  wait $$master; trap - EXIT; echo "picture: demo.svg  logs: $(DEMO_DIR)/"; exit $$rc
@@ -51,11 +55,7 @@ demo-failover: compile
 	@rm -rf $(FAILOVER_DIR) && mkdir -p $(FAILOVER_DIR)
 	@./master 5 --port 0 --rounds 8 --interval 0.5 --log $(FAILOVER_DIR)/master.log \
 	    > >(sed -u 's/^/[master]  /') 2>&1 & master=$$!; \
-	  trap 'kill $$master 2>/dev/null' EXIT; port=; \
-	  for i in $$(seq 200); do \
-	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(FAILOVER_DIR)/master.log 2>/dev/null); \
-	    [ -n "$$port" ] && break; sleep 0.05; done; \
-	  [ -n "$$port" ] || { echo "demo-failover: the master did not start"; exit 1; }; \
+	  trap 'kill $$master 2>/dev/null' EXIT; $(call WAIT_FOR_PORT,$(FAILOVER_DIR)/master.log,demo-failover); \
 	  ( for i in $$(seq 600); do grep -q '"event":"round_done"[^}]*"round":3,' $(FAILOVER_DIR)/master.log && break; \
 	      sleep 0.05; done; echo "[demo]    killing the master (SIGKILL) after round 3"; kill -9 $$master ) & \
 	  $(PYTHON) analyze.py 5 --port $$port --master-log $(FAILOVER_DIR)/master.log --logs $(FAILOVER_DIR) \
@@ -80,11 +80,7 @@ textbook: compile
 	@rm -rf $(TEXTBOOK_DIR) && mkdir -p $(TEXTBOOK_DIR)
 	@./master 2 --port 0 --rounds 1 --probes 1 --time 3:00 --drift 0 --explain \
 	    --log $(TEXTBOOK_DIR)/master.log > $(TEXTBOOK_DIR)/master.out 2>&1 & master=$$!; \
-	  trap 'kill $$master 2>/dev/null' EXIT; port=; \
-	  for i in $$(seq 200); do \
-	    port=$$(sed -n 's/.*"event":"start".*"port":\([0-9]*\).*/\1/p' $(TEXTBOOK_DIR)/master.log 2>/dev/null); \
-	    [ -n "$$port" ] && break; sleep 0.05; done; \
-	  [ -n "$$port" ] || { echo "textbook: the master did not start"; exit 1; }; \
+	  trap 'kill $$master 2>/dev/null' EXIT; $(call WAIT_FOR_PORT,$(TEXTBOOK_DIR)/master.log,textbook); \
 	  for t in 3:25 2:50; do \
 	    ./slave --port $$port --id $$t --time $$t --drift 0 --quiet --log $(TEXTBOOK_DIR)/$$t.log & \
 	    for i in $$(seq 200); do grep -q '"slave":"'$$t'"' $(TEXTBOOK_DIR)/master.log && break; sleep 0.05; done; \

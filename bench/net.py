@@ -43,13 +43,6 @@ def pair(m_p90):
     return "-" if m is None else "%s / %s" % (us(m), us(p))
 
 
-def achieved(stats, direction):
-    if not stats:
-        return "kernel bridge"
-    d = stats["directions"][direction]
-    return "%.0f us (%.0f-%.0f)" % (d["median"], d["p10"], d["p90"]) if d.get("frames") else "no frames"
-
-
 def bench_net(procs, cfg, seed):
     rounds = cfg["net_rounds"]
     s = Section("14. Across network stacks, side by side with chrony",
@@ -86,7 +79,8 @@ def bench_net(procs, cfg, seed):
             ahead = ours[0] <= c_filt[0] and ours[1] <= c_filt[1]
             verdict = judge(0 if ahead else 1, 0, "median %.1fx, p90 %.1fx" % (
                 ours[0] / max(c_filt[0], 1), ours[1] / max(c_filt[1], 1)), "<= chrony's")
-        s.add(name, "%s / %s" % (achieved(stats, "a_to_b"), achieved(stats, "b_to_a")),
+        link = "%s / %s" % tuple(netlab.achieved(stats, d, brief=True) for d in ("a_to_b", "b_to_a"))
+        s.add(name, link,
               us(bias, 0), pair(ours), pair(c_raw), pair(c_filt), verdict)
     if spreads_none:
         m = median(spreads_none)

@@ -374,11 +374,17 @@ def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def achieved(stats, direction):
-    """'median X us (p10 A, p90 B)' of one direction linkemu measured."""
+def achieved(stats, direction, brief=False):
+    """The delay linkemu measured it applied in one direction: 'X us median
+    (p10 A, p90 B; N frames, M dropped)', or brief 'X us (A-B)'; with no
+    stats (no emulator) 'kernel bridge'."""
+    if not stats:
+        return "kernel bridge"
     d = stats["directions"][direction]
     if not d.get("frames"):
         return "no frames"
+    if brief:
+        return "%.0f us (%.0f-%.0f)" % (d["median"], d["p10"], d["p90"])
     return "%.0f us median (p10 %.0f, p90 %.0f; %d frames, %d dropped)" % (
         d["median"], d["p10"], d["p90"], d["frames"], d["dropped"])
 
