@@ -305,18 +305,4 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
     return fd_limit;
 }
 
-// Console output, silenced by --quiet. Line-buffered even into a pipe, so a
-// parent (analyze.py) sees each line as it happens.
-struct Console {
-    bool quiet = false;
-    __attribute__((format(printf, 2, 3))) void say(const char* fmt, ...) const {
-        if (quiet) return;
-        va_list args;
-        va_start(args, fmt);
-        std::vprintf(fmt, args);
-        va_end(args);
-        std::fflush(stdout);
-    }
-};
-
 }  // namespace berkeley

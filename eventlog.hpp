@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unistd.h>
+#include <vector>
 
 #include "clock.hpp"
 #include "os.hpp"
@@ -91,10 +93,13 @@ public:
     // Every event names the process, its simulated clock and the host clock
     // read at the same instant: the pair that lets a run be verified.
     Line event(std::string_view name, std::string_view id, int64_t clock_ns, int64_t real_ns) {
-        Line line(fd_.valid() ? this : nullptr, name);
+        Line line(fd_.valid() || capture_ ? this : nullptr, name);
         line.str("id", id).num("clock_ns", clock_ns).num("real_ns", real_ns);
         return line;
     }
+
+    // Keep the lines in memory instead (a unit test, the simulator).
+    void capture_into(std::vector<std::string>* lines) { capture_ = lines; }
 
     // Lines that could not be written (disk full, file too large, I/O error).
     uint64_t lost() const { return lost_; }
@@ -105,6 +110,7 @@ private:
     // is counted as lost, the first loss is said on stderr at once, and a
     // line cut short is cut off again, so the log holds only whole lines.
     void write_line(const std::string& text) {
+        if (capture_) return capture_->push_back(text);
         const off_t start = lseek(fd_.get(), 0, SEEK_END);
         size_t done = 0;
         while (done < text.size()) {
@@ -122,8 +128,30 @@ private:
         }
     }
     Fd fd_;
+    std::vector<std::string>* capture_ = nullptr;
     uint64_t lost_ = 0;
     std::string path_, program_ = "berkeley";
+};
+
+// Console output, silenced by --quiet. Line-buffered even into a pipe, so a
+// parent (analyze.py) sees each line as it happens.
+struct Console {
+    bool quiet = false;
+    std::string* capture = nullptr;  // a unit test's: the text goes here, not to stdout
+    __attribute__((format(printf, 2, 3))) void say(const char* fmt, ...) const {
+        if (quiet) return;
+        va_list args;
+        va_start(args, fmt);
+        if (capture) {
+            char buf[1024];
+            std::vsnprintf(buf, sizeof buf, fmt, args);
+            *capture += buf;
+        } else {
+            std::vprintf(fmt, args);
+            std::fflush(stdout);
+        }
+        va_end(args);
+    }
 };
 
 // What analysis needs to replay a clock after a correction (README: adjust).

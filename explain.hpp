@@ -1,0 +1,143 @@
+// explain.hpp - the console's account of a round: the master's table, or
+// with --explain the round as a textbook tells it, with its numbers. It says
+// what the round really did: which reading was averaged for each slave (one
+// probe, or its clock filter's line over earlier rounds), who was left out
+// and how far from the median, and where a change of rate comes from. Text
+// only: it decides nothing (the round, master_role.hpp, hands it the story).
+#pragma once
+
+#include <algorithm>
+#include <cinttypes>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "eventlog.hpp"
+#include "clock.hpp"
+#include "units.hpp"
+
+namespace berkeley {
+
+using ExplainedProbe = std::pair<Probe, std::optional<Estimate>>;  // a probe, and what it gave
+
+struct SlaveStory {
+    std::string_view name;
+    Reading reading;                 // what was averaged (the filter's value now)
+    int64_t best_delay_ns = 0;       // this round's best probe
+    int64_t best_offset_ns = 0;
+    Filtered filtered;
+    bool filter_restarted = false;
+    const std::vector<ExplainedProbe>* probes = nullptr;  // --explain: every probe of the round
+};
+
+struct RoundStory {
+    uint64_t round = 0;
+    uint32_t probes = 0;
+    int64_t started_clock_ns = 0;    // the master's clock as the round began
+    int64_t interval_ns = 0;
+    bool frequency = true;
+    const RoundResult& result;       // each[0] is the master
+    std::vector<SlaveStory> slaves;  // each[i] is slaves[i - 1]
+};
+
+// Why a participant's reading did or did not count, in a few words.
+inline std::string why_counted(const Decision& d, int64_t offset_ns, const Agreement& t) {
+    if (d.included) return "counted";
+    if (!d.votes) return "not counted: not in step yet, while others are (it is brought to them)";
+    return "left out: " + format_duration(offset_ns - t.median_ns) + " from the median, outside the window of " +
+           (format_duration(t.window_ns).c_str() + 1);
+}
+
+// The table printed every round.
+inline void print_table(const Console& out, const RoundStory& s) {
+    const Agreement& t = s.result.time;
+    auto note = [&](const Decision& d, int64_t offset_ns) {
+        if (d.included) return std::string();
+        if (!d.votes) return std::string("  (not in step: does not vote)");
+        return "  (left out: " + format_duration(offset_ns - t.median_ns) + " from the median, window " +
+               (format_duration(t.window_ns).c_str() + 1) + ")";
+    };
+    out.say("  %-24s %20s %12s %20s\n", "participant", "estimated offset", "best delay", "correction");
+    out.say("  %-24s %20s %12s %20s%s\n", "master (self)", format_duration(0).c_str(), "-",
+            format_duration(s.result.each[0].correction_ns).c_str(), note(s.result.each[0], 0).c_str());
+    for (size_t i = 1; i <= s.slaves.size(); ++i) {
+        const SlaveStory& p = s.slaves[i - 1];
+        out.say("  %-24.*s %20s %12s %20s%s\n", static_cast<int>(p.name.size()), p.name.data(),
+                format_duration(p.reading.offset_ns).c_str(), format_duration(p.best_delay_ns).c_str() + 1,
+                format_duration(s.result.each[i].correction_ns).c_str(),
+                note(s.result.each[i], p.reading.offset_ns).c_str());
+    }
+}
+
+inline std::string ppm_text(int64_t ppb) {
+    char text[48];
+    std::snprintf(text, sizeof text, "%+.3f ppm", static_cast<double>(ppb) / PPB_PER_PPM);
+    return text;
+}
+
+// --explain: the round as a textbook tells it (README's table of steps).
+inline void explain_round(const Console& out, const RoundStory& s) {
+    const Agreement& t = s.result.time;
+    out.say("  1. The master asked every slave for its clock (TIME? %" PRIu64 " 1..%u). Its own clock then: %s.\n",
+            s.round, s.probes, format_time_of_day(s.started_clock_ns).c_str());
+    out.say("  2. Each answer: T1, T4 on the master's clock, T2, T3 on the slave's;\n"
+            "     delay = (T4 - T1) - (T3 - T2), offset = (T2 - T1) - delay/2, off by at most delay/2.\n"
+            "     Each slave's probe with the smallest delay joins its best probes of the last %zu rounds\n"
+            "     (the clock filter); the reading averaged is the filter's line now, the probe itself when alone.\n",
+            FILTER_ROUNDS);
+    for (const SlaveStory& p : s.slaves) {
+        const int w = static_cast<int>(std::max<size_t>(p.name.size(), 10));
+        if (p.probes) {
+            for (const auto& [probe, e] : *p.probes) {
+                out.say("     %-*.*s T1 %s  T2 %s  T3 %s  T4 %s\n", w, static_cast<int>(p.name.size()), p.name.data(),
+                        format_time_of_day(probe.t1_ns).c_str(), format_time_of_day(probe.t2_ns).c_str(),
+                        format_time_of_day(probe.t3_ns).c_str(), format_time_of_day(probe.t4_ns).c_str());
+                if (e) out.say("     %-*s delay %s, offset %s%s\n", w, "", format_duration(e->delay_ns).c_str() + 1,
+                               format_duration(e->offset_ns).c_str(), e->delay_ns == p.best_delay_ns ? "  <- best" : "");
+                else out.say("     %-*s rejected: a negative delay, or an offset beyond 100 years\n", w, "");
+            }
+        }
+        const Filtered& f = p.filtered;
+        if (f.used <= 1)
+            out.say("     %-*s averaged: %s, this probe alone%s\n", w, "", format_duration(p.reading.offset_ns).c_str(),
+                    p.filter_restarted ? " (it did not fit the earlier ones: the filter starts afresh)" : "");
+        else
+            out.say("     %-*s averaged: %s, the filter's line through %zu rounds' best probes, within %s\n", w, "",
+                    format_duration(p.reading.offset_ns).c_str(), f.used, format_duration(f.bound_ns).c_str() + 1);
+    }
+    out.say("  3. The fault-tolerant average of the offsets (the master's own is 0):\n"
+            "     median %s; spread (1.4826 x median deviation) %s; readings within %s of the median count.\n",
+            format_duration(t.median_ns).c_str(), format_duration(t.spread_ns).c_str() + 1,
+            t.window_ns > 0 ? format_duration(t.window_ns).c_str() + 1 : "any distance");
+    out.say("     %-10s %-16s %s\n", "master", format_duration(0).c_str(), why_counted(s.result.each[0], 0, t).c_str());
+    for (size_t i = 1; i <= s.slaves.size(); ++i) {
+        const SlaveStory& p = s.slaves[i - 1];
+        out.say("     %-10.*s %-16s %s\n", static_cast<int>(p.name.size()), p.name.data(),
+                format_duration(p.reading.offset_ns).c_str(),
+                why_counted(s.result.each[i], p.reading.offset_ns, t).c_str());
+    }
+    const auto voters = std::count_if(s.result.each.begin(), s.result.each.end(), [](const Decision& d) { return d.votes; });
+    if (voters == 2 && t.window_ns == MIN_WINDOW_NS)
+        out.say("     (two voters in step cannot outvote each other: the reading nearer the master's decides)\n");
+    out.say("     average %s\n", format_duration(t.average_ns).c_str());
+    out.say("  4. Each one's correction = average - its offset:\n");
+    const Decision& self = s.result.each[0];
+    out.say("     master %s", format_duration(self.correction_ns).c_str());
+    if (self.rate_change_ppb && s.result.rate_ppb)
+        out.say(", and its rate %s (a step toward the median rate of the counted clocks, %s)",
+                ppm_text(*self.rate_change_ppb).c_str(), ppm_text(*s.result.rate_ppb).c_str());
+    out.say("\n");
+    for (size_t i = 1; i <= s.slaves.size(); ++i) {
+        const SlaveStory& p = s.slaves[i - 1];
+        const Decision& d = s.result.each[i];
+        out.say("     %.*s -> %s", static_cast<int>(p.name.size()), p.name.data(), format_duration(d.correction_ns).c_str());
+        if (d.rate_change_ppb && p.reading.rate_ppb)
+            out.say(", and its rate %s (its filter's slope: %s against the master over %zu rounds)",
+                    ppm_text(*d.rate_change_ppb).c_str(), ppm_text(*p.reading.rate_ppb).c_str(), p.filtered.used);
+        out.say("\n");
+    }
+}
+
+}  // namespace berkeley
