@@ -152,6 +152,19 @@ struct Console {
         }
         va_end(args);
     }
+    // An error: on stderr, whatever --quiet says (captured with the rest).
+    __attribute__((format(printf, 2, 3))) void warn(const char* fmt, ...) const {
+        va_list args;
+        va_start(args, fmt);
+        if (capture) {
+            char buf[1024];
+            std::vsnprintf(buf, sizeof buf, fmt, args);
+            *capture += buf;
+        } else {
+            std::vfprintf(stderr, fmt, args);
+        }
+        va_end(args);
+    }
 };
 
 // What analysis needs to replay a clock after a correction (README: adjust).

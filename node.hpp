@@ -7,12 +7,16 @@
 // tokens in the loop from a base of its own, so roles never mix them up.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
 #include "master_role.hpp"
+#include "slave_role.hpp"
 #include "net.hpp"
 #include "os.hpp"
 #include "role.hpp"
@@ -139,6 +143,162 @@ private:
     uint64_t next_peer_ = FIRST_PEER_KEY;
     bool warned_timestamps_ = false;
     bool paused_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// How long a slave takes from reading its clock for a reply to sending it
+// (parsing the request, building and tagging the line), so that its T3 can
+// name the moment the line leaves: the fastest of the last BUILD_SAMPLES
+// replies of every slave in this process, once there are MIN_BUILD_SAMPLES.
+// The fastest, because an estimate too long would shorten the probe's
+// measured delay and make a biased probe look best.
+class BuildTime {
+public:
+    static constexpr size_t BUILD_SAMPLES = 64;
+    static constexpr size_t MIN_BUILD_SAMPLES = 4;
+    int64_t predict_ns() const {
+        if (count_ < MIN_BUILD_SAMPLES) return 0;
+        return *std::min_element(samples_.begin(), samples_.begin() + std::min(count_, BUILD_SAMPLES));
+    }
+    void add(int64_t ns) { samples_[count_++ % BUILD_SAMPLES] = std::max<int64_t>(ns, 0); }
+
+private:
+    std::array<int64_t, BUILD_SAMPLES> samples_{};
+    size_t count_ = 0;
+};
+
+// A slave's one connection (and its attempt to connect), its timer, and the
+// listener it would serve on as a master: all token `token` in the loop but
+// the listener, which nobody watches until a takeover (connections wait in
+// its backlog).
+class SlaveHost final : public SlaveIo {
+public:
+    // `serve_port`: -1 a free port, 0 none, else that port. `take_over`
+    // starts the master role on the listener, handed over with the plan.
+    using TakeOver = std::function<bool(const Plan&, Fd listener, std::string& error)>;
+    SlaveHost(EventLoop& loop, uint64_t token, bool kernel_timestamps, int serve_port, BuildTime& build, TakeOver take)
+        : loop_(loop), token_(token), kernel_timestamps_(kernel_timestamps), serve_port_(serve_port), build_(build),
+          take_over_(std::move(take)) {}
+
+    void attach(SlaveRole& role, Console console) {
+        role_ = &role;
+        console_ = console;
+    }
+
+    void on_file(uint32_t events) {
+        retired_.reset();
+        if (connecting_.valid()) {
+            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+            loop_.remove(connecting_.get());
+            const int err = connect_error(connecting_.get());
+            if (err != 0) return role_->on_connect_failed(std::string("connect: ") + std::strerror(err), host_now());
+            return on_connected();
+        }
+        if (!conn_) return;
+        if ((events & EPOLLOUT) && !conn_->flush()) return role_->on_closed(conn_->error(), host_now());
+        auto status = conn_->read_lines([this](const std::string& line, int64_t recv_real_ns) {
+            const Now now = host_now();
+            dispatch_real_ns_ = now.real_ns;
+            return role_->on_line(line, recv_real_ns, now);
+        });
+        if (!conn_) return;  // the role ended the connection
+        if (status == LineConn::Status::Closed) role_->on_closed("the master closed the connection", host_now());
+        else if (status == LineConn::Status::Failed) role_->on_closed(conn_->error(), host_now());
+    }
+    void on_timer() {
+        retired_.reset();
+        role_->on_timer(host_now());
+    }
+
+    // SlaveIo
+    bool connect(const std::string& address, std::string& error) override {
+        std::string host;
+        uint16_t port = 0;
+        if (!split_address(address, host, port)) {
+            error = "connect: bad address " + address;
+            return false;
+        }
+        connecting_ = connect_tcp(host, port, error);
+        if (connecting_.valid() && loop_.add(connecting_.get(), EPOLLOUT, token_, error)) return true;
+        connecting_.reset();
+        return false;
+    }
+    bool send(std::string_view line, std::string& error) override {
+        if (conn_ && conn_->send(line)) return true;
+        error = conn_ ? conn_->error() : "not connected";
+        return false;
+    }
+    bool send_reply(std::string_view line, std::string& error) override {
+        build_.add(realtime_ns() - dispatch_real_ns_);
+        return send(line, error);
+    }
+    // Over: unwatched now, freed on the next event (we may be inside its own read).
+    void close() override {
+        if (connecting_.valid()) loop_.remove(connecting_.get());
+        connecting_.reset();
+        if (conn_) conn_->stop_watching();
+        if (conn_) retired_ = std::move(conn_);
+    }
+    void arm(int64_t due_mono_ns) override { loop_.arm(token_, due_mono_ns); }
+    void disarm() override { loop_.disarm(token_); }
+    int64_t send_lead_ns() override { return build_.predict_ns(); }
+    bool take_over(const Plan& plan, std::string& error) override {
+        close();
+        disarm();
+        if (!listener_.valid()) {
+            error = "no listener to serve on";
+            return false;
+        }
+        return take_over_(plan, std::move(listener_), error);
+    }
+
+private:
+    void on_connected() {
+        std::string error;
+        if (!listener_.valid()) open_listener(connecting_.get());
+        conn_ = std::make_unique<LineConn>(loop_, std::move(connecting_), token_);
+        if (!conn_->start(error)) return role_->on_closed(error, host_now());
+        if (kernel_timestamps_ && !conn_->enable_kernel_timestamps() && !warned_timestamps_) {
+            console_.say("%s: no kernel receive timestamps here; reading the clock after each read\n", role_->id().c_str());
+            warned_timestamps_ = true;
+        }
+        Nonce nonce{};
+        const bool random = random_bytes(nonce);
+        role_->on_connected(serving_, listener_.valid() ? local_port(listener_.get()) : uint16_t(0),
+                            random ? std::optional<Nonce>(nonce) : std::nullopt, host_now());
+    }
+
+    // Listen where we would serve as master, on the address we reach the master from.
+    void open_listener(int connected_fd) {
+        if (serve_port_ == 0) return;
+        const std::string local = local_address(connected_fd);
+        std::string host, error;
+        uint16_t unused = 0;
+        if (!split_address(local, host, unused)) return;
+        listener_ = listen_tcp(host, serve_port_ > 0 ? static_cast<uint16_t>(serve_port_) : 0, error);
+        if (!listener_.valid()) {
+            console_.say("%s: cannot serve as a successor: %s\n", role_->id().c_str(), error.c_str());
+            serve_port_ = 0;
+            return;
+        }
+        serving_ = local.substr(0, local.rfind(':')) + ":" + std::to_string(local_port(listener_.get()));
+    }
+
+    EventLoop& loop_;
+    uint64_t token_;
+    bool kernel_timestamps_;
+    int serve_port_;
+    BuildTime& build_;  // shared by the slaves of this process
+    TakeOver take_over_;
+    SlaveRole* role_ = nullptr;
+    Console console_;
+    Fd connecting_;                      // while the TCP handshake is under way
+    std::unique_ptr<LineConn> conn_;     // once connected
+    std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed on the next event
+    Fd listener_;                        // listening, unwatched, for the day we take over
+    std::string serving_;                // its "host:port", as the master sees it
+    int64_t dispatch_real_ns_ = 0;       // the Now of the line being handled
+    bool warned_timestamps_ = false;
 };
 
 // One turn of a master's life in the loop, after the loop's events: the

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "auth.hpp"
+#include "protocol.hpp"
 
 namespace berkeley {
 
@@ -53,6 +54,9 @@ public:
     // on_connect_failed. False (with `error`) when it cannot even start.
     [[nodiscard]] virtual bool connect(const std::string& address, std::string& error) = 0;
     [[nodiscard]] virtual bool send(std::string_view line, std::string& error) = 0;
+    // Send a reply whose clock reading names the event's Now plus
+    // send_lead_ns(): the shell learns from it how long that really takes.
+    [[nodiscard]] virtual bool send_reply(std::string_view line, std::string& error) = 0;
     virtual void close() = 0;  // the connection (or the attempt) is over
     virtual void arm(int64_t due_mono_ns) = 0;
     virtual void disarm() = 0;
@@ -62,7 +66,7 @@ public:
     // Become the master of the group this PLAN describes, in this process,
     // on the listener the shell holds, with this clock. False (with `error`)
     // when it cannot; the slave then goes on as one.
-    [[nodiscard]] virtual bool take_over(const struct Plan& plan, std::string& error) = 0;
+    [[nodiscard]] virtual bool take_over(const Plan& plan, std::string& error) = 0;
 };
 
 }  // namespace berkeley
