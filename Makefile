@@ -15,7 +15,7 @@ HEADERS  := clock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover demo-net bench textbook
+.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover demo-net bench textbook sim
 
 all: compile
 compile: master slave
@@ -125,6 +125,17 @@ test: deps compile tests/unit $(ASAN_DIR)/master $(ASAN_DIR)/slave build/linkemu
 
 bench: compile build/linkemu
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# The deterministic simulator (sim/sim.cpp): the real roles on a virtual
+# network and clocks, SIM_SEEDS seeds of random faults; a failing seed
+# prints the command that replays it. Assertions stay on in this build.
+SIM_SEEDS ?= 500
+build/sim: sim/sim.cpp $(HEADERS)
+	@mkdir -p build
+	$(CXX) $(CXXFLAGS) -I. -o $@ sim/sim.cpp
+
+sim: build/sim
+	build/sim --seeds $(SIM_SEEDS)
 
 # The link emulator bench/netlab.py runs in its router namespace (root only).
 build/linkemu: bench/linkemu.cpp os.hpp

@@ -156,5 +156,8 @@ int main(int argc, char** argv) {
         }
         master.after_turn(host_now());
     }
-    return master.finish(host_now());
+    const int code = master.finish(host_now());
+    if (log.lost() > 0)
+        std::fprintf(stderr, "master: %llu event(s) could not be logged\n", static_cast<unsigned long long>(log.lost()));
+    return code;
 }

@@ -185,29 +185,16 @@ public:
         console_ = console;
     }
 
+    // A connection the role closed from inside its own read is freed once
+    // that read has returned, here: also when the role took over meanwhile
+    // (this host then hears nothing more, and the peer must see it close).
     void on_file(uint32_t events) {
+        handle(events);
         retired_.reset();
-        if (connecting_.valid()) {
-            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-            loop_.remove(connecting_.get());
-            const int err = connect_error(connecting_.get());
-            if (err != 0) return role_->on_connect_failed(std::string("connect: ") + std::strerror(err), host_now());
-            return on_connected();
-        }
-        if (!conn_) return;
-        if ((events & EPOLLOUT) && !conn_->flush()) return role_->on_closed(conn_->error(), host_now());
-        auto status = conn_->read_lines([this](const std::string& line, int64_t recv_real_ns) {
-            const Now now = host_now();
-            dispatch_real_ns_ = now.real_ns;
-            return role_->on_line(line, recv_real_ns, now);
-        });
-        if (!conn_) return;  // the role ended the connection
-        if (status == LineConn::Status::Closed) role_->on_closed("the master closed the connection", host_now());
-        else if (status == LineConn::Status::Failed) role_->on_closed(conn_->error(), host_now());
     }
     void on_timer() {
-        retired_.reset();
         role_->on_timer(host_now());
+        retired_.reset();
     }
 
     // SlaveIo
@@ -232,7 +219,7 @@ public:
         build_.add(realtime_ns() - dispatch_real_ns_);
         return send(line, error);
     }
-    // Over: unwatched now, freed on the next event (we may be inside its own read).
+    // Over: unwatched now, freed when the event being handled is done (we may be inside its own read).
     void close() override {
         if (connecting_.valid()) loop_.remove(connecting_.get());
         connecting_.reset();
@@ -253,6 +240,26 @@ public:
     }
 
 private:
+    void handle(uint32_t events) {
+        if (connecting_.valid()) {
+            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+            loop_.remove(connecting_.get());
+            const int err = connect_error(connecting_.get());
+            if (err != 0) return role_->on_connect_failed(std::string("connect: ") + std::strerror(err), host_now());
+            return on_connected();
+        }
+        if (!conn_) return;
+        if ((events & EPOLLOUT) && !conn_->flush()) return role_->on_closed(conn_->error(), host_now());
+        auto status = conn_->read_lines([this](const std::string& line, int64_t recv_real_ns) {
+            const Now now = host_now();
+            dispatch_real_ns_ = now.real_ns;
+            return role_->on_line(line, recv_real_ns, now);
+        });
+        if (!conn_) return;  // the role ended the connection
+        if (status == LineConn::Status::Closed) role_->on_closed("the master closed the connection", host_now());
+        else if (status == LineConn::Status::Failed) role_->on_closed(conn_->error(), host_now());
+    }
+
     void on_connected() {
         std::string error;
         if (!listener_.valid()) open_listener(connecting_.get());
@@ -294,7 +301,7 @@ private:
     Console console_;
     Fd connecting_;                      // while the TCP handshake is under way
     std::unique_ptr<LineConn> conn_;     // once connected
-    std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed on the next event
+    std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed after it
     Fd listener_;                        // listening, unwatched, for the day we take over
     std::string serving_;                // its "host:port", as the master sees it
     int64_t dispatch_real_ns_ = 0;       // the Now of the line being handled

@@ -188,8 +188,9 @@ int main(int argc, char** argv) {
         }
         if (became.role) became.role->after_turn(host_now());
     }
-    if (became.role) return became.role->finish(host_now());
-    for (const Member& m : slaves) code = std::max(code, m.role->exit_code());
+    if (became.role) code = became.role->finish(host_now());
+    else
+        for (const Member& m : slaves) code = std::max(code, m.role->exit_code());
     if (log.lost() > 0) {
         std::fprintf(stderr, "slave: %llu event(s) could not be logged\n", static_cast<unsigned long long>(log.lost()));
         code = std::max(code, 1);
