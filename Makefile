@@ -11,7 +11,7 @@
 CXX      ?= g++
 CXXFLAGS ?= -std=c++20 -O2 -g -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-HEADERS  := clock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp sha256.hpp auth.hpp failover.hpp role.hpp door.hpp explain.hpp master_role.hpp slave_role.hpp node.hpp
+HEADERS  := clock.hpp filter.hpp simclock.hpp units.hpp protocol.hpp os.hpp net.hpp eventlog.hpp cli.hpp sha256.hpp auth.hpp failover.hpp role.hpp door.hpp explain.hpp master_role.hpp slave_role.hpp node.hpp
 PYTHON   ?= python3
 SHELL    := /bin/bash
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "auth.hpp"
-#include "clock.hpp"
+#include "simclock.hpp"
 #include "eventlog.hpp"
 #include "net.hpp"
 #include "os.hpp"

@@ -22,6 +22,8 @@
 
 #include "auth.hpp"
 #include "clock.hpp"
+#include "filter.hpp"
+#include "simclock.hpp"
 #include "eventlog.hpp"
 #include "explain.hpp"
 #include "protocol.hpp"

@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "clock.hpp"
+#include "simclock.hpp"
 #include "os.hpp"
 
 namespace berkeley {

@@ -16,6 +16,8 @@
 
 #include "eventlog.hpp"
 #include "clock.hpp"
+#include "filter.hpp"
+#include "simclock.hpp"
 #include "units.hpp"
 
 namespace berkeley {

@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "clock.hpp"
+#include "filter.hpp"
+#include "simclock.hpp"
 #include "door.hpp"
 #include "eventlog.hpp"
 #include "explain.hpp"

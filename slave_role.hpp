@@ -21,7 +21,7 @@
 #include <string>
 
 #include "auth.hpp"
-#include "clock.hpp"
+#include "simclock.hpp"
 #include "eventlog.hpp"
 #include "failover.hpp"
 #include "protocol.hpp"

@@ -13,6 +13,8 @@
 
 #include "auth.hpp"
 #include "clock.hpp"
+#include "filter.hpp"
+#include "simclock.hpp"
 #include "protocol.hpp"
 
 using namespace berkeley;

@@ -139,7 +139,8 @@ struct Node {
     SimClock clock;
     bool honest = true;         // not a liar, not stubborn: its clock must keep the group's time
     std::string console_text;   // the roles' console, kept short
-    EventLog log;               // no file: nothing written
+    EventLog log;               // no file: kept in `lines` with --verbose
+    std::vector<std::string> lines;
     std::optional<int64_t> last_reading_ns;  // invariant 1
     uint64_t last_epoch = 0;                 // invariant 2
     std::map<uint64_t, std::string> followed;  // epoch -> the master whose PLAN it took
@@ -504,6 +505,7 @@ void Sim::build_group() {
 }
 
 void Sim::start_master(Node& n, bool restarted) {
+    if (verbose_) n.log.capture_into(&n.lines);
     const ClockParams p = random_clock_params(rng_());
     n.clock = make_clock(now().real_ns, p.offset_ns, p.rate_ppb);
     MasterSettings& s = n.master_settings;
@@ -518,6 +520,7 @@ void Sim::start_master(Node& n, bool restarted) {
 }
 
 void Sim::start_slave(Node& n) {
+    if (verbose_) n.log.capture_into(&n.lines);
     const ClockParams p = random_clock_params(rng_());
     n.clock = make_clock(now().real_ns, p.offset_ns, p.rate_ppb);
     SlaveSettings& s = n.slave_settings;
@@ -714,7 +717,10 @@ std::optional<std::string> Sim::run() {
         check("an event");
     }
     if (verbose_ && failure_)
-        for (auto& np : nodes_) std::printf("--- %s:\n%s", np->address.c_str(), np->console_text.c_str());
+        for (auto& np : nodes_) {
+            std::printf("--- %s:\n%s", np->address.c_str(), np->console_text.c_str());
+            for (const std::string& line : np->lines) std::printf("%s", line.c_str());
+        }
     if (verbose_)
         std::printf("seed %" PRIu64 ": %zu nodes, %" PRIu64 " events, bound %" PRId64 " ns\n", seed_, nodes_.size(),
                     events_, bound_ns_);

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include "clock.hpp"
+#include "filter.hpp"
+#include "simclock.hpp"
 
 #include <cstdint>
 #include <cstdlib>
