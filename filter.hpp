@@ -66,11 +66,20 @@ struct Filtered {
     int64_t bound_ns = 0;             // |error| <= this on a symmetric link: half the delays, weighted as the samples
     int64_t delay_ns = 0;             // the smallest delay among the samples
     size_t used = 0;                  // samples on the line: all in the filter
-    std::optional<int64_t> rate_ppb;  // the slope, when two or more samples were used
+    std::optional<int64_t> rate_ppb;  // the slope, when two or more samples pin it within MAX_RATE_ERROR_PPB
+    int64_t rate_error_ppb = 0;       // how far off the slope can be, from the samples' own error bounds
 };
 
 constexpr size_t FILTER_ROUNDS = 32;
 constexpr int64_t FILTER_SLACK_PPB = 20'000;  // 20 ppm: rate errors while the frequency locks
+// A rate is said only when the samples pin it this well: each sample's
+// offset is off by up to half its delay beyond the fastest (plus the floor;
+// the fastest delay's own asymmetry moves all of them alike and drops out
+// of a slope), so the line's slope is off by up to sum(w |dt| e) / sum(w dt^2).
+// On a rough link two samples a second apart say nothing of a rate (a
+// millisecond of jitter is 1,000 ppm): a rate that wrong, applied, pins the
+// trim at its limit. Better no rate until the samples span enough time.
+constexpr int64_t MAX_RATE_ERROR_PPB = 50'000;  // 50 ppm: the default drift range
 
 class SampleFilter {
 public:
@@ -142,10 +151,11 @@ public:
             so += w[i] * static_cast<long double>(all[i].offset_ns - base.offset_ns);
         }
         const long double mt = st / sw, mo = so / sw;
-        long double stt = 0, sto = 0, bound = 0;
+        long double stt = 0, sto = 0, bound = 0, slope_error = 0;
         for (size_t i = 0; i < count_; ++i) {
             const long double dt = static_cast<long double>(all[i].at_ns - base.at_ns) - mt;
             stt += w[i] * dt * dt;
+            slope_error += w[i] * std::fabs(dt) * (static_cast<long double>(excess[i]) + floor) / 2;
             sto += w[i] * dt * (static_cast<long double>(all[i].offset_ns - base.offset_ns) - mo);
             bound += w[i] * static_cast<long double>(all[i].delay_ns) / 2;
         }
@@ -156,8 +166,10 @@ public:
         if (count_ >= 2 && stt > 0) {
             slope = sto / stt;
             const long double ppb = slope * NS_PER_S;
+            const long double error_ppb = slope_error / stt * NS_PER_S;
+            f.rate_error_ppb = static_cast<int64_t>(std::min<long double>(std::llround(error_ppb), MAX_RATE_PPB));
             if (ppb > MAX_RATE_PPB || ppb < -MAX_RATE_PPB) slope = 0;
-            else f.rate_ppb = static_cast<int64_t>(std::llround(ppb));
+            else if (error_ppb <= MAX_RATE_ERROR_PPB) f.rate_ppb = static_cast<int64_t>(std::llround(ppb));
         }
         const long double at_now = static_cast<long double>(now_ns - base.at_ns) - mt;
         f.offset_ns = base.offset_ns + static_cast<int64_t>(std::llround(mo + slope * at_now));
