@@ -353,29 +353,30 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
 // The secret file: its first line is the passphrase, without its line end
 // and without blanks at either end (spaces inside are part of it). Like ssh
 // with its keys, refuse a file that group or others may read: a secret that
-// anyone on the host can read keeps nobody out.
+// anyone on the host can read keeps nobody out. Every error names the
+// option and the file ("--secret-file FILE: open: No such file or directory").
 [[nodiscard]] inline bool read_secret_file(const std::string& path, std::string& passphrase, std::string& error) {
+    const std::string option = "--secret-file " + path + ": ";
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat st {};
     if (!fd.valid() || fstat(fd.get(), &st) != 0) {
-        error = sys_error("open") + " (" + path + ")";
+        error = option + sys_error("open");
         return false;
     }
     if (!S_ISREG(st.st_mode)) {
-        error = "secret file " + path + " is not a regular file";
+        error = option + "not a regular file";
         return false;
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-        error = "secret file " + path + " has mode " + mode +
-                ": it must not be accessible by group or others (chmod 600 " + path + ")";
+        error = option + "mode " + mode + ": it must not be accessible by group or others (chmod 600 " + path + ")";
         return false;
     }
     char buf[MAX_PASSPHRASE_BYTES + 2];
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
-        error = sys_error("read") + " (" + path + ")";
+        error = option + sys_error("read");
         return false;
     }
     std::string_view line(buf, static_cast<size_t>(n));
@@ -386,7 +387,7 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
     const auto problem = passphrase_problem(line);
     if (!problem) passphrase = line;
     explicit_bzero(buf, sizeof buf);
-    if (problem) error = "secret file " + path + ": " + *problem;
+    if (problem) error = option + *problem;
     return !problem;
 }
 

@@ -243,9 +243,10 @@ TEST_CASE("read_secret_file: the first line is a passphrase of 16 bytes or more,
     CHECK(read_secret_file(write("no-newline", "sixteen bytes!!!", 0600), secret, error));
     CHECK(secret == "sixteen bytes!!!");
     CHECK_FALSE(read_secret_file(write("loose", "correct horse battery staple\n", 0644), secret, error));
-    CHECK(error.find("must not be accessible by group or others (chmod 600") != std::string::npos);
+    CHECK(error == "--secret-file " + written.back() + ": mode 644: it must not be accessible by group or others (chmod 600 " +
+                       written.back() + ")");
     CHECK_FALSE(read_secret_file(write("empty", "\n", 0600), secret, error));
-    CHECK(error.find("the passphrase has 0 bytes; it needs at least 16") != std::string::npos);
+    CHECK(error.rfind("--secret-file " + written.back() + ": the passphrase has 0 bytes; it needs at least 16", 0) == 0);
     CHECK_FALSE(read_secret_file(write("short", "fifteen bytes!!\n", 0600), secret, error));
     CHECK(error.find("has 15 bytes") != std::string::npos);
     CHECK_FALSE(read_secret_file(write("control", "a passphrase with\x01 a control byte\n", 0600), secret, error));
@@ -253,8 +254,11 @@ TEST_CASE("read_secret_file: the first line is a passphrase of 16 bytes or more,
     CHECK_FALSE(read_secret_file(write("long", std::string(MAX_PASSPHRASE_BYTES + 1, 'k'), 0600), secret, error));
     CHECK(read_secret_file(write("longest", std::string(MAX_PASSPHRASE_BYTES, 'k') + "\n", 0600), secret, error));
     CHECK(secret.size() == MAX_PASSPHRASE_BYTES);
-    CHECK_FALSE(read_secret_file(std::string(dir) + "/missing", secret, error));
-    CHECK(error.find("open: ") == 0);
+    const std::string missing = std::string(dir) + "/missing";
+    CHECK_FALSE(read_secret_file(missing, secret, error));
+    CHECK(error == "--secret-file " + missing + ": open: No such file or directory");
+    CHECK_FALSE(read_secret_file(dir, secret, error));
+    CHECK(error == "--secret-file " + std::string(dir) + ": not a regular file");
     for (const std::string& path : written) unlink(path.c_str());
     rmdir(dir);
 }
@@ -266,7 +270,7 @@ TEST_CASE("start_up reports a failing step instead of exiting: the secret, then 
     std::string error;
     o.secret_file = "/nonexistent-dir/secret";
     CHECK(start_up("test", o, log, loop, error) == 0);
-    CHECK(error.find("/nonexistent-dir/secret") != std::string::npos);
+    CHECK(error == "--secret-file /nonexistent-dir/secret: open: No such file or directory");
     o.secret_file.clear();
     o.log_path = "/nonexistent-dir/x.log";
     error.clear();
