@@ -68,8 +68,69 @@ inline std::string usage_text(std::string_view synopsis, std::span<const OptionS
     return out;
 }
 
+// A word such as "-5" or "-0.5" is a number, not a cluster of short options
+// ("-5x" is neither: an unknown option -5).
+inline bool is_negative_number(std::string_view word) {
+    if (word.size() < 2 || word[0] != '-') return false;
+    const std::string_view rest = word.substr(1);
+    return std::all_of(rest.begin(), rest.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; }) &&
+           rest.find_first_of("0123456789") != std::string_view::npos;
+}
+
+// The spec a long option's name (without "--" and "=value") stands for: the
+// exact name, or a prefix of exactly one (as getopt_long resolves it).
+inline const OptionSpec* find_option(std::span<const OptionSpec> specs, std::string_view name) {
+    const OptionSpec* found = nullptr;
+    size_t matches = 0;
+    for (const OptionSpec& s : specs) {
+        if (name == s.name) return &s;
+        if (std::string_view(s.name).starts_with(name)) {
+            found = &s;
+            ++matches;
+        }
+    }
+    return matches == 1 ? found : nullptr;
+}
+
+// Which words of argv are negative numbers that no option takes as its value
+// ("./master -5" but not "--offset -5"), up to a "--".
+inline std::vector<bool> negative_positionals(int argc, char** argv, std::span<const OptionSpec> specs) {
+    std::vector<bool> negative(static_cast<size_t>(argc), false);
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view word = argv[i];
+        if (word == "--") break;
+        if (word.starts_with("--") && word.find('=') == std::string_view::npos) {
+            const OptionSpec* s = find_option(specs, word.substr(2));
+            if (s && s->arg) ++i;  // the next word is its value, whatever it looks like
+        } else if (is_negative_number(word)) {
+            negative[static_cast<size_t>(i)] = true;
+        }
+    }
+    return negative;
+}
+
+// What getopt_long's ':' or '?' (`c`, with opterr 0) was about: `code` is its
+// optopt, `word` the word it read last. A long option is named in full even
+// when given as a prefix; a prefix of several is told which they are.
+inline std::string option_problem(int c, int code, std::string_view word, std::span<const option> longopts) {
+    for (const option& o : longopts)
+        if (o.name && o.val == code) return "--" + std::string(o.name) + (c == ':' ? " needs a value" : " takes no value");
+    if (code > 0 && code < 256) return "unknown option -" + std::string(1, static_cast<char>(code));
+    const std::string_view name = word.substr(0, word.find('='));
+    std::string candidates;
+    size_t matches = 0;
+    for (const option& o : longopts)
+        if (o.name && name.starts_with("--") && std::string_view(o.name).starts_with(name.substr(2)))
+            candidates += (matches++ ? ", --" : "--") + std::string(o.name);
+    if (matches > 1) return "ambiguous option " + std::string(name) + ": " + candidates + "?";
+    return "unknown option " + std::string(name);
+}
+
 // Parse argv: options anywhere, in either form, unambiguous prefixes too (as
-// GNU tools do); everything else goes to `positional`, in order.
+// GNU tools do); everything else goes to `positional`, in order. A negative
+// number that is no option's value is positional too ("./master -5" is told
+// what N must be, not that there is no option -5); getopt_long would take it
+// for short options, so it is shown a stand-in that does not start with '-'.
 inline CliResult parse_command_line(int argc, char** argv, std::string_view program, std::string_view synopsis,
                                  std::span<const OptionSpec> specs, std::vector<std::string>& positional) {
     enum : int { HELP = 1000, VERSION, FIRST_SPEC };
@@ -83,22 +144,65 @@ inline CliResult parse_command_line(int argc, char** argv, std::string_view prog
     auto mistake = [&](const std::string& problem) {
         return CliResult{false, 2, "error: " + problem + "\n" + usage_text(synopsis, specs)};
     };
+    // getopt_long reorders the words it is given: it gets a copy, with the stand-ins.
+    std::vector<char*> args(argv, argv + argc + 1);  // with argv's closing nullptr
+    const std::vector<bool> negative = negative_positionals(argc, argv, specs);
+    std::vector<std::string> stand_in(static_cast<size_t>(argc));  // sized once: its strings never move
+    for (size_t i = 0; i < negative.size(); ++i)
+        if (negative[i]) args[i] = (stand_in[i] = "N").data();
+    auto original = [&](const char* word) -> std::string {
+        for (size_t i = 0; i < negative.size(); ++i)
+            if (negative[i] && word == stand_in[i].data()) return argv[i];
+        return word;
+    };
     opterr = 0;  // we say what went wrong ourselves
     optind = 0;  // start afresh (glibc), so parsing can run more than once
     while (true) {
-        const int c = getopt_long(argc, argv, ":h", longopts.data(), nullptr);
+        const int c = getopt_long(argc, args.data(), ":h", longopts.data(), nullptr);
         if (c == -1) break;
-        const std::string seen = optind > 0 && optind <= argc ? argv[optind - 1] : "";
         if (c == 'h' || c == HELP) return CliResult{false, 0, usage_text(synopsis, specs)};
         if (c == VERSION) return CliResult{false, 0, std::string(program) + " (berkeley-sync) " + PROGRAM_VERSION + "\n"};
-        if (c == ':') return mistake(seen.substr(0, seen.find('=')) + " needs a value");
-        if (c == '?') return mistake("unknown option " + seen);
+        if (c == ':' || c == '?') {
+            const char* word = optind > 0 && optind <= argc ? args[static_cast<size_t>(optind - 1)] : "";
+            return mistake(option_problem(c, optopt, word, longopts));
+        }
         const OptionSpec& s = specs[static_cast<size_t>(c - FIRST_SPEC)];
         const std::string_view value = s.arg ? std::string_view(optarg) : std::string_view();
         if (auto problem = s.apply(value)) return mistake(*problem);
     }
-    for (int i = optind; i < argc; ++i) positional.emplace_back(argv[i]);
+    for (int i = optind; i < argc; ++i) positional.push_back(original(args[static_cast<size_t>(i)]));
     return CliResult{};
+}
+
+// The unit an option's scaled value is written in. Every scaled value in
+// these programs is nanoseconds or parts per billion, and the decimals say
+// which unit the person types: 9 make seconds (of ns), 6 milliseconds (of
+// ns), 3 ppm (of ppb). No option takes microseconds; one that does would
+// need this told apart.
+inline const char* scaled_unit(int decimals) {
+    switch (decimals) {
+        case 9: return "seconds";
+        case 6: return "milliseconds";
+        case 3: return "ppm";
+        default: return nullptr;
+    }
+}
+
+// What is wrong with `text` as the value of --`name`, a decimal with up to
+// `decimals` fraction digits scaled to an integer in [lo, hi], or nullopt:
+// the option, the value, and the valid range in the unit it is written in
+// ("--interval 0: must be from 0.001 to 86400 (seconds)").
+inline std::optional<std::string> scaled_problem(std::string_view name, std::string_view text, int decimals,
+                                                 int64_t lo, int64_t hi) {
+    const auto v = parse_decimal(text, decimals);
+    if (v && *v >= lo && *v <= hi) return std::nullopt;
+    const char* unit = scaled_unit(decimals);
+    std::string range = "from " + format_decimal(lo, decimals) + " to " + format_decimal(hi, decimals) +
+                        (unit ? std::string(" (") + unit + ")" : "");
+    std::string why = "must be " + range;  // a number, but out of range
+    if (!v && decimals == 0) why = "must be a whole number " + range;
+    if (!v && decimals > 0) why = "must be a number " + range + ", at most " + std::to_string(decimals) + " decimals";
+    return "--" + std::string(name) + " " + std::string(text) + ": " + why;
 }
 
 // An option's value as a decimal with up to `decimals` fraction digits,
@@ -107,9 +211,8 @@ inline CliResult parse_command_line(int argc, char** argv, std::string_view prog
 template <typename T>
 auto store_scaled(const char* name, T& out, int decimals, int64_t lo, int64_t hi) {
     return [name, &out, decimals, lo, hi](std::string_view text) -> std::optional<std::string> {
-        const auto v = parse_decimal(text, decimals);
-        if (!v || *v < lo || *v > hi) return "bad value for --" + std::string(name) + ": '" + std::string(text) + "'";
-        out = static_cast<T>(*v);
+        if (auto problem = scaled_problem(name, text, decimals, lo, hi)) return problem;
+        out = static_cast<T>(*parse_decimal(text, decimals));
         return std::nullopt;
     };
 }
@@ -167,7 +270,8 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
          "                         (UTC), so clocks started minutes apart stand as far apart as their times",
          [&o](std::string_view text) -> std::optional<std::string> {
              o.time_of_day_ns = parse_time_of_day(text);
-             if (!o.time_of_day_ns) return "bad value for --time: '" + std::string(text) + "' (HH:MM[:SS[.frac]], 0:00 to 23:59)";
+             if (!o.time_of_day_ns)
+                 return "--time " + std::string(text) + ": must be HH:MM[:SS[.fraction]], from 0:00 to 23:59:59.999999999";
              return std::nullopt;
          }},
         {"drift", "PPM", "simulated clock drift                    [random, +/-50 ppm]",
@@ -183,7 +287,7 @@ inline std::vector<OptionSpec> common_options(CommonOptions& o) {
          "kernel: arrival times stamped by the kernel, two readings per reply;\n"
          "                         user: clock reads in this process, one reading (Cristian's) [kernel]",
          [&o](std::string_view mode) -> std::optional<std::string> {
-             if (mode != "kernel" && mode != "user") return "--timestamps takes kernel or user";
+             if (mode != "kernel" && mode != "user") return "--timestamps " + std::string(mode) + ": must be kernel or user";
              o.kernel_timestamps = mode == "kernel";
              return std::nullopt;
          }},
@@ -249,29 +353,30 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
 // The secret file: its first line is the passphrase, without its line end
 // and without blanks at either end (spaces inside are part of it). Like ssh
 // with its keys, refuse a file that group or others may read: a secret that
-// anyone on the host can read keeps nobody out.
+// anyone on the host can read keeps nobody out. Every error names the
+// option and the file ("--secret-file FILE: open: No such file or directory").
 [[nodiscard]] inline bool read_secret_file(const std::string& path, std::string& passphrase, std::string& error) {
+    const std::string option = "--secret-file " + path + ": ";
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat st {};
     if (!fd.valid() || fstat(fd.get(), &st) != 0) {
-        error = sys_error("open") + " (" + path + ")";
+        error = option + sys_error("open");
         return false;
     }
     if (!S_ISREG(st.st_mode)) {
-        error = "secret file " + path + " is not a regular file";
+        error = option + "not a regular file";
         return false;
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-        error = "secret file " + path + " has mode " + mode +
-                ": it must not be accessible by group or others (chmod 600 " + path + ")";
+        error = option + "mode " + mode + ": it must not be accessible by group or others (chmod 600 " + path + ")";
         return false;
     }
     char buf[MAX_PASSPHRASE_BYTES + 2];
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
-        error = sys_error("read") + " (" + path + ")";
+        error = option + sys_error("read");
         return false;
     }
     std::string_view line(buf, static_cast<size_t>(n));
@@ -282,7 +387,7 @@ inline SimClock starting_clock(const CommonOptions& o, uint64_t seed, int64_t re
     const auto problem = passphrase_problem(line);
     if (!problem) passphrase = line;
     explicit_bzero(buf, sizeof buf);
-    if (problem) error = "secret file " + path + ": " + *problem;
+    if (problem) error = option + *problem;
     return !problem;
 }
 

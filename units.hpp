@@ -53,6 +53,27 @@ inline std::optional<int64_t> parse_decimal(std::string_view text, int decimals)
     return static_cast<int64_t>(value);
 }
 
+// The inverse of parse_decimal: an integer count of 10^-decimals units as
+// the shortest decimal that parses back to it (1500000 with decimals 6 is
+// "1.5", 1000000 with decimals 9 is "0.001"): how an option's valid range
+// is told to a person in the unit they typed. decimals: 0 to 18.
+inline std::string format_decimal(int64_t value, int decimals) {
+    const unsigned long long mag =
+        value < 0 ? 0ULL - static_cast<unsigned long long>(value) : static_cast<unsigned long long>(value);
+    unsigned long long scale = 1;
+    for (int d = 0; d < decimals; ++d) scale *= 10;
+    std::string out = (value < 0 ? "-" : "") + std::to_string(mag / scale);
+    unsigned long long fraction = mag % scale;
+    if (fraction == 0) return out;
+    int digits = decimals;
+    while (fraction % 10 == 0) {
+        fraction /= 10;
+        --digits;
+    }
+    const std::string text = std::to_string(fraction);
+    return out + "." + std::string(static_cast<size_t>(digits) - text.size(), '0') + text;
+}
+
 // Days since 1970-01-01 to a civil date (proleptic Gregorian), after Howard
 // Hinnant's civil_from_days: pure, valid for negative days too.
 struct CivilDate {

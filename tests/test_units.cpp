@@ -85,6 +85,51 @@ TEST_CASE("parse_decimal") {
     }
 }
 
+TEST_CASE("format_decimal: the shortest decimal that parse_decimal reads back") {
+    struct Row {
+        int64_t value;
+        int decimals;
+        const char* want;
+    };
+    const Row rows[] = {
+        {0, 0, "0"},
+        {0, 9, "0"},
+        {7, 0, "7"},
+        {-7, 0, "-7"},
+        {1'500'000, 6, "1.5"},
+        {-1'500'000, 6, "-1.5"},
+        {1, 6, "0.000001"},
+        {-1, 6, "-0.000001"},
+        {1'000'000, 9, "0.001"},
+        {86'400 * NS_PER_S, 9, "86400"},
+        {1, 3, "0.001"},
+        {100'000'000, 3, "100000"},
+        {-100'000'000, 3, "-100000"},
+        {1'020'304, 6, "1.020304"},
+        {1'020'300, 6, "1.0203"},
+        {I64_MAX, 0, "9223372036854775807"},
+        {I64_MIN, 0, "-9223372036854775808"},
+        {I64_MAX, 6, "9223372036854.775807"},
+        {I64_MIN, 6, "-9223372036854.775808"},
+        {I64_MIN, 9, "-9223372036.854775808"},
+    };
+    for (const Row& r : rows) {
+        CAPTURE(r.value);
+        CAPTURE(r.decimals);
+        CHECK(format_decimal(r.value, r.decimals) == std::string(r.want));
+        CHECK(parse_decimal(r.want, r.decimals) == r.value);
+    }
+    // Round trip over values of every size and sign.
+    bool round_trip = true;
+    for (int decimals : {0, 3, 6, 9}) {
+        for (int64_t v = 1; v > 0 && v < I64_MAX / 7; v = v * 7 + 3) {
+            for (int64_t x : {v, -v, v - 1, 1 - v})
+                if (parse_decimal(format_decimal(x, decimals), decimals) != x) round_trip = false;
+        }
+    }
+    CHECK(round_trip);
+}
+
 TEST_CASE("civil_from_days") {
     struct Row {
         int64_t days;
