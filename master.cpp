@@ -54,7 +54,9 @@ CliResult parse_options(int argc, char** argv, Options& o) {
                  o.s.max_skew_ns = ADAPTIVE_WINDOW;
                  return std::nullopt;
              }
-             return store_scaled("max-skew", o.s.max_skew_ns, 6, 0, MAX_OFFSET_NS)(text);
+             if (auto problem = store_scaled("max-skew", o.s.max_skew_ns, 6, 0, MAX_OFFSET_NS)(text))
+                 return *problem + ", or auto";
+             return std::nullopt;
          }},
         {"max-missed", "K", "drop a slave after K missed rounds in a row [3]",
          store_integer("max-missed", o.s.max_missed, 1, 1'000'000)},

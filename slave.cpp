@@ -55,7 +55,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
          [&o](std::string_view text) -> std::optional<std::string> {
              if (text == "auto") o.serve_port = -1;
              else if (text == "off") o.serve_port = 0;
-             else if (auto problem = store_integer("serve", o.serve_port, 1, 65535)(text)) return problem;
+             else if (auto problem = store_integer("serve", o.serve_port, 1, 65535)(text)) return *problem + ", or auto or off";
              return std::nullopt;
          }},
     };
