@@ -38,7 +38,9 @@ import time
 sys.dont_write_bytecode = True
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import analyze  # noqa: E402
+from berkeley.clock import ClockTrack  # noqa: E402
+from berkeley.logs import LogTail, read_events  # noqa: E402
+from berkeley.processes import Processes  # noqa: E402
 
 LINKEMU = os.path.join(ROOT, "build", "linkemu")
 MASTER_ADDR = "10.77.0.1"
@@ -111,7 +113,7 @@ class Link:
 class Lab:
     """The three namespaces of one run. down: the master-to-slave Link, up:
     the slave-to-master one; both None for a plain kernel bridge. Processes
-    are started through analyze.Processes (out_dir holds their output), each
+    are started through berkeley's Processes (out_dir holds their output), each
     remembered and stopped by its own PID."""
 
     def __init__(self, out_dir, down=None, up=None, seed=1, say=None):
@@ -119,7 +121,7 @@ class Lab:
         self.say = say or (lambda message: None)
         tag = "berk%d" % os.getpid()
         self.ns = {"master": tag + "-m", "router": tag + "-r", "slave": tag + "-s"}
-        self.procs = analyze.Processes(out_dir, say=self.say)
+        self.procs = Processes(out_dir, say=self.say)
         self.emulator = None
         self.stats = None
         self.created = []
@@ -327,7 +329,7 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
     m = lab.start("master", [master_bin, slaves, "--bind", MASTER_ADDR, "--port", 0, "--rounds", rounds,
                              "--interval", interval_s, "--seed", seed, "--log", logs["master"], "--quiet", *extra],
                   "master")
-    start = analyze.LogTail(logs["master"]).wait_for("start", 30, m)
+    start = LogTail(logs["master"]).wait_for("start", 30, m)
     if start is None:
         raise RuntimeError("the master did not start: %s" % (lab.procs.output("master"),))
     for i in range(slaves):
@@ -347,8 +349,8 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
 
 def round_offsets(logs, skip_rounds):
     """{round: {name: true offset from the host clock}} at the start of every
-    round after the first skip_rounds, from the logs (analyze.py's clock model)."""
-    tracks = {n: analyze.ClockTrack(n, analyze.read_events(p)) for n, p in logs.items()}
+    round after the first skip_rounds, from the logs (berkeley/clock.py)."""
+    tracks = {n: ClockTrack(n, read_events(p)) for n, p in logs.items()}
     starts = {e["round"]: e["real_ns"] for e in tracks["master"].events if e["event"] == "round"}
     return {r: (t, {n: tr.offset_at(t) for n, tr in tracks.items()}) for r, t in sorted(starts.items())
             if r > skip_rounds}
@@ -363,8 +365,8 @@ def true_spreads(logs, skip_rounds):
 def true_errors(logs, skip_rounds):
     """Each slave's true offset from the master (slave minus master, ns) at
     the start of every round after the first skip_rounds, from the logs with
-    analyze.py's clock model; and the host time the first of those rounds
-    began."""
+    the clock model (berkeley/clock.py); and the host time the first of those
+    rounds began."""
     rounds = round_offsets(logs, skip_rounds)
     errors = [o[n] - o["master"] for t, o in rounds.values() for n in o if n != "master"]
     return errors, (min(t for t, o in rounds.values()) if rounds else None)
@@ -404,7 +406,7 @@ def demo(args):
         master_log = os.path.join(out, "master.log")
         m = lab.start("master", [os.path.join(ROOT, "master"), 3, "--bind", MASTER_ADDR, "--port", 0,
                                  "--rounds", 10, "--interval", 1, "--log", master_log, "--quiet"], "master")
-        start = analyze.LogTail(master_log).wait_for("start", 20, m)
+        start = LogTail(master_log).wait_for("start", 20, m)
         if start is None:
             print("demo-net: the master did not start")
             return 1

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from procs import ROOT
-from analyze import NS_PER_MS, NS_PER_US  # found on the path procs set
+from berkeley.units import NS_PER_MS, NS_PER_US  # found on the path procs set
 
 
 def us(ns, digits=1):

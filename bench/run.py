@@ -10,10 +10,10 @@ against its target.
 
 It runs the ./master and ./slave already built in the repo root (make compile;
 it builds nothing), or those in $BERKELEY_BIN_DIR, on free loopback ports, and
-judges every run from the logs alone through analyze.py's log reader and clock
-model. It prints each row as it comes in and writes bench/results.md. Exit
-status 1 when a run could not be measured (or, with --strict, when a target
-was missed). Standard library only.
+judges every run from the logs alone through the log reader and the clock
+model in berkeley/ (analyze.py's own). It prints each row as it comes in and
+writes bench/results.md. Exit status 1 when a run could not be measured (or,
+with --strict, when a target was missed). Standard library only.
 """
 
 import argparse
@@ -34,10 +34,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procs import MASTER, ROOT, SLAVE, BenchError, Monitor, Procs, open_fds, proc_status  # noqa: E402
 from report import Section, judge, median, ms, percentile, us, write_markdown  # noqa: E402
 from net import bench_net  # noqa: E402
-import analyze  # noqa: E402 (found on the path procs set)
-from analyze import NS_PER_MS, NS_PER_S, NS_PER_US  # noqa: E402
+from berkeley.analysis import MASTER_ID, NothingToAnalyse, analyse  # noqa: E402 (found on the path procs set)
+from berkeley.clock import ClockTrack  # noqa: E402
+from berkeley.logs import read_events, read_logs  # noqa: E402
+from berkeley.units import NS_PER_MS, NS_PER_S, NS_PER_US  # noqa: E402
 
-# The log lines analyze.py's reader skipped as unusable, in order and once
+# The log lines the log reader skipped as unusable, in order and once
 # each (a log both tailed and read whole reports its lines twice): summarised
 # in one note instead of one line each.
 SKIPPED_LINES = {}
@@ -99,11 +101,11 @@ class SyncRun:
         finally:
             if self.monitor:
                 self.monitor.stop()
-        logs = analyze.read_logs([self.master.log, self.slaves.log], warn=self.procs.warn)
-        tracks = {c: analyze.ClockTrack(c, ev) for c, ev in logs.items() if ev}
+        logs = read_logs([self.master.log, self.slaves.log], warn=self.procs.warn)
+        tracks = {c: ClockTrack(c, ev) for c, ev in logs.items() if ev}
         self.tracks = tracks
-        self.result = analyze.analyse(tracks, NS_PER_MS)
-        self.master_events = tracks[analyze.MASTER_ID].events
+        self.result = analyse(tracks, NS_PER_MS)
+        self.master_events = tracks[MASTER_ID].events
         return self
 
     def rounds(self, event):
@@ -141,7 +143,7 @@ def bench_precision(procs, cfg, seed):
                 master, slaves = sync_flags(n, seed, rounds, 0.2, ["--drift", "0", "--timestamps", mode])
                 run = SyncRun(procs, "precision-%d-%s" % (n, mode), n, master, slaves).finish(
                     run_timeout_s(n, rounds, 0.2))
-            except (BenchError, analyze.NothingToAnalyse) as e:
+            except (BenchError, NothingToAnalyse) as e:
                 s.fail("N=%d %s" % (n, mode), e)
                 continue
             precision_row(s, run, mode, rounds, PRECISION_TARGETS[n] if mode == "kernel" else {})
@@ -236,7 +238,7 @@ def bench_steady(procs, cfg, seed):
             continue
         try:
             run = runs[label].finish(run_timeout_s(3, rounds, 1))
-        except (BenchError, analyze.NothingToAnalyse) as e:
+        except (BenchError, NothingToAnalyse) as e:
             s.fail(label, e)
             continue
         t0 = run.result["rounds"][0]["before_real_ns"]
@@ -270,7 +272,7 @@ def where_in_round(run):
     starts = {r: e["real_ns"] for r, e in run.rounds("round").items()}
     first, last = dict(starts), dict(starts)
     for c, track in run.tracks.items():
-        if c == analyze.MASTER_ID:
+        if c == MASTER_ID:
             continue
         for e in track.events:
             r = e.get("round")
@@ -306,7 +308,7 @@ def bench_scale(procs, cfg, seed):
             master, slaves = sync_flags(n, seed, rounds, interval_s, ["--drift", "0"])
             run = SyncRun(procs, "scale-%d" % n, n, master, slaves, monitor=True).finish(
                 run_timeout_s(n, rounds, interval_s))
-        except (BenchError, analyze.NothingToAnalyse) as e:
+        except (BenchError, NothingToAnalyse) as e:
             s.fail("N=%d" % n, e)
             continue
         scale_row(s, run, SCALE_TARGETS.get(n, {}))
@@ -600,16 +602,16 @@ class Group:
         self.procs.wait(self.master, self.deadline)
         for _, p in self.slaves:
             self.procs.wait(p, self.deadline + 10)
-        self.tracks, self.honest, self.faulty = {}, [analyze.MASTER_ID], []
+        self.tracks, self.honest, self.faulty = {}, [MASTER_ID], []
         for kind, p in [("h", self.master)] + self.slaves:
-            events = analyze.read_events(p.log, self.procs.warn)
+            events = read_events(p.log, self.procs.warn)
             if not events:
                 raise BenchError("%s logged nothing" % p.name)
             clock_id = events[0]["id"]
-            self.tracks[clock_id] = analyze.ClockTrack(clock_id, events)
+            self.tracks[clock_id] = ClockTrack(clock_id, events)
             if p is not self.master:
                 (self.honest if kind == "h" else self.faulty).append(clock_id)
-        self.starts = {e["round"]: e["real_ns"] for e in self.tracks[analyze.MASTER_ID].events
+        self.starts = {e["round"]: e["real_ns"] for e in self.tracks[MASTER_ID].events
                        if e["event"] == "round"}
         return self
 
@@ -641,7 +643,7 @@ def run_groups(rows, start, finish, at_once):
         if not isinstance(group, BenchError):
             try:
                 group = group.finish()
-            except (BenchError, analyze.NothingToAnalyse) as e:
+            except (BenchError, NothingToAnalyse) as e:
                 group = BenchError(str(e))
         finish(row, group)
         following = next(rows, None)
@@ -728,7 +730,7 @@ def drag_row(s, g, kind, lie, rounds):
     moved = sum(g.offsets(g.honest, t_b)) / len(g.honest) - sum(g.offsets(g.honest, t_a)) / len(g.honest)
     ppm = moved / (t_b - t_a) * 1e6
     spreads = [g.spread(g.honest, t) for r, t in sorted(g.starts.items()) if r >= 3]
-    estimates = [e for e in g.tracks[analyze.MASTER_ID].events
+    estimates = [e for e in g.tracks[MASTER_ID].events
                  if e["event"] == "estimate" and e["slave"] in g.faulty and e["round"] >= 3]
     left_out = sum(not e.get("included", True) for e in estimates)
     faulty = ("%d liar%s, %s" % (len(g.faulty), "s" if len(g.faulty) > 1 else "", lie[1]) if lie
@@ -797,7 +799,7 @@ def bench_lock(procs, cfg, seed):
     for interval, group in groups.items():
         try:
             lock_row(s, group.finish(), interval)
-        except (BenchError, analyze.NothingToAnalyse) as e:
+        except (BenchError, NothingToAnalyse) as e:
             s.fail("interval %g s" % interval, e)
     s.add("before (issue, `make demo`, 0.5 s)",
           *["%.1f" % LOCK_BEFORE_US[r] if r in LOCK_BEFORE_US else "-" for r in range(2, LOCK_ROUNDS + 1)], "-")
@@ -815,7 +817,7 @@ def lock_row(s, g, interval):
     cell = judge(worst, LOCK_LIMIT_NS, us(worst, 2), "<= %s" % us(LOCK_LIMIT_NS, 0))
     s.add("%g s" % interval, *["%.2f" % (before[r] / NS_PER_US) for r in range(2, LOCK_ROUNDS + 1)], cell)
     if not cell.ok:
-        after = {r["round"]: r["spread_after_ns"] for r in analyze.analyse(g.tracks, NS_PER_MS)["rounds"]}
+        after = {r["round"]: r["spread_after_ns"] for r in analyse(g.tracks, NS_PER_MS)["rounds"]}
         for r in (r for r, v in before.items() if r >= LOCK_FROM_ROUND and v > LOCK_LIMIT_NS):
             rates = [rate_before(g.tracks[c], g.starts[r]) for c in clocks]
             spread_ppb = max(rates) - min(rates)
@@ -868,7 +870,7 @@ def bench_auth(procs, cfg, seed):
             try:
                 master, slaves = sync_flags(n, seed, rounds, interval_s, ["--drift", "0", *extra])
                 run = SyncRun(procs, name, n, master, slaves).finish(run_timeout_s(n, rounds, interval_s))
-            except (BenchError, analyze.NothingToAnalyse) as e:
+            except (BenchError, NothingToAnalyse) as e:
                 cost.fail("N=%d %s" % (n, "authenticated" if extra else "plain"), e)
                 break
             starts, dones = run.rounds("round"), run.rounds("round_done")
@@ -966,7 +968,7 @@ def bench_flood(procs, seed):
         slaves = [procs.slaves(m.port, 1, "flood-slave-%d" % i, ["--drift", "0", "--seed", str(seed + i)],
                                ident="honest%d" % i) for i in range(3)]
         deadline = time.monotonic() + 60
-        while len([e for e in analyze.read_events(m.log, warn=procs.warn) if e["event"] == "round_done"]) < 5:
+        while len([e for e in read_events(m.log, warn=procs.warn) if e["event"] == "round_done"]) < 5:
             if time.monotonic() > deadline:
                 raise BenchError("the master did not finish 5 rounds in 60 s")
             time.sleep(0.1)
@@ -1003,10 +1005,10 @@ def bench_flood(procs, seed):
         procs.wait(m, time.monotonic() + 30)
         for p in slaves:
             procs.wait(p, time.monotonic() + 30)
-        logs = analyze.read_logs([m.log] + [p.log for p in slaves], warn=procs.warn)
-        tracks = {c: analyze.ClockTrack(c, ev) for c, ev in logs.items() if ev}
-        result = analyze.analyse(tracks, NS_PER_MS)
-        starts = {e["round"]: e["real_ns"] for e in tracks[analyze.MASTER_ID].events if e["event"] == "round"}
+        logs = read_logs([m.log] + [p.log for p in slaves], warn=procs.warn)
+        tracks = {c: ClockTrack(c, ev) for c, ev in logs.items() if ev}
+        result = analyse(tracks, NS_PER_MS)
+        starts = {e["round"]: e["real_ns"] for e in tracks[MASTER_ID].events if e["event"] == "round"}
         during = [r for r, t in starts.items() if t0_real <= t <= t1_real]
         before = [r["spread_after_ns"] for r in result["rounds"] if 1 < r["round"] and starts.get(r["round"], 0) < t0_real]
         within = [r["spread_after_ns"] for r in result["rounds"] if r["round"] in during]
@@ -1017,7 +1019,7 @@ def bench_flood(procs, seed):
               judge(0 if len(during) >= int(elapsed) - 1 else 1, 0, "%d (%d)" % (len(during), int(elapsed)),
                     "on time"),
               "%s / %s" % (us(median(before)) if before else "-", us(median(within)) if within else "-"))
-    except (BenchError, analyze.NothingToAnalyse) as e:
+    except (BenchError, NothingToAnalyse) as e:
         s.fail("flood", e)
     finally:
         procs.stop_all()
@@ -1050,7 +1052,7 @@ def bench_storm(procs, seed):
               judge(0 if len(dones) == STORM_ROUNDS else 1, 0, "%d of %d" % (len(dones), STORM_ROUNDS), "all"),
               judge(0 if ok else 1, 0, "%d/%d" % (fewest["answered"], fewest["acked"]), "all"),
               run.slaves.returncode)
-    except (BenchError, analyze.NothingToAnalyse) as e:
+    except (BenchError, NothingToAnalyse) as e:
         s.fail("N=%d" % STORM_N, e)
     finally:
         procs.stop_all()
@@ -1087,7 +1089,7 @@ def bench_failover(procs, cfg, seed):
                 spreads.append(spread)
                 top_first += by_top
                 procs.stop_all()
-        except (BenchError, analyze.NothingToAnalyse) as e:
+        except (BenchError, NothingToAnalyse) as e:
             s.fail("N=%d" % n, e)
             procs.stop_all()
             continue
@@ -1110,7 +1112,7 @@ def one_failover(procs, n, seed):
                           ident="w")] if n > FAILOVER_SUCCESSORS else []
     logs = [m.log] + [p.log for p in own + swarm]
     deadline = time.monotonic() + 60 + n * CONNECT_S_PER_SLAVE
-    while len([e for e in analyze.read_events(m.log, warn=procs.warn) if e["event"] == "round_done"]) < 3:
+    while len([e for e in read_events(m.log, warn=procs.warn) if e["event"] == "round_done"]) < 3:
         if time.monotonic() > deadline:
             raise BenchError("%s: three rounds did not come" % tag)
         time.sleep(0.05)
@@ -1124,19 +1126,19 @@ def one_failover(procs, n, seed):
             raise BenchError("%s: no new master ran a round within 30 s of the kill" % tag)
         time.sleep(0.05)
         for p in own:
-            events = analyze.read_events(p.log, warn=procs.warn)
+            events = read_events(p.log, warn=procs.warn)
             if any(e["event"] == "takeover" for e in events):
                 done = [e for e in events if e["event"] == "round_done" and e["real_ns"] > killed]
                 if done:
                     first, new = done[0], events
                     break
     time.sleep(2.5 * FAILOVER_INTERVAL_S)  # two more rounds, for the spread after the takeover
-    plan = [e for e in analyze.read_events(own[0].log, warn=procs.warn) if e["event"] == "plan" and e["real_ns"] < killed]
+    plan = [e for e in read_events(own[0].log, warn=procs.warn) if e["event"] == "plan" and e["real_ns"] < killed]
     serving = [e for e in new if e["event"] == "serving"]
     by_top = int(bool(plan and serving and plan[-1]["successors"].split(" ")[0] == serving[0]["address"]))
-    tracks = {c: analyze.ClockTrack(c, ev) for c, ev in analyze.read_logs(logs, warn=procs.warn).items() if ev}
-    result = analyze.analyse(tracks, NS_PER_MS)
-    last_before = max(e["round"] for e in tracks[analyze.MASTER_ID].events if e["event"] == "round_done")
+    tracks = {c: ClockTrack(c, ev) for c, ev in read_logs(logs, warn=procs.warn).items() if ev}
+    result = analyse(tracks, NS_PER_MS)
+    last_before = max(e["round"] for e in tracks[MASTER_ID].events if e["event"] == "round_done")
     around = [r["spread_after_ns"] for r in result["rounds"] if last_before <= r["round"] <= first["round"] + 2]
     return first["real_ns"] - killed, max(around) if around else 0, by_top
 

@@ -17,7 +17,8 @@ import xml.etree.ElementTree as ET
 
 from harness import ROOT, SLAVE, WAIT_S, Run, final_spread_ns, free_port, read_log, wait_until
 import analyze  # found on the path harness set
-from analyze import NS_PER_MS as MS, NS_PER_S as S
+from berkeley import analysis, clock, logs, plot, units
+from berkeley.units import NS_PER_MS as MS, NS_PER_S as S
 
 ANALYZE = os.path.join(ROOT, "analyze.py")
 T0 = 1_700_000_000 * S  # host time of the synthetic run's start
@@ -152,12 +153,12 @@ def textbook_run(readings=("3:00", "3:25", "2:50"), rate_ppb=0):
     return clocks
 
 
-def events_of(clock):
-    return [json.loads(line) for line in clock.lines]
+def events_of(c):
+    return [json.loads(line) for line in c.lines]
 
 
 def tracks_of(*clocks):
-    return {c.id: analyze.ClockTrack(c.id, [json.loads(line) for line in c.lines]) for c in clocks}
+    return {c.id: clock.ClockTrack(c.id, [json.loads(line) for line in c.lines]) for c in clocks}
 
 
 def run_analyze(*args, timeout=WAIT_S):
@@ -167,7 +168,7 @@ def run_analyze(*args, timeout=WAIT_S):
 
 class ClockModelTest(unittest.TestCase):
     def track(self, *events):
-        return analyze.ClockTrack("c", [dict(e, id="c") for e in events])
+        return clock.ClockTrack("c", [dict(e, id="c") for e in events])
 
     def test_extrapolates_at_its_rate_forwards_and_backwards(self):
         t = self.track({"event": "start", "clock_ns": 10_000 + 7, "real_ns": 10_000, "rate_ppb": 1_000_000})
@@ -238,18 +239,18 @@ class ClockModelTest(unittest.TestCase):
         self.assertEqual([t.offset_at(1000 + x) for x in (0, 1, 4)], [0, -1, -1])
 
     def test_bad_slew_fields_are_refused(self):
-        self.assertIsNone(analyze.check_event(dict(self.SLEW, id="c")))
-        self.assertIn("slew_rate_ppb", analyze.check_event(dict(self.SLEW, id="c", slew_rate_ppb=0)))
-        self.assertIn("unknown mode", analyze.check_event(dict(self.SLEW, id="c", mode="smear")))
+        self.assertIsNone(logs.check_event(dict(self.SLEW, id="c")))
+        self.assertIn("slew_rate_ppb", logs.check_event(dict(self.SLEW, id="c", slew_rate_ppb=0)))
+        self.assertIn("unknown mode", logs.check_event(dict(self.SLEW, id="c", mode="smear")))
 
     def test_an_adjust_or_start_without_its_schema_fields_is_refused(self):
         for key in ("mode", "rate_ppb", "correction_ns"):
             adjust = dict(self.SLEW, id="c")
             del adjust[key]
-            self.assertIn("'%s'" % key, analyze.check_event(adjust))
+            self.assertIn("'%s'" % key, logs.check_event(adjust))
         start = {"event": "start", "id": "c", "clock_ns": 0, "real_ns": 0, "offset_ns": 0, "rate_ppb": 0}
-        self.assertIsNone(analyze.check_event(start))
-        self.assertIn("'rate_ppb'", analyze.check_event({k: v for k, v in start.items() if k != "rate_ppb"}))
+        self.assertIsNone(logs.check_event(start))
+        self.assertIn("'rate_ppb'", logs.check_event({k: v for k, v in start.items() if k != "rate_ppb"}))
 
     def test_a_slew_replaced_by_a_step_at_a_new_rate(self):
         # What the integration tests replay: a reply is no anchor, the slew's rest
@@ -280,7 +281,7 @@ class LogReaderTest(unittest.TestCase):
             f.write(text)
 
     def test_a_tail_takes_a_line_once_it_is_whole_and_never_twice(self):
-        tail = analyze.LogTail(self.path, self.warnings.append)
+        tail = logs.LogTail(self.path, self.warnings.append)
         self.assertEqual(tail.read_new(), [])  # no file yet
         reply = self.line("reply", round=1)
         self.append(self.line("connected") + reply[:10])
@@ -293,7 +294,7 @@ class LogReaderTest(unittest.TestCase):
 
     def test_wait_for_leaves_the_events_after_it_for_the_next_read(self):
         self.append(self.line("connected") + self.line("round", round=1) + self.line("round_done", round=1))
-        tail = analyze.LogTail(self.path, self.warnings.append)
+        tail = logs.LogTail(self.path, self.warnings.append)
         self.assertEqual(tail.wait_for("round", 1)["round"], 1)
         self.assertEqual([e["event"] for e in tail.read_new()], ["round_done"])
         self.assertIsNone(tail.wait_for("round", 0.05))
@@ -301,13 +302,13 @@ class LogReaderTest(unittest.TestCase):
     def test_wait_for_gives_up_when_the_writer_has_exited(self):
         exited = subprocess.Popen([sys.executable, "-c", "pass"])
         exited.wait()
-        self.assertIsNone(analyze.LogTail(self.path).wait_for("start", WAIT_S, exited))
+        self.assertIsNone(logs.LogTail(self.path).wait_for("start", WAIT_S, exited))
 
     def test_a_whole_log_takes_an_unfinished_last_line_too(self):
         self.append(self.line("connected") + self.line("exit").rstrip("\n"))
-        self.assertEqual([e["event"] for e in analyze.read_events(self.path, self.warnings.append)],
+        self.assertEqual([e["event"] for e in logs.read_events(self.path, self.warnings.append)],
                          ["connected", "exit"])
-        self.assertEqual(analyze.read_events(os.path.join(self.dir, "none.log")), [])
+        self.assertEqual(logs.read_events(os.path.join(self.dir, "none.log")), [])
         self.assertEqual(self.warnings, [])
 
 
@@ -324,7 +325,7 @@ class FinalSpreadTest(unittest.TestCase):
 
 class AnalysisTest(unittest.TestCase):
     def test_spreads_with_the_master_log(self):
-        r = analyze.analyse(tracks_of(*synthetic_run()), 1000)
+        r = analysis.analyse(tracks_of(*synthetic_run()), 1000)
         # Round 1 judged from the master's `round` event (1000 ms) to the last step (1012 ms).
         self.assertEqual([(x["spread_before_ns"], x["spread_after_ns"]) for x in r["rounds"]],
                          [(4500 * MS + 50_000 + 20_000, 0), (988 * 50 + 988 * 20, 300)])
@@ -333,7 +334,7 @@ class AnalysisTest(unittest.TestCase):
 
     def test_spreads_without_the_master_log(self):
         _, s1, s2 = synthetic_run()
-        r = analyze.analyse(tracks_of(s1, s2), 1000)
+        r = analysis.analyse(tracks_of(s1, s2), 1000)
         # "Before" is the earliest slave step (base + 11 ms), every clock before its own step.
         self.assertEqual([(x["spread_before_ns"], x["spread_after_ns"]) for x in r["rounds"]],
                          [(4500 * MS + 1011 * 70, 0), (999 * 70, 300)])
@@ -342,7 +343,7 @@ class AnalysisTest(unittest.TestCase):
 
     def test_initial_offsets_corrections_and_final_offsets(self):
         m, s1, s2 = synthetic_run()
-        r = analyze.analyse(tracks_of(m, s1, s2), 1000)
+        r = analysis.analyse(tracks_of(m, s1, s2), 1000)
         clocks = r["clocks"]
         self.assertEqual(list(clocks), ["master", "slave-1", "slave-2"])
         self.assertEqual([clocks[c]["initial_offset_ns"] for c in clocks], [0, 3 * S, -1500 * MS])
@@ -353,32 +354,32 @@ class AnalysisTest(unittest.TestCase):
         self.assertEqual(r["mean_offset_ns"], 500 * MS + 100)
 
     def test_estimation_errors(self):
-        r = analyze.analyse(tracks_of(*synthetic_run()), 1000)
+        r = analysis.analyse(tracks_of(*synthetic_run()), 1000)
         self.assertEqual(r["estimation_error_ns"], {"slave-1": {"1": 1234, "2": 10},
                                                     "slave-2": {"1": -567, "2": -2000}})
         self.assertEqual([x["max_estimation_error_ns"] for x in r["rounds"]], [1234, 2000])
         self.assertEqual(r["clocks"]["slave-2"]["max_estimation_error_ns"], 2000)
 
     def test_verdict_names_the_furthest_clock(self):
-        r = analyze.analyse(tracks_of(*synthetic_run()), 100)
+        r = analysis.analyse(tracks_of(*synthetic_run()), 100)
         self.assertFalse(r["synchronized"])
-        self.assertEqual(analyze.verdict(r), "NOT synchronized: spread 300 ns > tolerance 100 ns "
+        self.assertEqual(analysis.verdict(r), "NOT synchronized: spread 300 ns > tolerance 100 ns "
                                              "(furthest: slave-2, +200 ns from the mean)")
 
     def test_nothing_to_analyse(self):
-        with self.assertRaises(analyze.NothingToAnalyse):
-            analyze.analyse({}, 1000)
+        with self.assertRaises(analysis.NothingToAnalyse):
+            analysis.analyse({}, 1000)
 
     def test_symlog_ticks(self):
-        self.assertEqual([analyze.symlog(v) for v in (0, 500, 1000, -MS, S)], [0, 0.5, 1, -4, 7])
-        self.assertEqual([analyze.tick_label(d) for d in (1, 4, 7, 8)], ["1 us", "1 ms", "1 s", "10 s"])
+        self.assertEqual([plot.symlog(v) for v in (0, 500, 1000, -MS, S)], [0, 0.5, 1, -4, 7])
+        self.assertEqual([plot.tick_label(d) for d in (1, 4, 7, 8)], ["1 us", "1 ms", "1 s", "10 s"])
 
 
 class SlewAnalysisTest(unittest.TestCase):
     """Slews, trims, a slew cut short (see slewing_run)."""
 
     def test_after_is_once_the_corrections_are_fully_applied(self):
-        r = analyze.analyse(tracks_of(*slewing_run()), 1000)
+        r = analysis.analyse(tracks_of(*slewing_run()), 1000)
         # Round 1: all stepped, the last at 1012 ms. Round 2: slave-1's slew is still running when
         # round 3 begins, so it is judged 1 ns before 3000 ms. Round 3: slave-2's slew ends at 3015 ms.
         self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 3000 * MS - 1, 3015 * MS])
@@ -397,7 +398,7 @@ class SlewAnalysisTest(unittest.TestCase):
 
     def test_without_the_master_log_the_next_round_begins_at_its_first_adjust(self):
         _, s1, s2 = slewing_run()
-        r = analyze.analyse(tracks_of(s1, s2), 1000)
+        r = analysis.analyse(tracks_of(s1, s2), 1000)
         # Round 2 is cut short 1 ns before slave-1's round-3 step at 3011 ms: the whole -100 us is in
         # (a step taken at 3011 ms itself would be counted, and the spread be 992 ns).
         self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 3011 * MS - 1, 3015 * MS])
@@ -406,7 +407,7 @@ class SlewAnalysisTest(unittest.TestCase):
 
     def test_final_offsets_corrections_and_estimation_errors(self):
         m, s1, s2 = slewing_run()
-        r = analyze.analyse(tracks_of(m, s1, s2), 1000)
+        r = analysis.analyse(tracks_of(m, s1, s2), 1000)
         clocks = r["clocks"]
         # At 3015 ms: 500 ms + 1005 ns, 500 ms - 8 ns, 500 ms + 509 ns (-1 us stepped, +9 ns at +3 ppm,
         # +1.5 us slewed); the mean is 500 ms + 502 ns.
@@ -419,7 +420,7 @@ class SlewAnalysisTest(unittest.TestCase):
         self.assertEqual(r["estimation_error_ns"], {"slave-1": {"3": 100}, "slave-2": {"3": -100}})
 
     def test_stepped_rounds_are_judged_at_their_last_step(self):
-        r = analyze.analyse(tracks_of(*synthetic_run()), 1000)
+        r = analysis.analyse(tracks_of(*synthetic_run()), 1000)
         self.assertEqual([x["after_real_ns"] - T0 for x in r["rounds"]], [1012 * MS, 2012 * MS])
         self.assertEqual(r["clocks"]["slave-1"]["correction_modes"], ["step", "step"])
         self.assertNotIn("~", analyze.report(r, "logs"))
@@ -431,7 +432,7 @@ class SlewAnalysisTest(unittest.TestCase):
         stubborn.log(0, "start", offset_ns=S, rate_ppb=0, seed=1)
         for rnd, base in ((1, 1000), (2, 2000)):
             stubborn.log(base + 13, "ignored", round=rnd, correction_ns=-S + 500 * MS)
-        r = analyze.analyse(tracks_of(*clocks, stubborn), 1000)
+        r = analysis.analyse(tracks_of(*clocks, stubborn), 1000)
         self.assertEqual([x["clocks"] for x in r["rounds"]], [["master", "slave-1", "slave-2", "slave-3"]] * 2)
         self.assertEqual(r["clocks"]["slave-3"]["correction_modes"], ["ignored", "ignored"])
         self.assertEqual(r["final_spread_ns"], 500 * MS)  # 1 s against the others' 0.5 s
@@ -442,7 +443,7 @@ class SlewAnalysisTest(unittest.TestCase):
         self.assertIn("NOT synchronized: spread 500.000 ms > tolerance 1.000 us (furthest: slave-3", report)
 
     def test_report_marks_slews(self):
-        report = analyze.report(analyze.analyse(tracks_of(*slewing_run()), 1000), "logs")
+        report = analyze.report(analysis.analyse(tracks_of(*slewing_run()), 1000), "logs")
         self.assertIn("after = once the round's corrections are fully applied, slews included", report)
         self.assertIn("Corrections received (~ slewed, the others stepped)", report)
         self.assertIn("~-200.000 us", report)
@@ -450,17 +451,17 @@ class SlewAnalysisTest(unittest.TestCase):
 
     def test_the_plot_draws_a_slew_as_a_ramp_and_a_step_as_a_jump(self):
         tracks = tracks_of(*slewing_run())
-        samples = analyze.plot_samples(tracks, T0, T0 + 5000 * MS)
+        samples = plot.plot_samples(tracks, T0, T0 + 5000 * MS)
         times = [t - T0 for t, _ in samples]
         # The master's 4 ms slew from 2010 ms: points along it, its end included, and no jump.
-        ramp = [2010 * MS + k * 4 * MS // analyze.SLEW_SAMPLES for k in range(analyze.SLEW_SAMPLES + 1)]
+        ramp = [2010 * MS + k * 4 * MS // plot.SLEW_SAMPLES for k in range(plot.SLEW_SAMPLES + 1)]
         self.assertTrue(set(ramp) <= set(times))
         self.assertEqual(times.count(2010 * MS), 1)
         self.assertEqual(times.count(2012 * MS), 2)  # slave-2's step: before and after
         # Slave-1's slew is sampled until round 3's step cut it short at 3011 ms, not to its would-be
         # end at 4011 ms.
-        self.assertIn(2011 * MS + 1000 * MS // analyze.SLEW_SAMPLES, times)
-        self.assertNotIn(2011 * MS + 2000 * MS * (analyze.SLEW_SAMPLES - 1) // analyze.SLEW_SAMPLES, times)
+        self.assertIn(2011 * MS + 1000 * MS // plot.SLEW_SAMPLES, times)
+        self.assertNotIn(2011 * MS + 2000 * MS * (plot.SLEW_SAMPLES - 1) // plot.SLEW_SAMPLES, times)
         master = [offs["master"] - offs["slave-2"] for t, offs in samples if 2010 * MS <= t - T0 <= 2011 * MS]
         self.assertEqual(master, sorted(master))  # rising, no step
         self.assertEqual(len(set(master)), len(master))
@@ -589,21 +590,21 @@ class FormatTest(unittest.TestCase):
     def test_the_table(self):
         for ns, text in self.TABLE:
             with self.subTest(ns=ns):
-                self.assertEqual(analyze.fmt_duration(ns), text)
+                self.assertEqual(units.fmt_duration(ns), text)
 
     def test_magnitudes_print_without_a_sign(self):
         for ns, text in self.TABLE:
             if ns >= 0:
                 with self.subTest(ns=ns):
-                    self.assertEqual(analyze.fmt_magnitude(ns), text[1:])
-        self.assertEqual(analyze.fmt_magnitude(1001), "1.001 us")
-        self.assertEqual(analyze.fmt_magnitude(35 * 60 * S), "0:35:00")
-        self.assertEqual(analyze.fmt_magnitude(0), "0 ns")
+                    self.assertEqual(units.fmt_magnitude(ns), text[1:])
+        self.assertEqual(units.fmt_magnitude(1001), "1.001 us")
+        self.assertEqual(units.fmt_magnitude(35 * 60 * S), "0:35:00")
+        self.assertEqual(units.fmt_magnitude(0), "0 ns")
 
     def test_time_of_day(self):
         day = 86_400 * S
-        self.assertEqual(analyze.fmt_time_of_day(19 * day + (3 * 3600 + 25 * 60) * S + 150_999), "3:25:00.000150")
-        self.assertEqual(analyze.fmt_time_of_day(-S), "23:59:59.000000")
+        self.assertEqual(units.fmt_time_of_day(19 * day + (3 * 3600 + 25 * 60) * S + 150_999), "3:25:00.000150")
+        self.assertEqual(units.fmt_time_of_day(-S), "23:59:59.000000")
 
 
 class OwnClocksTest(unittest.TestCase):
@@ -658,25 +659,25 @@ class PlotScaleTest(unittest.TestCase):
 
     def test_the_choice(self):
         round1 = T0 + 1000 * MS
-        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run()), round1), "linear")
-        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run(rate_ppb=20_000)), round1), "symlog")
-        self.assertEqual(analyze.choose_scale(tracks_of(*synthetic_run()), round1), "symlog")
+        self.assertEqual(plot.choose_scale(tracks_of(*textbook_run()), round1), "linear")
+        self.assertEqual(plot.choose_scale(tracks_of(*textbook_run(rate_ppb=20_000)), round1), "symlog")
+        self.assertEqual(plot.choose_scale(tracks_of(*synthetic_run()), round1), "symlog")
         # Of two scales: the master a few ms from the mean, the slaves an hour off.
-        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run(("3:00", "4:00", "2:00"))), round1),
+        self.assertEqual(plot.choose_scale(tracks_of(*textbook_run(("3:00", "4:00", "2:00"))), round1),
                          "linear")  # the master exactly at the mean does not count
-        self.assertEqual(analyze.choose_scale(tracks_of(*textbook_run(("3:00", "4:00", "2:01"))), round1),
+        self.assertEqual(plot.choose_scale(tracks_of(*textbook_run(("3:00", "4:00", "2:01"))), round1),
                          "symlog")  # 20 s against 40 min
 
     def test_linear_ticks(self):
-        self.assertEqual(analyze.linear_ticks(-17 * 60 * S, 21 * 60 * S), [k * 300 * S for k in range(-3, 5)])
-        self.assertEqual(analyze.linear_ticks(-17 * 60 * S, 34 * 60 * S), [k * 600 * S for k in range(-1, 4)])
-        self.assertEqual(analyze.linear_ticks(-3 * MS, 7 * MS), [k * MS for k in range(-3, 8)])
-        self.assertEqual(analyze.linear_ticks(-3 * MS, 8 * MS), [k * 2 * MS for k in range(-1, 5)])
-        self.assertEqual(analyze.linear_ticks(-3 * 86400 * S, 86400 * S * 30)[:2], [0, 5 * 86400 * S])
+        self.assertEqual(plot.linear_ticks(-17 * 60 * S, 21 * 60 * S), [k * 300 * S for k in range(-3, 5)])
+        self.assertEqual(plot.linear_ticks(-17 * 60 * S, 34 * 60 * S), [k * 600 * S for k in range(-1, 4)])
+        self.assertEqual(plot.linear_ticks(-3 * MS, 7 * MS), [k * MS for k in range(-3, 8)])
+        self.assertEqual(plot.linear_ticks(-3 * MS, 8 * MS), [k * 2 * MS for k in range(-1, 5)])
+        self.assertEqual(plot.linear_ticks(-3 * 86400 * S, 86400 * S * 30)[:2], [0, 5 * 86400 * S])
 
     def svg(self, clocks, *args):
         tracks = tracks_of(*clocks)
-        return ET.fromstring(analyze.draw_svg(tracks, analyze.analyse(tracks, 1000), *args))
+        return ET.fromstring(plot.draw_svg(tracks, analysis.analyse(tracks, 1000), *args))
 
     def test_the_textbook_plot(self):
         svg = self.svg(textbook_run())
@@ -697,7 +698,7 @@ class PlotScaleTest(unittest.TestCase):
         self.assertIn("symmetric log", next(e.text for e in forced.iter() if e.get("class") == "axis-title"))
 
     def test_the_report_reads_like_the_textbook(self):
-        report = analyze.report(analyze.analyse(tracks_of(*textbook_run()), 1000), "logs")
+        report = analyze.report(analysis.analyse(tracks_of(*textbook_run()), 1000), "logs")
         for reading in ("3:00:00.000000", "3:25:00.000000", "2:50:00.000000"):
             self.assertIn(reading, report)
         self.assertRegex(report, r"\n  1 +\+0:05:00 +-0:20:00 +\+0:15:00\n")  # corrections: signed
@@ -717,9 +718,9 @@ class EndToEndTest(unittest.TestCase):
     def test_a_real_run_is_reported_plotted_and_reanalysed(self):
         r = self.run_
         m = r.master(3, "--rounds", 3, "--interval", 0.2)
-        logs = os.path.join(r.dir, "slaves")
+        log_dir = os.path.join(r.dir, "slaves")
         out_svg, out_json = os.path.join(r.dir, "plot.svg"), os.path.join(r.dir, "figures.json")
-        p = run_analyze(3, "--slave", SLAVE, "--port", m.port, "--logs", logs, "--master-log", r.log("master"), "--plot", out_svg,
+        p = run_analyze(3, "--slave", SLAVE, "--port", m.port, "--logs", log_dir, "--master-log", r.log("master"), "--plot", out_svg,
                         "--json", out_json, "--timeout", WAIT_S, "--seed", 1, timeout=2 * WAIT_S)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(r.wait(m), 0)
@@ -731,24 +732,24 @@ class EndToEndTest(unittest.TestCase):
         with open(out_json) as f:
             figures = json.load(f)
         self.assertEqual([x["round"] for x in figures["rounds"]], [1, 2, 3])
-        expected = final_spread_ns([read_log(os.path.join(logs, "slave-%d.log" % i)) for i in (1, 2, 3)]
+        expected = final_spread_ns([read_log(os.path.join(log_dir, "slave-%d.log" % i)) for i in (1, 2, 3)]
                                    + [read_log(r.log("master"))])
         self.assertAlmostEqual(figures["final_spread_ns"], expected, delta=1000)
         self.assertEqual(set(figures["estimation_error_ns"]), {"slave-1", "slave-2", "slave-3"})
         # The same logs, analysed again later, give the same verdict.
-        again = run_analyze("--from-logs", logs, "--master-log", r.log("master"))
+        again = run_analyze("--from-logs", log_dir, "--master-log", r.log("master"))
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(again.stdout.strip().splitlines()[-1], verdict)
 
     def run_own_clocks(self, *args):
         r = self.run_
         m = r.master(2, "--rounds", 1, "--interval", 0.1)
-        logs = os.path.join(r.dir, "slaves")
-        p = run_analyze(2, "--slave", SLAVE, "--port", m.port, "--logs", logs, "--quiet", "--timeout", WAIT_S, *args,
+        log_dir = os.path.join(r.dir, "slaves")
+        p = run_analyze(2, "--slave", SLAVE, "--port", m.port, "--logs", log_dir, "--quiet", "--timeout", WAIT_S, *args,
                         timeout=2 * WAIT_S)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(r.wait(m), 0)
-        return [read_log(os.path.join(logs, "slave-%d.log" % i))[0] for i in (1, 2)]
+        return [read_log(os.path.join(log_dir, "slave-%d.log" % i))[0] for i in (1, 2)]
 
     def test_offsets_and_no_drift_reach_the_slaves(self):
         starts = self.run_own_clocks("--offsets=-1500,2500.5", "--drift", 0)
@@ -786,9 +787,9 @@ class EndToEndTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, sockets, ignore_errors=True)
         self.addCleanup(subprocess.run, ["tmux", "kill-server"], env=env, capture_output=True)
         m = r.master(2, "--rounds", 2, "--interval", 0.2)
-        logs = os.path.join(r.dir, "slaves")
+        log_dir = os.path.join(r.dir, "slaves")
         p = subprocess.run([sys.executable, ANALYZE, "2", "--panes", "--slave", SLAVE, "--port", str(m.port),
-                            "--logs", logs, "--times", "3:25,2:50", "--drift", "0", "--timeout", str(WAIT_S)],
+                            "--logs", log_dir, "--times", "3:25,2:50", "--drift", "0", "--timeout", str(WAIT_S)],
                            capture_output=True, text=True, timeout=2 * WAIT_S, stdin=subprocess.DEVNULL, env=env)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(r.wait(m), 0)
@@ -796,12 +797,12 @@ class EndToEndTest(unittest.TestCase):
         self.assertIn("watch them with  tmux attach -t berkeley-", p.stderr)
         self.assertNotIn("[slave-1]", p.stdout + p.stderr)  # not streamed here: in the panes
         for i in (1, 2):
-            with open(os.path.join(logs, "slave-%d.out" % i)) as f:
+            with open(os.path.join(log_dir, "slave-%d.out" % i)) as f:
                 pane = f.read()
             self.assertIn("$ %s --host 127.0.0.1 --port %d --id slave-%d" % (SLAVE, m.port, i), pane)
             self.assertIn("slave-%d: connected to the master" % i, pane)
-            self.assertEqual(read_log(os.path.join(logs, "slave-%d.log" % i))[-1]["event"], "exit")
-        self.assertEqual(sorted(os.listdir(logs)), ["slave-1.log", "slave-1.out", "slave-2.log", "slave-2.out"])
+            self.assertEqual(read_log(os.path.join(log_dir, "slave-%d.log" % i))[-1]["event"], "exit")
+        self.assertEqual(sorted(os.listdir(log_dir)), ["slave-1.log", "slave-1.out", "slave-2.log", "slave-2.out"])
         # One pane each, in one window (the slaves' exit is in their logs, above:
         # tmux may not have noted a pane's exit status yet when it is listed).
         panes = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{window_name} #{pane_title}"],
@@ -819,12 +820,12 @@ class EndToEndTest(unittest.TestCase):
     def test_a_dead_master_is_not_a_missing_one(self):
         r = self.run_
         m = r.master(2, "--rounds", 0, "--interval", 0.2, "--no-failover")  # dead for good: nobody takes over
-        logs = os.path.join(r.dir, "slaves")
+        log_dir = os.path.join(r.dir, "slaves")
         p = r.start([sys.executable, ANALYZE, "2", "--slave", SLAVE, "--port", str(m.port), "--connect-timeout", "1",
-                     "--logs", logs, "--quiet"], "analyze", pipe=True)
+                     "--logs", log_dir, "--quiet"], "analyze", pipe=True)
         for ident in ("slave-1", "slave-2"):
             wait_until(lambda ident=ident: any(e["event"] == "adjust"
-                                               for e in read_log(os.path.join(logs, ident + ".log"))),
+                                               for e in read_log(os.path.join(log_dir, ident + ".log"))),
                        ident + " to be corrected")
         m.kill()  # no BYE: the master dies
         m.wait()
@@ -835,11 +836,11 @@ class EndToEndTest(unittest.TestCase):
         self.assertRegex(out.strip().splitlines()[-1], r"^synchronized: ")
 
     def test_ctrl_c_stops_the_slaves_and_still_reports(self):
-        logs = self.run_.dir
+        log_dir = self.run_.dir
         p = self.run_.start([sys.executable, ANALYZE, "2", "--slave", SLAVE, "--port", str(free_port()),
-                             "--connect-timeout", "60", "--logs", logs, "--quiet"], "analyze", pipe=True)
+                             "--connect-timeout", "60", "--logs", log_dir, "--quiet"], "analyze", pipe=True)
         for ident in ("slave-1", "slave-2"):
-            wait_until(lambda ident=ident: read_log(os.path.join(logs, ident + ".log")), ident + " to start")
+            wait_until(lambda ident=ident: read_log(os.path.join(log_dir, ident + ".log")), ident + " to start")
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=WAIT_S)
         self.assertEqual(p.returncode, 1, out + err)  # nothing was synchronized: nothing to analyse
@@ -847,7 +848,7 @@ class EndToEndTest(unittest.TestCase):
         self.assertIn("nothing to analyse", err)
         self.assertNotIn("Traceback", err)
         for ident in ("slave-1", "slave-2"):
-            self.assertEqual(read_log(os.path.join(logs, ident + ".log"))[-1]["event"], "exit")
+            self.assertEqual(read_log(os.path.join(log_dir, ident + ".log"))[-1]["event"], "exit")
 
 
 if __name__ == "__main__":

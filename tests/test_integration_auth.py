@@ -16,7 +16,7 @@ import time
 import unittest
 
 from harness import MASTER, SLAVE, WAIT_S, RawPeer, RunTestCase, final_spread_ns, read_log, wait_until
-from analyze import NS_PER_MS as MS
+from berkeley.units import NS_PER_MS as MS
 
 PASSPHRASE = "correct horse battery staple"  # 28 bytes, spaces inside
 OTHER_PASSPHRASE = "another group's passphrase"

@@ -12,8 +12,8 @@ import time
 import unittest
 
 from harness import WAIT_S, RawPeer, RunTestCase, final_spread_ns, free_port, read_log, wait_until
-import analyze  # found on the path harness set
-from analyze import NS_PER_MS as MS, NS_PER_S
+from berkeley.clock import ClockTrack  # found on the path harness set
+from berkeley.units import NS_PER_MS as MS, NS_PER_S
 
 HOUR_NS = 3600 * NS_PER_S
 
@@ -208,7 +208,7 @@ class FaultTest(RunTestCase):
         self.assert_honest_in_sync(["master", "h1", "h2"])
         final = read_log(r.log("master"))
         t = final[-1]["real_ns"]
-        self.assertLess(abs(analyze.ClockTrack("master", final).offset_at(t)), max_skew_ms * MS)
+        self.assertLess(abs(ClockTrack("master", final).offset_at(t)), max_skew_ms * MS)
 
     # -- slow, silent and vanishing slaves --------------------------------------------
 

@@ -14,7 +14,7 @@ import tempfile
 import unittest
 
 from harness import MASTER, ROOT, SLAVE, WAIT_S, bad_line, final_spread_ns, read_log
-import analyze
+from berkeley.logs import LogTail
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import netlab  # noqa: E402
@@ -43,7 +43,7 @@ class NetnsTest(unittest.TestCase):
             m = lab.start("master", [MASTER, len(SLAVES), "--bind", netlab.MASTER_ADDR, "--port", 0,
                                      "--rounds", 8, "--interval", 0.5, "--offset", 0, "--drift", 0,
                                      "--log", self.log("master")], "master")
-            start = analyze.LogTail(self.log("master"), bad_line).wait_for("start", WAIT_S, m)
+            start = LogTail(self.log("master"), bad_line).wait_for("start", WAIT_S, m)
             self.assertIsNotNone(start, "the master did not listen")
             for i, name in enumerate(SLAVES):
                 lab.start("slave", [SLAVE, "--host", netlab.MASTER_ADDR, "--port", start["port"], "--id", name,
