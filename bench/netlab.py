@@ -39,8 +39,8 @@ sys.dont_write_bytecode = True
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from berkeley.clock import ClockTrack  # noqa: E402
-from berkeley.logs import LogTail, read_events  # noqa: E402
-from berkeley.processes import Processes  # noqa: E402
+from berkeley.logs import read_events, warn  # noqa: E402
+from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 
 LINKEMU = os.path.join(ROOT, "build", "linkemu")
 MASTER_ADDR = "10.77.0.1"
@@ -224,6 +224,12 @@ class Lab:
     def start(self, host, argv, name, **kw):
         return self.procs.start(self.argv(host, argv), name, **kw)
 
+    def start_master(self, argv, timeout_s, warn=warn):
+        """A master (argv: its binary, N and flags) on the master host, on a
+        free port, logging to DIR/master.log: once it listens (p.port, p.log).
+        Raises MasterDidNotStart."""
+        return self.procs.start_master(self.argv("master", argv), "master", timeout_s, warn)
+
     def describe(self):
         if self.down is None and self.up is None:
             return "no added delay (a kernel bridge)"
@@ -322,20 +328,19 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
     master has exited. Raises RuntimeError when it fails."""
     master_bin = master_bin or os.path.join(ROOT, "master")
     slave_bin = slave_bin or os.path.join(ROOT, "slave")
-    logs = {"master": os.path.join(lab.dir, "master.log")}
-    for name in ["master"] + ["s%d" % (i + 1) for i in range(slaves)]:
+    for name in ["s%d" % (i + 1) for i in range(slaves)]:
         if os.path.exists(os.path.join(lab.dir, name + ".log")):
-            os.remove(os.path.join(lab.dir, name + ".log"))  # the start awaited must be this master's
-    m = lab.start("master", [master_bin, slaves, "--bind", MASTER_ADDR, "--port", 0, "--rounds", rounds,
-                             "--interval", interval_s, "--seed", seed, "--log", logs["master"], "--quiet", *extra],
-                  "master")
-    start = LogTail(logs["master"]).wait_for("start", 30, m)
-    if start is None:
-        raise RuntimeError("the master did not start: %s" % (lab.procs.output("master"),))
+            os.remove(os.path.join(lab.dir, name + ".log"))  # an earlier run's slaves are not this one's
+    try:
+        m = lab.start_master([master_bin, slaves, "--bind", MASTER_ADDR, "--rounds", rounds,
+                              "--interval", interval_s, "--seed", seed, "--quiet", *extra], 30)
+    except MasterDidNotStart as e:
+        raise RuntimeError(str(e)) from None
+    logs = {"master": m.log}
     for i in range(slaves):
         name = "s%d" % (i + 1)
         logs[name] = os.path.join(lab.dir, name + ".log")
-        lab.start("slave", [slave_bin, "--host", MASTER_ADDR, "--port", start["port"], "--id", name,
+        lab.start("slave", [slave_bin, "--host", MASTER_ADDR, "--port", m.port, "--id", name,
                             "--seed", seed * 100 + i, "--log", logs[name], "--quiet", *extra], name)
     deadline = rounds * interval_s * 3 + 60
     try:
@@ -403,16 +408,15 @@ def demo(args):
     with Lab(out, down=Link(500, 100), up=Link(500, 100), say=print) as lab:
         print("hosts: master %s (namespace %s), slaves %s (namespace %s); link: %s" % (
             MASTER_ADDR, lab.ns["master"], SLAVE_ADDR, lab.ns["slave"], lab.describe()))
-        master_log = os.path.join(out, "master.log")
-        m = lab.start("master", [os.path.join(ROOT, "master"), 3, "--bind", MASTER_ADDR, "--port", 0,
-                                 "--rounds", 10, "--interval", 1, "--log", master_log, "--quiet"], "master")
-        start = LogTail(master_log).wait_for("start", 20, m)
-        if start is None:
-            print("demo-net: the master did not start")
+        try:
+            m = lab.start_master([os.path.join(ROOT, "master"), 3, "--bind", MASTER_ADDR,
+                                  "--rounds", 10, "--interval", 1, "--quiet"], 20)
+        except MasterDidNotStart as e:
+            print("demo-net: the master did not start: %s" % e)
             return 1
         rc = subprocess.run(lab.argv("slave", [sys.executable, os.path.join(ROOT, "analyze.py"), 3,
-                                               "--host", MASTER_ADDR, "--port", start["port"],
-                                               "--master-log", master_log, "--logs", out,
+                                               "--host", MASTER_ADDR, "--port", m.port,
+                                               "--master-log", m.log, "--logs", out,
                                                "--json", os.path.join(out, "report.json")])).returncode
         m.wait(timeout=30)
         stats = lab.stop_emulator()

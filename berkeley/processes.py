@@ -1,15 +1,21 @@
 """berkeley/processes.py - the child processes of one run (analyze.py's
 slaves, the tests' and the benchmarks' masters and slaves): each remembered
-when started and stopped by its own PID, never by name. What the processes
-log is read by logs.py."""
+when started and stopped by its own PID, never by name; and a master started
+on a free port (--port 0), with the port read from its log. What the
+processes log is read by logs.py."""
 
 import os
 import subprocess
 import time
 
+from berkeley.logs import LogTail, warn
 from berkeley.units import NS_PER_S
 
 STOP_GRACE_S = 5  # after SIGTERM, before SIGKILL
+
+
+class MasterDidNotStart(Exception):
+    """A master from start_master exited, or did not say its port in time."""
 
 
 class Processes:
@@ -46,6 +52,37 @@ class Processes:
         with open(self.path(name + ".out"), errors="replace") as out, \
                 open(self.path(name + ".err"), errors="replace") as err:
             return out.read(), err.read()
+
+    def stderr_of(self, p):
+        """The start of what child p wrote to stderr: the error, not the usage after it."""
+        err = self.output(p.name)[1]
+        return " / ".join(err.strip().splitlines()[:2])[:300]
+
+    def start_master(self, argv, name, timeout_s, warn=warn, **start_args):
+        """Start a master on a free port and learn which: argv (the binary,
+        N and its flags; it may begin with a wrapper that execs the master,
+        such as `ip netns exec NS`) gets `--port 0 --log DIR/NAME.log`, and
+        this returns once that log's `start` event names the port the kernel
+        chose. The Popen comes back with .port, .log, and .tail, the LogTail
+        that has read the log up to `start`, to read on from there. Raises
+        MasterDidNotStart when the master exits first or stays silent for
+        timeout_s (it is remembered all the same, for stop_all). start_args
+        go to start() as they are."""
+        log = self.path(name + ".log")
+        if os.path.exists(log):
+            os.remove(log)  # an earlier master's `start` must not be taken for this one's
+        p = self.start([*map(str, argv), "--port", "0", "--log", log], name, **start_args)
+        p.log, p.tail = log, LogTail(log, warn)
+        start = p.tail.wait_for("start", timeout_s, p)
+        if start is None:
+            if p.poll() is not None:
+                why = "%s exited with %d before listening" % (name, p.returncode)
+            else:
+                why = "%s did not log `start` within %g s" % (name, timeout_s)
+            err = "" if start_args.get("pipe") else self.stderr_of(p)  # piped: the caller reads it
+            raise MasterDidNotStart(why + (": " + err if err else ""))
+        p.port = start["port"]
+        return p
 
     def wait_all(self, timeout_s):
         """Wait until every child has exited or timeout_s has passed; True if all exited."""

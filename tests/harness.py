@@ -17,8 +17,8 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from berkeley.clock import ClockTrack, anchor_of  # noqa: E402
-from berkeley.logs import LogTail, read_events  # noqa: E402
-from berkeley.processes import Processes  # noqa: E402
+from berkeley.logs import read_events  # noqa: E402
+from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 
 # BERKELEY_BIN_DIR runs the same tests against other builds (the sanitizer
 # build in build/asan, say).
@@ -66,16 +66,17 @@ class Run(Processes):
     def log(self, name):
         return self.path(name + ".log")
 
-    def master(self, n, *args, port=0, name="master"):
-        argv = [MASTER, str(n), "--port", str(port), "--log", self.log(name), *map(str, args)]
-        p = self.start(argv, name)
+    def master(self, n, *args, port=0, name="master", **start_args):
+        """./master N ARGS logging to NAME.log: on a free port, returning once
+        it listens (p.port, p.log, p.tail), or on the port given, at once."""
         if port == 0:
-            start = LogTail(self.log(name), bad_line).wait_for("start", WAIT_S, p)
-            if start is None:
-                raise AssertionError("the master did not listen: %s" % self.output(name)[1])
-            p.port = start["port"]
-        else:
-            p.port = port
+            try:
+                return self.start_master([MASTER, n, *args], name, WAIT_S, bad_line, **start_args)
+            except MasterDidNotStart as e:
+                raise AssertionError(str(e)) from None
+        p = self.start([MASTER, str(n), "--port", str(port), "--log", self.log(name), *map(str, args)], name,
+                       **start_args)
+        p.port = port
         return p
 
     def slave(self, port, ident, *args):
