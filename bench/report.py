@@ -46,6 +46,13 @@ def judge(value, limit, text, target_text):
     return Judged(text, value is not None and value <= limit, target_text)
 
 
+def maybe_judge(value, limit, text, target_text):
+    """The figure judged against its target, or the bare figure when there is none."""
+    if value is None:
+        return "-"
+    return judge(value, limit, text, target_text) if limit is not None else text
+
+
 _shown = None  # the section whose header was printed last
 
 
