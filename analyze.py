@@ -76,9 +76,11 @@ def table(headers, rows):
 
 
 def report(result, log_dir):
+    """The report as text; log_dir None: the logs were not kept."""
     clocks, rounds = result["clocks"], result["rounds"]
     has_master = MASTER_ID in clocks
-    out = ["", "Berkeley synchronization: %d clock(s), %d round(s); logs in %s" % (len(clocks), len(rounds), log_dir)]
+    where = "logs in %s" % log_dir if log_dir else "logs not kept (--logs DIR keeps them)"
+    out = ["", "Berkeley synchronization: %d clock(s), %d round(s); %s" % (len(clocks), len(rounds), where)]
     if not has_master:
         out.append("(no master log: the spreads are among the slaves only; --master-log adds the master)")
     out += ["", "Clocks (reading = the time of day the clock showed as round 1 began, UTC;",
@@ -355,12 +357,12 @@ def pane_slaves(plans, args, log_dir, say):
     return results
 
 
-def run_slaves(args):
-    """Run the slaves to the end; returns the log directory, or exits 2."""
-    log_dir = args.logs or tempfile.mkdtemp(prefix="berkeley-analyze-")
-    os.makedirs(log_dir, exist_ok=True)
-    print("analyze.py: starting %d slave(s) for the master at %s:%d (seed %d), logs in %s"
-          % (args.n, args.host, args.port, args.seed, log_dir), flush=True)
+def run_slaves(args, log_dir, kept):
+    """Run the slaves to the end, logging to log_dir (kept: the user's
+    --logs, else a temporary directory removed after the report), or exit 2."""
+    print("analyze.py: starting %d slave(s) for the master at %s:%d (seed %d), logs in %s%s"
+          % (args.n, args.host, args.port, args.seed, log_dir,
+             "" if kept else " (temporary: removed after the report; --logs DIR keeps them)"), flush=True)
 
     def say(message):
         print("analyze.py: " + message, file=sys.stderr, flush=True)
@@ -380,7 +382,6 @@ def run_slaves(args):
               "    ./master %d --port %d --log master.log\nthen run this again." %
               (args.host, args.port, args.connect_timeout, args.n, args.port), file=sys.stderr)
         sys.exit(2)
-    return log_dir
 
 
 # ---------------------------------------------------------------------------
@@ -445,7 +446,7 @@ def parse_args(argv):
     p.add_argument("--plot-scale", choices=("auto", "linear", "symlog"), default="auto",
                    help="the plot's offset axis: linear, symlog (symmetric log), or auto: linear when no clock "
                         "drifts and the first offsets are of one scale [auto]")
-    p.add_argument("--logs", metavar="DIR", help="keep the slaves' logs in DIR [a new temporary directory]")
+    p.add_argument("--logs", metavar="DIR", help="keep the slaves' logs in DIR [a temporary directory, removed after the report]")
     p.add_argument("--master-log", metavar="FILE", help="the master's --log file: adds the master and its estimates")
     p.add_argument("--json", metavar="FILE", help="write the figures as one JSON object")
     p.add_argument("--quiet", action="store_true", help="do not echo the slaves' output")
@@ -490,9 +491,23 @@ def main(argv=None):
         if not os.path.isdir(args.from_logs):
             print("analyze.py: %s is not a directory" % args.from_logs, file=sys.stderr)
             return 2
-        log_dir = args.from_logs
-    else:
-        log_dir = run_slaves(args)
+        return judge_logs(args, args.from_logs)
+    if args.logs:
+        os.makedirs(args.logs, exist_ok=True)
+        run_slaves(args, args.logs, kept=True)
+        return judge_logs(args, args.logs)
+    log_dir = tempfile.mkdtemp(prefix="berkeley-analyze-")
+    try:  # however the run ends: the report, an error, or Ctrl-C before the slaves started
+        run_slaves(args, log_dir, kept=False)
+        return judge_logs(args, log_dir, kept=False)
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def judge_logs(args, log_dir, kept=True):
+    """Analyse the *.log files in log_dir (and --master-log); write --json and
+    --plot, print the report; the exit status. kept=False: log_dir goes once
+    this returns, so the report and --json name no directory."""
     paths = sorted(glob.glob(os.path.join(log_dir, "*.log")))
     if args.master_log:
         if not os.path.isfile(args.master_log):
@@ -507,16 +522,17 @@ def main(argv=None):
     try:
         result = analyse(tracks, round(args.tolerance_us * NS_PER_US))
     except NothingToAnalyse as e:
-        print("analyze.py: nothing to analyse in %s: %s" % (log_dir, e), file=sys.stderr)
+        print("analyze.py: nothing to analyse in %s: %s" % (log_dir if kept else "the slaves' logs", e),
+              file=sys.stderr)
         return 1
-    result["log_dir"] = log_dir
+    result["log_dir"] = log_dir if kept else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     if args.plot:
         with open(args.plot, "w") as f:
             f.write(draw_svg(tracks, result, args.plot_scale))
-    print(report(result, log_dir))
+    print(report(result, log_dir if kept else None))
     return 0 if result["synchronized"] else 1
 
 

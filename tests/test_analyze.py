@@ -726,6 +726,7 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(r.wait(m), 0)
         verdict = p.stdout.strip().splitlines()[-1]
         self.assertRegex(verdict, r"^synchronized: spread [0-9.]+ [nu]s <= tolerance 1\.000 ms$")
+        self.assertIn("; logs in %s\n" % log_dir, p.stdout)  # kept (--logs), and the report says where
         self.assertIn("[slave-2] ", p.stdout)  # the slaves' output, streamed with their ids
         series = [e for e in ET.parse(out_svg).iter() if e.get("class") == "series"]
         self.assertEqual(sorted(e.get("data-clock") for e in series), ["master", "slave-1", "slave-2", "slave-3"])
@@ -736,6 +737,7 @@ class EndToEndTest(unittest.TestCase):
                                    + [read_log(r.log("master"))])
         self.assertAlmostEqual(figures["final_spread_ns"], expected, delta=1000)
         self.assertEqual(set(figures["estimation_error_ns"]), {"slave-1", "slave-2", "slave-3"})
+        self.assertEqual(figures["log_dir"], log_dir)
         # The same logs, analysed again later, give the same verdict.
         again = run_analyze("--from-logs", log_dir, "--master-log", r.log("master"))
         self.assertEqual(again.returncode, 0, again.stderr)
@@ -762,6 +764,35 @@ class EndToEndTest(unittest.TestCase):
         apart = [s["clock_ns"] - s["real_ns"] for s in starts]
         self.assertAlmostEqual(apart[0] - apart[1], 35 * 60 * S, delta=2 * S)
         self.assertEqual([s["rate_ppb"] for s in starts], [0, 0])
+
+    def analyze_in_own_tmpdir(self, *args):
+        """analyze.py without --logs, its temporary directories made in a
+        directory of this test's own; returns the run and what is left there."""
+        tmp = os.path.join(self.run_.dir, "tmp")
+        os.mkdir(tmp)
+        p = subprocess.run([sys.executable, ANALYZE, *map(str, args), "--slave", SLAVE, "--quiet"],
+                           capture_output=True, text=True, timeout=2 * WAIT_S, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, TMPDIR=tmp))
+        return p, os.listdir(tmp)
+
+    def test_without_logs_the_temporary_directory_is_removed_after_the_report(self):
+        m = self.run_.master(2, "--rounds", 1, "--interval", 0.1)
+        figures = os.path.join(self.run_.dir, "figures.json")
+        p, left = self.analyze_in_own_tmpdir(2, "--port", m.port, "--timeout", WAIT_S, "--json", figures)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(self.run_.wait(m), 0)
+        self.assertRegex(p.stdout.splitlines()[0], r"logs in .*/tmp/berkeley-analyze-\w+ \(temporary: removed after "
+                                                   r"the report; --logs DIR keeps them\)$")
+        self.assertEqual(left, [])
+        self.assertIn("; logs not kept (--logs DIR keeps them)\n", p.stdout)
+        with open(figures) as f:
+            self.assertIsNone(json.load(f)["log_dir"])
+
+    def test_without_logs_and_without_a_master_nothing_is_left_either(self):
+        p, left = self.analyze_in_own_tmpdir(1, "--port", free_port(), "--connect-timeout", 0.5)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("no master answered", p.stderr)
+        self.assertEqual(left, [])
 
     def test_panes_without_tmux_say_so_and_stream(self):
         no_tmux = tempfile.mkdtemp(prefix="analyze-no-tmux-")
