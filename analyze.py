@@ -196,6 +196,7 @@ def stream_slaves(plans, args, say):
     for t in readers:
         if t.ident is not None:  # a Ctrl-C can come between creating a reader and starting it
             t.join()
+    procs.close()  # every slave has exited and every reader is done: their pipes too
     return {p.name: (p.returncode, "".join(p.errors)) for p in procs.children}
 
 

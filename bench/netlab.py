@@ -209,7 +209,7 @@ class Lab:
         try:
             self.stop_emulator()
         finally:
-            self.procs.stop_all("the lab closes")
+            self.procs.close("the lab closes")
             for name in self.created:
                 ip("netns", "del", name, check=False)
             atexit.unregister(self.close)

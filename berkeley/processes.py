@@ -110,6 +110,16 @@ class Processes:
                 p.kill()
                 p.wait()
 
+    def close(self, why="stopping"):
+        """stop_all, then close the pipes of the children started with
+        pipe=True, once whoever read them is done: a run ends with no child
+        running and no pipe of theirs left open."""
+        self.stop_all(why)
+        for p in self.children:
+            for pipe in (p.stdout, p.stderr):
+                if pipe is not None:
+                    pipe.close()
+
     @staticmethod
     def cpu_ns(p):
         """User + system CPU time child p has used so far, from /proc/<pid>/stat

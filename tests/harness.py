@@ -86,9 +86,6 @@ class Run(Processes):
     def wait(self, p, timeout=WAIT_S):
         return p.wait(timeout=timeout)
 
-    def close(self):
-        self.stop_all()
-
 
 def final_spread_ns(logs):
     """Largest minus smallest of where each clock's last correction puts it

@@ -767,10 +767,12 @@ class EndToEndTest(unittest.TestCase):
 
     def analyze_in_own_tmpdir(self, *args):
         """analyze.py without --logs, its temporary directories made in a
-        directory of this test's own; returns the run and what is left there."""
+        directory of this test's own; returns the run and what is left there.
+        A file, pipe or process it leaves open is said on stderr."""
         tmp = os.path.join(self.run_.dir, "tmp")
         os.mkdir(tmp)
-        p = subprocess.run([sys.executable, ANALYZE, *map(str, args), "--slave", SLAVE, "--quiet"],
+        p = subprocess.run([sys.executable, "-W", "always::ResourceWarning", ANALYZE, *map(str, args),
+                            "--slave", SLAVE, "--quiet"],
                            capture_output=True, text=True, timeout=2 * WAIT_S, stdin=subprocess.DEVNULL,
                            env=dict(os.environ, TMPDIR=tmp))
         return p, os.listdir(tmp)
@@ -784,6 +786,7 @@ class EndToEndTest(unittest.TestCase):
         self.assertRegex(p.stdout.splitlines()[0], r"logs in .*/tmp/berkeley-analyze-\w+ \(temporary: removed after "
                                                    r"the report; --logs DIR keeps them\)$")
         self.assertEqual(left, [])
+        self.assertNotIn("ResourceWarning", p.stderr)  # the slaves' pipes were closed too
         self.assertIn("; logs not kept (--logs DIR keeps them)\n", p.stdout)
         with open(figures) as f:
             self.assertIsNone(json.load(f)["log_dir"])

@@ -1,6 +1,7 @@
 """Tests of berkeley/, what analyze.py, the tests and the benchmarks share.
 Here: the process launcher (berkeley/processes.py), with stand-in programs
-written in Python and with the real ./master. (The clock model, the log
+written in Python and with the real ./master: children stopped by PID, their
+pipes closed, a master started on a free port. (The clock model, the log
 reader, the analysis and the plot are tested in test_analyze.py, on
 synthetic logs.)
 
@@ -9,6 +10,7 @@ Run: cd tests && python3 -m unittest test_berkeley -v"""
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -37,6 +39,43 @@ FAKE_MASTER = textwrap.dedent("""
 """)
 
 
+class ProcessesTest(unittest.TestCase):
+    """Processes: every child stopped by its own PID, and nothing left open."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="berkeley-test-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.said = []
+        self.procs = Processes(self.dir, grace_s=0.5, say=self.said.append)
+        self.addCleanup(self.procs.close)
+
+    def test_close_stops_every_child_and_closes_the_pipes(self):
+        piped = self.procs.start([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                                 "piped", pipe=True)
+        self.assertEqual(piped.stdout.readline(), "up\n")
+        stubborn = self.procs.start([sys.executable, "-c", "import signal, time; "
+                                     "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+                                     "time.sleep(60)"], "stubborn")
+        deadline = time.monotonic() + WAIT_S
+        while self.procs.output("stubborn")[0] != "up\n" and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it ignores SIGTERM
+        self.procs.close("the test ends")
+        self.assertEqual((piped.returncode, stubborn.returncode), (-signal.SIGTERM, -signal.SIGKILL))
+        self.assertTrue(piped.stdout.closed and piped.stderr.closed)
+        self.assertEqual(self.said, ["stopping piped (pid %d): the test ends" % piped.pid,
+                                     "stopping stubborn (pid %d): the test ends" % stubborn.pid,
+                                     "killing stubborn (pid %d)" % stubborn.pid])
+        self.procs.close()  # twice: nothing more to do
+        self.assertEqual(len(self.said), 3)
+
+    def test_a_child_that_has_exited_is_not_signalled(self):
+        done = self.procs.start([sys.executable, "-c", "print('bye')"], "done")
+        self.assertEqual(done.wait(WAIT_S), 0)
+        self.procs.stop_all()
+        self.assertEqual(self.said, [])
+        self.assertEqual(self.procs.output("done"), ("bye\n", ""))
+
+
 class StartMasterTest(unittest.TestCase):
     """Processes.start_master: a master on a free port, and the port it took."""
 
@@ -44,7 +83,7 @@ class StartMasterTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="berkeley-test-")
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
         self.procs = Processes(self.dir, grace_s=1)
-        self.addCleanup(self.procs.stop_all)
+        self.addCleanup(self.procs.close)
         self.fake = os.path.join(self.dir, "fake_master.py")
         with open(self.fake, "w") as f:
             f.write(FAKE_MASTER)

@@ -71,6 +71,9 @@ class PySlave:
         self.heard += 1
         return body
 
+    def close(self):
+        self.peer.close()
+
 
 class Relay:
     """A man in the middle on loopback: accepts slaves on its own port and
@@ -183,6 +186,7 @@ class AuthTest(RunTestCase):
         r = self.run_
         m = r.master(1, "--rounds", 1, "--offset", 0, "--secret-file", self.good)
         py = PySlave(m.port, PASSPHRASE)
+        self.addCleanup(py.close)
         self.assertTrue(py.handshake())
         py.send("HELLO python")
         seen = []
@@ -205,7 +209,9 @@ class AuthTest(RunTestCase):
         self.assertTrue(self.events("master", "connected")[0]["authenticated"])
         # And the other way: a master without our secret does not pass our check.
         other = r.master(1, "--rounds", 1, "--secret-file", self.wrong, name="other")
-        self.assertFalse(PySlave(other.port, PASSPHRASE).handshake())
+        stranger = PySlave(other.port, PASSPHRASE)
+        self.addCleanup(stranger.close)
+        self.assertFalse(stranger.handshake())
 
     # -- an impostor master ---------------------------------------------------
 
