@@ -38,7 +38,9 @@ import time
 sys.dont_write_bytecode = True
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import analyze  # noqa: E402
+from berkeley.clock import ClockTrack  # noqa: E402
+from berkeley.logs import read_events, warn  # noqa: E402
+from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 
 LINKEMU = os.path.join(ROOT, "build", "linkemu")
 MASTER_ADDR = "10.77.0.1"
@@ -111,7 +113,7 @@ class Link:
 class Lab:
     """The three namespaces of one run. down: the master-to-slave Link, up:
     the slave-to-master one; both None for a plain kernel bridge. Processes
-    are started through analyze.Processes (out_dir holds their output), each
+    are started through berkeley's Processes (out_dir holds their output), each
     remembered and stopped by its own PID."""
 
     def __init__(self, out_dir, down=None, up=None, seed=1, say=None):
@@ -119,7 +121,7 @@ class Lab:
         self.say = say or (lambda message: None)
         tag = "berk%d" % os.getpid()
         self.ns = {"master": tag + "-m", "router": tag + "-r", "slave": tag + "-s"}
-        self.procs = analyze.Processes(out_dir, say=self.say)
+        self.procs = Processes(out_dir, say=self.say)
         self.emulator = None
         self.stats = None
         self.created = []
@@ -207,7 +209,7 @@ class Lab:
         try:
             self.stop_emulator()
         finally:
-            self.procs.stop_all("the lab closes")
+            self.procs.close("the lab closes")
             for name in self.created:
                 ip("netns", "del", name, check=False)
             atexit.unregister(self.close)
@@ -221,6 +223,12 @@ class Lab:
 
     def start(self, host, argv, name, **kw):
         return self.procs.start(self.argv(host, argv), name, **kw)
+
+    def start_master(self, argv, timeout_s, warn=warn):
+        """A master (argv: its binary, N and flags) on the master host, on a
+        free port, logging to DIR/master.log: once it listens (p.port, p.log).
+        Raises MasterDidNotStart."""
+        return self.procs.start_master(self.argv("master", argv), "master", timeout_s, warn)
 
     def describe(self):
         if self.down is None and self.up is None:
@@ -320,20 +328,19 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
     master has exited. Raises RuntimeError when it fails."""
     master_bin = master_bin or os.path.join(ROOT, "master")
     slave_bin = slave_bin or os.path.join(ROOT, "slave")
-    logs = {"master": os.path.join(lab.dir, "master.log")}
-    for name in ["master"] + ["s%d" % (i + 1) for i in range(slaves)]:
+    for name in ["s%d" % (i + 1) for i in range(slaves)]:
         if os.path.exists(os.path.join(lab.dir, name + ".log")):
-            os.remove(os.path.join(lab.dir, name + ".log"))  # the start awaited must be this master's
-    m = lab.start("master", [master_bin, slaves, "--bind", MASTER_ADDR, "--port", 0, "--rounds", rounds,
-                             "--interval", interval_s, "--seed", seed, "--log", logs["master"], "--quiet", *extra],
-                  "master")
-    start = analyze.LogTail(logs["master"]).wait_for("start", 30, m)
-    if start is None:
-        raise RuntimeError("the master did not start: %s" % (lab.procs.output("master"),))
+            os.remove(os.path.join(lab.dir, name + ".log"))  # an earlier run's slaves are not this one's
+    try:
+        m = lab.start_master([master_bin, slaves, "--bind", MASTER_ADDR, "--rounds", rounds,
+                              "--interval", interval_s, "--seed", seed, "--quiet", *extra], 30)
+    except MasterDidNotStart as e:
+        raise RuntimeError(str(e)) from None
+    logs = {"master": m.log}
     for i in range(slaves):
         name = "s%d" % (i + 1)
         logs[name] = os.path.join(lab.dir, name + ".log")
-        lab.start("slave", [slave_bin, "--host", MASTER_ADDR, "--port", start["port"], "--id", name,
+        lab.start("slave", [slave_bin, "--host", MASTER_ADDR, "--port", m.port, "--id", name,
                             "--seed", seed * 100 + i, "--log", logs[name], "--quiet", *extra], name)
     deadline = rounds * interval_s * 3 + 60
     try:
@@ -347,8 +354,8 @@ def run_group(lab, slaves, rounds, interval_s=1.0, extra=(), master_bin=None, sl
 
 def round_offsets(logs, skip_rounds):
     """{round: {name: true offset from the host clock}} at the start of every
-    round after the first skip_rounds, from the logs (analyze.py's clock model)."""
-    tracks = {n: analyze.ClockTrack(n, analyze.read_events(p)) for n, p in logs.items()}
+    round after the first skip_rounds, from the logs (berkeley/clock.py)."""
+    tracks = {n: ClockTrack(n, read_events(p)) for n, p in logs.items()}
     starts = {e["round"]: e["real_ns"] for e in tracks["master"].events if e["event"] == "round"}
     return {r: (t, {n: tr.offset_at(t) for n, tr in tracks.items()}) for r, t in sorted(starts.items())
             if r > skip_rounds}
@@ -363,8 +370,8 @@ def true_spreads(logs, skip_rounds):
 def true_errors(logs, skip_rounds):
     """Each slave's true offset from the master (slave minus master, ns) at
     the start of every round after the first skip_rounds, from the logs with
-    analyze.py's clock model; and the host time the first of those rounds
-    began."""
+    the clock model (berkeley/clock.py); and the host time the first of those
+    rounds began."""
     rounds = round_offsets(logs, skip_rounds)
     errors = [o[n] - o["master"] for t, o in rounds.values() for n in o if n != "master"]
     return errors, (min(t for t, o in rounds.values()) if rounds else None)
@@ -401,16 +408,15 @@ def demo(args):
     with Lab(out, down=Link(500, 100), up=Link(500, 100), say=print) as lab:
         print("hosts: master %s (namespace %s), slaves %s (namespace %s); link: %s" % (
             MASTER_ADDR, lab.ns["master"], SLAVE_ADDR, lab.ns["slave"], lab.describe()))
-        master_log = os.path.join(out, "master.log")
-        m = lab.start("master", [os.path.join(ROOT, "master"), 3, "--bind", MASTER_ADDR, "--port", 0,
-                                 "--rounds", 10, "--interval", 1, "--log", master_log, "--quiet"], "master")
-        start = analyze.LogTail(master_log).wait_for("start", 20, m)
-        if start is None:
-            print("demo-net: the master did not start")
+        try:
+            m = lab.start_master([os.path.join(ROOT, "master"), 3, "--bind", MASTER_ADDR,
+                                  "--rounds", 10, "--interval", 1, "--quiet"], 20)
+        except MasterDidNotStart as e:
+            print("demo-net: the master did not start: %s" % e)
             return 1
         rc = subprocess.run(lab.argv("slave", [sys.executable, os.path.join(ROOT, "analyze.py"), 3,
-                                               "--host", MASTER_ADDR, "--port", start["port"],
-                                               "--master-log", master_log, "--logs", out,
+                                               "--host", MASTER_ADDR, "--port", m.port,
+                                               "--master-log", m.log, "--logs", out,
                                                "--json", os.path.join(out, "report.json")])).returncode
         m.wait(timeout=30)
         stats = lab.stop_emulator()

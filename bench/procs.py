@@ -1,8 +1,9 @@
 """bench/procs.py - the processes a benchmark starts, and what /proc says of them.
 
-Processes are started and stopped through analyze.py's Processes (each
-remembered and stopped by its own PID at the end; nothing else is touched),
-and logs are followed with its LogTail, from a kept offset. Every wait has a
+Processes are started and stopped through berkeley/processes.py's Processes
+(each remembered and stopped by its own PID at the end; nothing else is
+touched); a master's port is read from its log by Processes.start_master,
+whose LogTail then follows the log from a kept offset. Every wait has a
 deadline. Standard library only; Linux only (/proc).
 """
 
@@ -14,7 +15,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import analyze  # noqa: E402
+from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 
 # BERKELEY_BIN_DIR benchmarks other builds, as it tests them in tests/harness.py.
 BIN_DIR = os.environ.get("BERKELEY_BIN_DIR", ROOT)
@@ -71,7 +72,7 @@ class Monitor(threading.Thread):
                 alive = True
                 self.max_rss_kib[p.name] = max(self.max_rss_kib[p.name], status["VmRSS"])
                 self.last_hwm_kib[p.name] = status.get("VmHWM", self.last_hwm_kib[p.name])
-                cpu = analyze.Processes.cpu_ns(p)
+                cpu = Processes.cpu_ns(p)
                 if cpu is not None:
                     self.cpu[p.name].append((time.time_ns(), cpu))
             if not alive:
@@ -92,7 +93,7 @@ class Monitor(threading.Thread):
         return after[0] - before[-1]
 
 
-class Procs(analyze.Processes):
+class Procs(Processes):
     """The processes of one benchmark, their output and logs in log_dir; the
     logs' unusable lines go to warn."""
 
@@ -101,23 +102,13 @@ class Procs(analyze.Processes):
         super().__init__(log_dir)
         self.warn = warn
 
-    def stderr_of(self, p):
-        err = self.output(p.name)[1]
-        return " / ".join(err.strip().splitlines()[:2])[:300]  # the error, not the usage after it
-
     def master(self, n, name, flags, timeout_s=10):
         """./master N on a free port; returns once it has logged `start`
         (p.port, p.log, p.tail set; the tail has consumed the start event)."""
-        p = self.start([MASTER, str(n), "--port", "0", "--log", self.path(name + ".log"), *flags], name)
-        p.log = self.path(name + ".log")
-        p.tail = analyze.LogTail(p.log, self.warn)
-        start = p.tail.wait_for("start", timeout_s, p)
-        if start is None and p.poll() is not None:
-            raise BenchError("%s exited with %d before listening: %s" % (name, p.returncode, self.stderr_of(p)))
-        if start is None:
-            raise BenchError("%s did not log `start` within %g s" % (name, timeout_s))
-        p.port = start["port"]
-        return p
+        try:
+            return self.start_master([MASTER, n, *flags], name, timeout_s, self.warn)
+        except MasterDidNotStart as e:
+            raise BenchError(str(e)) from None
 
     def slaves(self, port, count, name, flags, log=True, ident="slave"):
         """One ./slave process running `count` slaves ident-1..ident-count."""

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from procs import ROOT
-from analyze import NS_PER_MS, NS_PER_US  # found on the path procs set
+from berkeley.units import NS_PER_MS, NS_PER_US  # found on the path procs set
 
 
 def us(ns, digits=1):
@@ -44,6 +44,13 @@ class Judged:
 
 def judge(value, limit, text, target_text):
     return Judged(text, value is not None and value <= limit, target_text)
+
+
+def maybe_judge(value, limit, text, target_text):
+    """The figure judged against its target, or the bare figure when there is none."""
+    if value is None:
+        return "-"
+    return judge(value, limit, text, target_text) if limit is not None else text
 
 
 _shown = None  # the section whose header was printed last

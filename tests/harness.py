@@ -2,10 +2,10 @@
 loopback ports, wait on what they log (never on sleeps), read their JSON-lines
 logs and measure the true spread of their clocks against the host clock.
 
-The log reader, the clock model and the process launcher are analyze.py's
-(the repo root is put on sys.path, so tests can `import analyze` too): every
-process started here is remembered and stopped by PID at the end; no other
-process is touched."""
+The log reader, the clock model and the process launcher are those of
+berkeley/, analyze.py's too (the repo root is put on sys.path, so tests can
+import berkeley and analyze): every process started here is remembered and
+stopped by PID at the end; no other process is touched."""
 
 import os
 import socket
@@ -16,7 +16,9 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import analyze  # noqa: E402
+from berkeley.clock import ClockTrack, anchor_of  # noqa: E402
+from berkeley.logs import read_events  # noqa: E402
+from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 
 # BERKELEY_BIN_DIR runs the same tests against other builds (the sanitizer
 # build in build/asan, say).
@@ -35,14 +37,14 @@ def free_port():
 
 
 def bad_line(message):
-    """The tests' warn for analyze.py's reader: a bad log line fails the test
+    """The tests' warn for the log reader: a bad log line fails the test
     instead of being skipped."""
     raise AssertionError("unusable log line: " + message)
 
 
 def read_log(path):
     """The events of a log ([] before it exists), skipping nothing silently."""
-    return analyze.read_events(path, warn=bad_line)
+    return read_events(path, warn=bad_line)
 
 
 def wait_until(predicate, what, timeout=WAIT_S):
@@ -55,7 +57,7 @@ def wait_until(predicate, what, timeout=WAIT_S):
     raise AssertionError("timed out waiting for " + what)
 
 
-class Run(analyze.Processes):
+class Run(Processes):
     """One test's processes, their output and their logs in a temporary directory."""
 
     def __init__(self):
@@ -64,16 +66,17 @@ class Run(analyze.Processes):
     def log(self, name):
         return self.path(name + ".log")
 
-    def master(self, n, *args, port=0, name="master"):
-        argv = [MASTER, str(n), "--port", str(port), "--log", self.log(name), *map(str, args)]
-        p = self.start(argv, name)
+    def master(self, n, *args, port=0, name="master", **start_args):
+        """./master N ARGS logging to NAME.log: on a free port, returning once
+        it listens (p.port, p.log, p.tail), or on the port given, at once."""
         if port == 0:
-            start = analyze.LogTail(self.log(name), bad_line).wait_for("start", WAIT_S, p)
-            if start is None:
-                raise AssertionError("the master did not listen: %s" % self.output(name)[1])
-            p.port = start["port"]
-        else:
-            p.port = port
+            try:
+                return self.start_master([MASTER, n, *args], name, WAIT_S, bad_line, **start_args)
+            except MasterDidNotStart as e:
+                raise AssertionError(str(e)) from None
+        p = self.start([MASTER, str(n), "--port", str(port), "--log", self.log(name), *map(str, args)], name,
+                       **start_args)
+        p.port = port
         return p
 
     def slave(self, port, ident, *args):
@@ -83,23 +86,20 @@ class Run(analyze.Processes):
     def wait(self, p, timeout=WAIT_S):
         return p.wait(timeout=timeout)
 
-    def close(self):
-        self.stop_all()
-
 
 def final_spread_ns(logs):
     """Largest minus smallest of where each clock's last correction puts it
     (one list of events each): its true offset as that correction began, plus
-    what it still had to slew. Replayed with analyze.py's clock model. (Not
+    what it still had to slew. Replayed with the clock model (berkeley/clock.py). (Not
     the offsets at the end of the longest slew: a 20 ms slew takes 40 s at
     500 ppm, and 40 s of free running would weigh each clock's rate trim,
     learned from a few 0.2 s rounds, more than the corrections under test.)"""
     targets = []
     for i, events in enumerate(logs):
-        track = analyze.ClockTrack(str(i), events)
+        track = ClockTrack(str(i), events)
         adjusts = [e for e in track.events if e["event"] == "adjust"]
         assert adjusts, "a clock was never adjusted"
-        last = analyze.anchor_of(adjusts[-1])
+        last = anchor_of(adjusts[-1])
         targets.append(last.offset_ns + last.slew_ns)
     return max(targets) - min(targets)
 

@@ -11,7 +11,7 @@ import subprocess
 import unittest
 
 from harness import ROOT, WAIT_S, RunTestCase, read_log
-from analyze import NS_PER_MS as MS, NS_PER_S
+from berkeley.units import NS_PER_MS as MS, NS_PER_S
 
 MINUTE_NS = 60 * NS_PER_S
 SNAPSHOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "snapshots", "explain_textbook.txt")

@@ -10,8 +10,8 @@ about a minute, so they run once, not again under the sanitizers."""
 import unittest
 
 from harness import RunTestCase, read_log
-import analyze
-from analyze import NS_PER_MS as MS, NS_PER_US as US
+from berkeley.clock import ClockTrack
+from berkeley.units import NS_PER_MS as MS, NS_PER_US as US
 
 ROUNDS = 15
 INTERVAL_S = 1
@@ -21,7 +21,7 @@ SPREAD_LIMIT_NS = 2 * US  # ... and its clocks stay this close (median over roun
 
 class DragTest(RunTestCase):
     def tracks(self, names):
-        return [analyze.ClockTrack(n, read_log(self.run_.log(n))) for n in names]
+        return [ClockTrack(n, read_log(self.run_.log(n))) for n in names]
 
     def round_times(self, master):
         return {e["round"]: e["real_ns"] for e in self.events(master, "round")}

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from harness import MASTER, SLAVE, WAIT_S, RunTestCase, final_spread_ns, free_port, read_log, wait_until
-from analyze import NS_PER_MS as MS  # found on the path harness set
+from berkeley.units import NS_PER_MS as MS  # found on the path harness set
 
 HOUR_MS = 3_600_000
 

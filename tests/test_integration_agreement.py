@@ -9,15 +9,15 @@ import time
 import unittest
 
 from harness import WAIT_S, RunTestCase, read_log, wait_until
-import analyze
-from analyze import NS_PER_MS as MS, NS_PER_S, NS_PER_US as US
+from berkeley.clock import ClockTrack
+from berkeley.units import NS_PER_MS as MS, NS_PER_S, NS_PER_US as US
 
 MINUTE_NS = 60 * NS_PER_S
 
 
 class AgreementTest(RunTestCase):
     def tracks(self, names):
-        return [analyze.ClockTrack(n, read_log(self.run_.log(n))) for n in names]
+        return [ClockTrack(n, read_log(self.run_.log(n))) for n in names]
 
     def round_times(self, master):
         return {e["round"]: e["real_ns"] for e in self.events(master, "round")}

@@ -16,7 +16,7 @@ import time
 import unittest
 
 from harness import MASTER, SLAVE, WAIT_S, RawPeer, RunTestCase, final_spread_ns, read_log, wait_until
-from analyze import NS_PER_MS as MS
+from berkeley.units import NS_PER_MS as MS
 
 PASSPHRASE = "correct horse battery staple"  # 28 bytes, spaces inside
 OTHER_PASSPHRASE = "another group's passphrase"
@@ -70,6 +70,9 @@ class PySlave:
         assert tag == self.tag(self.down, self.heard, body), "bad tag from the master on %r" % raw
         self.heard += 1
         return body
+
+    def close(self):
+        self.peer.close()
 
 
 class Relay:
@@ -183,6 +186,7 @@ class AuthTest(RunTestCase):
         r = self.run_
         m = r.master(1, "--rounds", 1, "--offset", 0, "--secret-file", self.good)
         py = PySlave(m.port, PASSPHRASE)
+        self.addCleanup(py.close)
         self.assertTrue(py.handshake())
         py.send("HELLO python")
         seen = []
@@ -205,7 +209,9 @@ class AuthTest(RunTestCase):
         self.assertTrue(self.events("master", "connected")[0]["authenticated"])
         # And the other way: a master without our secret does not pass our check.
         other = r.master(1, "--rounds", 1, "--secret-file", self.wrong, name="other")
-        self.assertFalse(PySlave(other.port, PASSPHRASE).handshake())
+        stranger = PySlave(other.port, PASSPHRASE)
+        self.addCleanup(stranger.close)
+        self.assertFalse(stranger.handshake())
 
     # -- an impostor master ---------------------------------------------------
 

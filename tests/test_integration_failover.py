@@ -12,7 +12,12 @@ import time
 import unittest
 
 from harness import WAIT_S, RawPeer, RunTestCase, bad_line, read_log, wait_until
-import analyze  # found on the path harness set
+import analyze  # found on the path harness set: its report
+from berkeley.analysis import analyse
+from berkeley.clock import ClockTrack
+from berkeley.logs import read_logs
+from berkeley.plot import clock_ends, draw_svg, plot_samples
+from berkeley.units import NS_PER_MS
 
 INTERVAL_S = 0.3
 SLAVES = ["s1", "s2", "s3", "s4", "s5"]
@@ -134,20 +139,20 @@ class FailoverTest(RunTestCase):
         first = self.assert_takeover_is_clean(killed, survivors, new, 2)
         self.assertEqual(len(self.takeovers(SLAVES)), 1, "one takeover")
         # analyze.py's report names the takeover.
-        logs = analyze.read_logs([self.run_.log(n) for n in ["master"] + SLAVES], warn=bad_line)
-        tracks = {c: analyze.ClockTrack(c, ev) for c, ev in logs.items() if ev}
-        result = analyze.analyse(tracks, analyze.NS_PER_MS)
+        logs = read_logs([self.run_.log(n) for n in ["master"] + SLAVES], warn=bad_line)
+        tracks = {c: ClockTrack(c, ev) for c, ev in logs.items() if ev}
+        result = analyse(tracks, NS_PER_MS)
         self.assertEqual(len(result["takeovers"]), 1)
         t = result["takeovers"][0]
         self.assertEqual((t["clock"], t["epoch"], t["first_round"]), (new, 2, first["round"]))
         self.assertLess(t["no_master_ns"], 3 * INTERVAL_S * 1e9 + 1e9)
         self.assertIn("Takeover: %s became the master (epoch 2)" % new, analyze.report(result, self.run_.dir))
         # The plot marks it, and draws the dead master only until it died.
-        svg = analyze.draw_svg(tracks, result)
+        svg = draw_svg(tracks, result)
         self.assertIn("%s takes over (epoch 2)" % new, svg)
-        self.assertEqual(analyze.clock_ends(tracks, result), {"master": tracks["master"].events[-1]["real_ns"]})
-        samples = analyze.plot_samples(tracks, result["rounds"][0]["before_real_ns"], result["final_real_ns"],
-                                       analyze.clock_ends(tracks, result))
+        self.assertEqual(clock_ends(tracks, result), {"master": tracks["master"].events[-1]["real_ns"]})
+        samples = plot_samples(tracks, result["rounds"][0]["before_real_ns"], result["final_real_ns"],
+                               clock_ends(tracks, result))
         self.assertTrue(all("master" not in offs for t, offs in samples if t > killed))
 
     def test_the_master_killed_while_probing(self):

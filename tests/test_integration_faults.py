@@ -12,8 +12,8 @@ import time
 import unittest
 
 from harness import WAIT_S, RawPeer, RunTestCase, final_spread_ns, free_port, read_log, wait_until
-import analyze  # found on the path harness set
-from analyze import NS_PER_MS as MS, NS_PER_S
+from berkeley.clock import ClockTrack  # found on the path harness set
+from berkeley.units import NS_PER_MS as MS, NS_PER_S
 
 HOUR_NS = 3600 * NS_PER_S
 
@@ -208,7 +208,7 @@ class FaultTest(RunTestCase):
         self.assert_honest_in_sync(["master", "h1", "h2"])
         final = read_log(r.log("master"))
         t = final[-1]["real_ns"]
-        self.assertLess(abs(analyze.ClockTrack("master", final).offset_at(t)), max_skew_ms * MS)
+        self.assertLess(abs(ClockTrack("master", final).offset_at(t)), max_skew_ms * MS)
 
     # -- slow, silent and vanishing slaves --------------------------------------------
 
@@ -330,16 +330,12 @@ class FaultTest(RunTestCase):
 
     def test_out_of_file_descriptors_the_master_waits_instead_of_spinning(self):
         import resource
-        from harness import MASTER
 
         def low_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 
-        log = self.run_.log("master")
-        p = self.run_.start([MASTER, "1", "--port", "0", "--rounds", "1", "--log", log], "master",
-                            preexec_fn=low_limit)
-        start = wait_until(lambda: self.events("master", "start"), "the master to listen")[0]
-        peers = [RawPeer.connect(start["port"]) for _ in range(40)]  # more than 48 - 32 reserved
+        p = self.run_.master(1, "--rounds", 1, preexec_fn=low_limit)
+        peers = [RawPeer.connect(p.port) for _ in range(40)]  # more than 48 - 32 reserved
         wait_until(lambda: self.events("master", "paused") or
                    len([e for e in self.events("master", "disconnected")]) > 0 or
                    len(peers) > 0 and self.run_.cpu_ns(p) is not None, "the master to take the connections")

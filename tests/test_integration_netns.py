@@ -14,7 +14,6 @@ import tempfile
 import unittest
 
 from harness import MASTER, ROOT, SLAVE, WAIT_S, bad_line, final_spread_ns, read_log
-import analyze
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import netlab  # noqa: E402
@@ -40,13 +39,11 @@ class NetnsTest(unittest.TestCase):
     def test_a_group_across_a_router_with_delay_agrees_and_leaves_no_namespace(self):
         link = netlab.Link(DELAY_US, JITTER_US)
         with netlab.Lab(self.dir, down=link, up=link) as lab:
-            m = lab.start("master", [MASTER, len(SLAVES), "--bind", netlab.MASTER_ADDR, "--port", 0,
-                                     "--rounds", 8, "--interval", 0.5, "--offset", 0, "--drift", 0,
-                                     "--log", self.log("master")], "master")
-            start = analyze.LogTail(self.log("master"), bad_line).wait_for("start", WAIT_S, m)
-            self.assertIsNotNone(start, "the master did not listen")
+            m = lab.start_master([MASTER, len(SLAVES), "--bind", netlab.MASTER_ADDR, "--rounds", 8,
+                                  "--interval", 0.5, "--offset", 0, "--drift", 0], WAIT_S, bad_line)
+            self.assertEqual(m.log, self.log("master"))
             for i, name in enumerate(SLAVES):
-                lab.start("slave", [SLAVE, "--host", netlab.MASTER_ADDR, "--port", start["port"], "--id", name,
+                lab.start("slave", [SLAVE, "--host", netlab.MASTER_ADDR, "--port", m.port, "--id", name,
                                     "--offset", 100 * (i + 1), "--log", self.log(name)], name)
             self.assertEqual(m.wait(timeout=WAIT_S), 0, lab.procs.output("master"))
             stats = lab.stop_emulator()
