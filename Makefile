@@ -109,7 +109,7 @@ deps:
 # One object per test file, so a change rebuilds only what it touches (make -j2).
 UNIT_SRC := tests/doctest_main.cpp $(wildcard tests/test_*.cpp)
 UNIT_OBJ := $(patsubst tests/%.cpp,build/unit/%.o,$(UNIT_SRC))
-build/unit/%.o: tests/%.cpp $(HEADERS) | deps
+build/unit/%.o: tests/%.cpp $(HEADERS) sim/world.hpp | deps
 	@mkdir -p build/unit
 	$(CXX) $(CXXFLAGS) -O1 $(SAN) -I. -c -o $@ $<
 tests/unit: $(UNIT_OBJ)
@@ -132,7 +132,7 @@ bench: compile build/linkemu
 # network and clocks, SIM_SEEDS seeds of random faults; a failing seed
 # prints the command that replays it. Assertions stay on in this build.
 SIM_SEEDS ?= 500
-build/sim: sim/sim.cpp $(HEADERS)
+build/sim: sim/sim.cpp sim/world.hpp $(HEADERS)
 	@mkdir -p build
 	$(CXX) $(CXXFLAGS) -I. -o $@ sim/sim.cpp
 
