@@ -54,7 +54,9 @@ struct Conn {
     uint64_t client_generation = 0, server_generation = 0;
     uint64_t peer = 0;          // the server's peer id for it
     bool accepted = false;      // the server's master role knows it (else: in the listener's backlog)
-    bool open = true;
+    bool server_closed = false, client_closed = false;  // each end's close; what it sent before still arrives
+    bool server_shut = false;   // the master's end-of-file is on its way (after BYE, or its close)
+    bool open() const { return !server_closed && !client_closed; }
     int64_t last_to_server_ns = 0, last_to_client_ns = 0;  // TCP keeps order
     std::vector<std::pair<std::string, int64_t>> backlog;    // lines that arrived before accept
 };
@@ -177,20 +179,28 @@ public:
     void deliver_to_server(uint64_t conn, std::string line);
     void deliver_to_client(uint64_t conn, std::string line);
     void close_conn(uint64_t conn, bool from_server);
+    void eof_to_client(uint64_t conn);
     void accept_backlog(int node);
     void take_over(int node, const Plan& plan);
     std::mt19937_64& rng() { return rng_; }
     std::map<uint64_t, Conn> conns_;
+
+    // After each event a node handled, as the shell's loop does: the master
+    // role moves its round on; a master that finished exits.
+    void after_turn(Node& n) {
+        if (n.console_text.size() > 65536) n.console_text.erase(0, 32768);
+        if (!n.master || !n.alive) return;
+        n.master->after_turn(now());
+        if (!n.master->finished(now())) return;
+        n.master->finish(now());
+        kill(n.index);
+    }
 
 protected:
     // Called after every event (the simulator checks its invariants there).
     virtual void after_event() {}
     // A broken promise seen on the wire (a slave taking two masters' PLANs in one epoch).
     virtual void violation(const std::string&) {}
-    void after_turn(Node& n) {
-        if (n.master && n.alive) n.master->after_turn(now());
-        if (n.console_text.size() > 65536) n.console_text.erase(0, 32768);
-    }
 
     std::vector<std::unique_ptr<Node>> nodes_;
     std::mt19937_64 rng_;
@@ -211,7 +221,7 @@ private:
 
 inline bool SimMasterIo::send(uint64_t peer, std::string_view line, std::string& error) {
     auto it = conn_of_.find(peer);
-    if (it == conn_of_.end() || !sim_.conns_.count(it->second) || !sim_.conns_[it->second].open) {
+    if (it == conn_of_.end() || !sim_.conns_.count(it->second) || !sim_.conns_[it->second].open()) {
         error = "connection reset";
         return false;
     }
@@ -226,7 +236,7 @@ inline std::optional<int64_t> SimMasterIo::send_stamped(uint64_t peer, std::stri
 
 inline void SimMasterIo::shut_write(uint64_t peer) {
     auto it = conn_of_.find(peer);
-    if (it != conn_of_.end()) sim_.close_conn(it->second, true);
+    if (it != conn_of_.end()) sim_.eof_to_client(it->second);
 }
 
 inline void SimMasterIo::close(uint64_t peer) {
@@ -247,6 +257,7 @@ inline void SimMasterIo::arm(uint64_t key, int64_t due_mono_ns) {
         if (it == n.master_io->due_.end() || it->second != due_mono_ns) return;  // moved or disarmed
         n.master_io->due_.erase(it);
         n.master->on_timer(key, sim.now());
+        sim.after_turn(n);
     });
 }
 
@@ -264,7 +275,7 @@ inline bool SimSlaveIo::connect(const std::string& address, std::string& error) 
 }
 
 inline bool SimSlaveIo::send(std::string_view line, std::string& error) {
-    if (conn_ == 0 || !sim_.conns_.count(conn_) || !sim_.conns_[conn_].open) {
+    if (conn_ == 0 || !sim_.conns_.count(conn_) || !sim_.conns_[conn_].open()) {
         error = "send: connection reset";
         return false;
     }
@@ -327,12 +338,12 @@ inline bool World::connect(int client, const std::string& address) {
     // it (RST) when no process listens there any more.
     at(syn, -1, [this, id, server] {
         Conn& conn = conns_[id];
-        if (!conn.open) return;
+        if (!conn.open()) return;
         Node& s = *nodes_[server];
         int64_t back = 0;
         const int64_t when = arrival(server, conn.client, back);
         if (!s.alive || s.generation != conn.server_generation) {  // RST
-            conn.open = false;
+            conn.server_closed = conn.client_closed = true;
             return at(when, conn.client, [this, id] {
                 Conn& k = conns_[id];
                 Node& cl = *nodes_[k.client];
@@ -348,7 +359,7 @@ inline bool World::connect(int client, const std::string& address) {
         at(when, conn.client, [this, id] {
             Conn& k = conns_[id];
             Node& cl = *nodes_[k.client];
-            if (!k.open || !cl.slave || cl.slave_io->conn_ != id) return;
+            if (!k.open() || !cl.slave || cl.slave_io->conn_ != id) return;
             Nonce nonce{};
             for (uint8_t& b : nonce) b = static_cast<uint8_t>(rng_());
             cl.slave->on_connected(cl.address, PORT, nonce, now());
@@ -363,7 +374,7 @@ inline void World::deliver_to_server(uint64_t id, std::string line) {
     at(when, c.server, [this, id, line = std::move(line)] {
         Conn& k = conns_[id];
         Node& s = *nodes_[k.server];
-        if (!k.open || !s.alive || s.generation != k.server_generation) return;
+        if (k.server_closed || !s.alive || s.generation != k.server_generation) return;
         if (!k.accepted) return k.backlog.push_back({line, now().real_ns});
         s.master->on_line(k.peer, line, now().real_ns, now());
         after_turn(s);
@@ -376,7 +387,7 @@ inline void World::deliver_to_client(uint64_t id, std::string line) {
     at(when, c.client, [this, id, line = std::move(line)] {
         Conn& k = conns_[id];
         Node& cl = *nodes_[k.client];
-        if (!k.open || !cl.slave || cl.slave_io->conn_ != id) return;
+        if (k.client_closed || !cl.slave || cl.slave_io->conn_ != id) return;
         // Invariant 2, from the wire: the PLANs a slave takes.
         const Parsed parsed = parse_message(line);
         if (parsed.message && std::holds_alternative<Plan>(*parsed.message)) {
@@ -395,18 +406,15 @@ inline void World::deliver_to_client(uint64_t id, std::string line) {
 // One end closes (or dies): the other sees end-of-file after the link's delay.
 inline void World::close_conn(uint64_t id, bool from_server) {
     auto it = conns_.find(id);
-    if (it == conns_.end() || !it->second.open) return;
+    if (it == conns_.end()) return;
     Conn& c = it->second;
-    c.open = false;
+    bool& closed = from_server ? c.server_closed : c.client_closed;
+    if (closed) return;
+    const bool first = c.open();
+    closed = true;
+    if (!first) return;  // the other end closed first: it has already been told
     if (from_server) {
-        const int64_t when = arrival(c.server, c.client, c.last_to_client_ns);
-        at(when, c.client, [this, id] {
-            Conn& k = conns_[id];
-            Node& cl = *nodes_[k.client];
-            if (!cl.slave || cl.slave_io->conn_ != id) return;
-            cl.slave_io->conn_ = 0;
-            cl.slave->on_closed("the master closed the connection", now());
-        });
+        eof_to_client(id);
     } else if (c.accepted) {
         const int64_t when = arrival(c.client, c.server, c.last_to_server_ns);
         at(when, c.server, [this, id] {
@@ -419,11 +427,28 @@ inline void World::close_conn(uint64_t id, bool from_server) {
     }
 }
 
+// The master's end-of-file reaches the slave after what was sent before it.
+inline void World::eof_to_client(uint64_t id) {
+    Conn& c = conns_[id];
+    if (c.server_shut) return;
+    c.server_shut = true;
+    {
+        const int64_t when = arrival(c.server, c.client, c.last_to_client_ns);
+        at(when, c.client, [this, id] {
+            Conn& k = conns_[id];
+            Node& cl = *nodes_[k.client];
+            if (!cl.slave || cl.slave_io->conn_ != id) return;
+            cl.slave_io->conn_ = 0;
+            cl.slave->on_closed("the master closed the connection", now());
+        });
+    }
+}
+
 // A slave became a master: the connections waiting in its listener's backlog are accepted now.
 inline void World::accept_backlog(int node) {
     Node& s = *nodes_[node];
     for (auto& [id, c] : conns_) {
-        if (c.server != node || c.accepted || !c.open || c.server_generation != s.generation) continue;
+        if (c.server != node || c.accepted || !c.open() || c.server_generation != s.generation) continue;
         c.accepted = true;
         c.peer = s.master_io->next_peer_++;
         s.master_io->conn_of_[c.peer] = id;
@@ -457,7 +482,7 @@ inline void World::kill(int node) {
     Node& n = *nodes_[node];
     if (!n.alive) return;
     for (auto& [id, c] : conns_) {
-        if (!c.open) continue;
+        if (!c.open()) continue;
         if (c.server == node && c.server_generation == n.generation) close_conn(id, true);
         else if (c.client == node && c.client_generation == n.generation) close_conn(id, false);
     }
@@ -512,7 +537,7 @@ inline int64_t World::arrival(int from, int to, int64_t& last_ns) {
     if (l.loss > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < l.loss) d += RETRANSMIT_NS;
     int64_t when = t_ + d;
     if (cut(from, to)) when = std::max(when, heal_ns_ + RETRANSMIT_NS);  // held until the partition heals
-    last_ns = std::max(last_ns + 1, when);
+    last_ns = std::max(last_ns, when);  // never before what was sent earlier (ties keep their order)
     return last_ns;
 }
 
