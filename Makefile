@@ -151,15 +151,26 @@ fuzz-deps:
 	@test -n "$(FUZZ_RT)" || { echo "installing libclang-rt-14-dev (needs root)"; \
 	  (apt-get install -y -q libclang-rt-14-dev || (apt-get update -q && apt-get install -y -q libclang-rt-14-dev)) >/dev/null; }
 
-build/fuzz_protocol: fuzz/fuzz_protocol.cpp clock.hpp protocol.hpp auth.hpp sha256.hpp | fuzz-deps
+FUZZ_FLAGS := -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I.
+build/fuzz_protocol: fuzz/fuzz_protocol.cpp $(HEADERS) | fuzz-deps
 	@mkdir -p build
-	clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I. -o $@ $<
+	clang++ $(FUZZ_FLAGS) -o $@ $<
 
-fuzz: build/fuzz_protocol
-	@mkdir -p build/fuzz-corpus
-	build/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/ \
-	  build/fuzz-corpus fuzz/corpus 2>&1 | grep -E "^(stat::number_of_executed_units|stat::average_exec|Done|==|SUMMARY|property)" ; \
-	  test $${PIPESTATUS[0]} -eq 0 && echo "fuzz: no finding in $(FUZZ_SECONDS) s"
+build/fuzz_roles: fuzz/fuzz_roles.cpp $(HEADERS) | fuzz-deps
+	@mkdir -p build
+	clang++ $(FUZZ_FLAGS) -o $@ $<
+
+# Each target for FUZZ_SECONDS: the wire format, then the roles' state machines.
+fuzz: build/fuzz_protocol build/fuzz_roles
+	@for target in protocol roles; do \
+	  mkdir -p build/fuzz-corpus-$$target; \
+	  seeds=$$( [ $$target = protocol ] && echo fuzz/corpus ); \
+	  echo "== fuzz_$$target"; \
+	  build/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/ \
+	    build/fuzz-corpus-$$target $$seeds 2>&1 | grep -E "^(stat::number_of_executed_units|stat::average_exec|Done|==|SUMMARY|property)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	  echo "fuzz_$$target: no finding in $(FUZZ_SECONDS) s"; \
+	done
 
 clean:
 	rm -rf master slave tests/unit build tests/__pycache__

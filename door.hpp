@@ -360,9 +360,10 @@ inline void Door::send(Peer& p, const Message& m) {
 // Tell the peer why, then drop it.
 inline void Door::refuse(Peer& p, const std::string& reason) {
     if (!p.drop_reason.empty()) return;
+    const std::string why = reason.empty() ? "refused" : reason;  // ERROR needs a reason
     std::string error;
-    (void)round_.io().send(p.id, wire(p, Error{reason.substr(0, MAX_REASON_BYTES)}), error);
-    drop(p, reason);
+    (void)round_.io().send(p.id, wire(p, Error{why.substr(0, MAX_REASON_BYTES)}), error);
+    drop(p, why);
 }
 
 // Mark the peer for removal at the next reap(); it takes no further part in the round.

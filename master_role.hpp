@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <cinttypes>
 #include <map>
 #include <memory>
@@ -281,6 +282,7 @@ inline void MasterRole::probe_done(Peer& p) {
     if (!p.round.probed || p.round.probing_done) return;
     p.round.probing_done = true;
     io_.disarm(p.id);
+    assert(probing_left_ > 0);
     --probing_left_;
 }
 
@@ -442,6 +444,7 @@ inline void MasterRole::on_ack(Peer& p, const Ack& m) {
     }
     p.in_step = true;  // it has applied a correction: from now on it votes
     last_ack_ns_ = now_.mono_ns;
+    assert(acks_left_ > 0);
     --acks_left_;
 }
 
@@ -605,7 +608,10 @@ inline void MasterRole::on_joined(Peer& p) {
 // A peer is being dropped: it takes no further part in the round.
 inline void MasterRole::on_leaving(Peer& p) {
     probe_done(p);
-    if (p.round.adjusted && !p.round.acked) --acks_left_;
+    if (p.round.adjusted && !p.round.acked) {
+        assert(acks_left_ > 0);
+        --acks_left_;
+    }
     p.round.adjusted = false;
 }
 

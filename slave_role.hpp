@@ -89,6 +89,7 @@ private:
     void on_plan(const Plan& m);
     void on_error(const Error& m);
     int64_t silence_ns() const;
+    int64_t plan_wait_ns(int intervals) const;
     void drop_connection(const std::string& why);
     void candidate_refused(const std::string& why, bool alive);
     void elect();
@@ -160,8 +161,7 @@ inline void SlaveRole::try_connect() {
     if (io_.connect(target_, error)) {
         state_ = State::Connecting;
         // A candidate whose handshake hangs (its SYNs dropped) is passed over like a silent one.
-        io_.arm(electing_ ? std::min(give_up_at_ns_, now_.mono_ns + 2 * plan_->interval_ns + plan_->timeout_ns)
-                          : give_up_at_ns_);
+        io_.arm(electing_ ? std::min(give_up_at_ns_, now_.mono_ns + plan_wait_ns(2)) : give_up_at_ns_);
         return;
     }
     failure_ = error;
@@ -498,8 +498,14 @@ inline void SlaveRole::drop_connection(const std::string& why) {
 // would have taken over by then. Without a plan: --connect-timeout.
 inline int64_t SlaveRole::silence_ns() const {
     if (!plan_ || plan_->successors.empty()) return s_.connect_timeout_ns;
-    const int64_t bound = (electing_ && !heard_ ? 2 : 3) * plan_->interval_ns + plan_->timeout_ns;
-    return std::min(s_.connect_timeout_ns, bound);
+    return plan_wait_ns(electing_ && !heard_ ? 2 : 3);
+}
+
+// `intervals` of the plan's interval and a probe's timeout: how long a live
+// master may be silent. Never beyond --connect-timeout, whatever a PLAN says.
+inline int64_t SlaveRole::plan_wait_ns(int intervals) const {
+    const __int128 wait = static_cast<__int128>(intervals) * plan_->interval_ns + plan_->timeout_ns;
+    return static_cast<int64_t>(std::min<__int128>(wait, s_.connect_timeout_ns));
 }
 
 // A candidate refused us. Alive (busy, full, our id still taken there): try
@@ -539,7 +545,7 @@ inline void SlaveRole::elect() {
     election_ = election_order(master_address_, plan_->successors, self_address_);
     candidate_ = 0;
     electing_ = true;
-    candidate_until_ns_ = now_.mono_ns + 2 * plan_->interval_ns + plan_->timeout_ns;
+    candidate_until_ns_ = now_.mono_ns + plan_wait_ns(2);
     event("electing").num("epoch", static_cast<int64_t>(epoch_)).str("old_master", master_address_)
         .flag("successor", election_.take_over);
     target_ = election_.try_in_order.front();
@@ -551,7 +557,7 @@ inline void SlaveRole::elect() {
 inline void SlaveRole::next_candidate() {
     if (++candidate_ < election_.try_in_order.size()) {
         target_ = election_.try_in_order[candidate_];
-        candidate_until_ns_ = now_.mono_ns + 2 * plan_->interval_ns + plan_->timeout_ns;
+        candidate_until_ns_ = now_.mono_ns + plan_wait_ns(2);
         return try_connect();
     }
     if (election_.take_over) return take_over();
