@@ -6,7 +6,8 @@
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
-#   make fuzz      libFuzzer over framing, parsing, tagged lines and arithmetic (FUZZ_SECONDS=60)
+#   make sim       the simulator: the real roles on a virtual network, 500 seeds of faults (SIM_SEEDS=500)
+#   make fuzz      libFuzzer over the wire format and over the roles' state machines (FUZZ_SECONDS=60 each)
 #   make clean     remove what the build made
 CXX      ?= g++
 CXXFLAGS ?= -std=c++20 -O2 -g -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion
@@ -173,4 +174,4 @@ fuzz: build/fuzz_protocol build/fuzz_roles
 	done
 
 clean:
-	rm -rf master slave tests/unit build tests/__pycache__
+	rm -rf master slave tests/unit build tests/__pycache__ __pycache__ berkeley/__pycache__ bench/__pycache__

@@ -142,28 +142,27 @@ struct Console {
         if (quiet) return;
         va_list args;
         va_start(args, fmt);
-        if (capture) {
-            char buf[1024];
-            std::vsnprintf(buf, sizeof buf, fmt, args);
-            *capture += buf;
-        } else {
-            std::vprintf(fmt, args);
-            std::fflush(stdout);
-        }
+        write(stdout, fmt, args);
         va_end(args);
     }
     // An error: on stderr, whatever --quiet says (captured with the rest).
     __attribute__((format(printf, 2, 3))) void warn(const char* fmt, ...) const {
         va_list args;
         va_start(args, fmt);
-        if (capture) {
-            char buf[1024];
-            std::vsnprintf(buf, sizeof buf, fmt, args);
-            *capture += buf;
-        } else {
-            std::vfprintf(stderr, fmt, args);
-        }
+        write(stderr, fmt, args);
         va_end(args);
+    }
+
+private:
+    void write(std::FILE* to, const char* fmt, va_list args) const {
+        if (!capture) {
+            std::vfprintf(to, fmt, args);
+            std::fflush(to);
+            return;
+        }
+        char buf[1024];
+        std::vsnprintf(buf, sizeof buf, fmt, args);
+        *capture += buf;
     }
 };
 

@@ -79,35 +79,40 @@ inline std::string ppm_text(int64_t ppb) {
     return text;
 }
 
-// --explain: the round as a textbook tells it (README's table of steps).
+// --explain: the round as a textbook tells it, numbered as README's table
+// of steps (the one numbering of the code, the docs and this output).
 inline void explain_round(const Console& out, const RoundStory& s) {
     const Agreement& t = s.result.time;
-    out.say("  1. The master asked every slave for its clock (TIME? %" PRIu64 " 1..%u). Its own clock then: %s.\n",
+    out.say("  1. The master asked every slave for its clock (TIME? %" PRIu64 " 1..%u). Its own clock then: %s.\n"
+            "     Each answer: T1, T4 on the master's clock, T2, T3 on the slave's;\n"
+            "     delay = (T4 - T1) - (T3 - T2), offset = (T2 - T1) - delay/2, off by at most delay/2.\n",
             s.round, s.probes, format_time_of_day(s.started_clock_ns).c_str());
-    out.say("  2. Each answer: T1, T4 on the master's clock, T2, T3 on the slave's;\n"
-            "     delay = (T4 - T1) - (T3 - T2), offset = (T2 - T1) - delay/2, off by at most delay/2.\n"
-            "     Each slave's probe with the smallest delay joins its best probes of the last %zu rounds\n"
+    for (const SlaveStory& p : s.slaves) {
+        if (!p.probes) continue;
+        const int w = static_cast<int>(std::max<size_t>(p.name.size(), 10));
+        for (const auto& [probe, e] : *p.probes) {
+            out.say("     %-*.*s T1 %s  T2 %s  T3 %s  T4 %s\n", w, static_cast<int>(p.name.size()), p.name.data(),
+                    format_time_of_day(probe.t1_ns).c_str(), format_time_of_day(probe.t2_ns).c_str(),
+                    format_time_of_day(probe.t3_ns).c_str(), format_time_of_day(probe.t4_ns).c_str());
+            if (e) out.say("     %-*s delay %s, offset %s%s\n", w, "", format_duration(e->delay_ns).c_str() + 1,
+                           format_duration(e->offset_ns).c_str(), e->delay_ns == p.best_delay_ns ? "  <- best" : "");
+            else out.say("     %-*s rejected: a negative delay, or an offset beyond 100 years\n", w, "");
+        }
+    }
+    out.say("  2. Each slave's probe with the smallest delay joins its best probes of the last %zu rounds\n"
             "     (the clock filter); the reading averaged is the filter's line now, the probe itself when alone.\n",
             FILTER_ROUNDS);
     for (const SlaveStory& p : s.slaves) {
-        const int w = static_cast<int>(std::max<size_t>(p.name.size(), 10));
-        if (p.probes) {
-            for (const auto& [probe, e] : *p.probes) {
-                out.say("     %-*.*s T1 %s  T2 %s  T3 %s  T4 %s\n", w, static_cast<int>(p.name.size()), p.name.data(),
-                        format_time_of_day(probe.t1_ns).c_str(), format_time_of_day(probe.t2_ns).c_str(),
-                        format_time_of_day(probe.t3_ns).c_str(), format_time_of_day(probe.t4_ns).c_str());
-                if (e) out.say("     %-*s delay %s, offset %s%s\n", w, "", format_duration(e->delay_ns).c_str() + 1,
-                               format_duration(e->offset_ns).c_str(), e->delay_ns == p.best_delay_ns ? "  <- best" : "");
-                else out.say("     %-*s rejected: a negative delay, or an offset beyond 100 years\n", w, "");
-            }
-        }
         const Filtered& f = p.filtered;
+        const int64_t reading = p.reading.offset_ns;
         if (f.used <= 1)
-            out.say("     %-*s averaged: %s, this probe alone%s\n", w, "", format_duration(p.reading.offset_ns).c_str(),
+            out.say("     %-10.*s %s, this probe alone%s\n", static_cast<int>(p.name.size()), p.name.data(),
+                    format_duration(reading).c_str(),
                     p.filter_restarted ? " (it did not fit the earlier ones: the filter starts afresh)" : "");
         else
-            out.say("     %-*s averaged: %s, the filter's line through %zu rounds' best probes, within %s\n", w, "",
-                    format_duration(p.reading.offset_ns).c_str(), f.used, format_duration(f.bound_ns).c_str() + 1);
+            out.say("     %-10.*s %s, the filter's line through %zu rounds' best probes, within %s\n",
+                    static_cast<int>(p.name.size()), p.name.data(), format_duration(reading).c_str(), f.used,
+                    format_duration(f.bound_ns).c_str() + 1);
     }
     out.say("  3. The fault-tolerant average of the offsets (the master's own is 0):\n"
             "     median %s; spread (1.4826 x median deviation) %s; readings within %s of the median count.\n",
@@ -125,21 +130,29 @@ inline void explain_round(const Console& out, const RoundStory& s) {
         out.say("     (two voters in step cannot outvote each other: the reading nearer the master's decides)\n");
     out.say("     average %s\n", format_duration(t.average_ns).c_str());
     out.say("  4. Each one's correction = average - its offset:\n");
+    out.say("     master %s\n", format_duration(s.result.each[0].correction_ns).c_str());
+    for (size_t i = 1; i <= s.slaves.size(); ++i)
+        out.say("     %.*s -> %s\n", static_cast<int>(s.slaves[i - 1].name.size()), s.slaves[i - 1].name.data(),
+                format_duration(s.result.each[i].correction_ns).c_str());
+    out.say("  5. Each clock adds its correction: stepped when it is its first, or forward by the step threshold\n"
+            "     or more; slewed otherwise (a clock in step never goes back).\n");
+    std::string rates;
     const Decision& self = s.result.each[0];
-    out.say("     master %s", format_duration(self.correction_ns).c_str());
     if (self.rate_change_ppb && s.result.rate_ppb)
-        out.say(", and its rate %s (a step toward the median rate of the counted clocks, %s)",
-                ppm_text(*self.rate_change_ppb).c_str(), ppm_text(*s.result.rate_ppb).c_str());
-    out.say("\n");
+        rates += "     master " + ppm_text(*self.rate_change_ppb) + ", a step toward the median rate of the counted clocks, " +
+                 ppm_text(*s.result.rate_ppb) + "\n";
     for (size_t i = 1; i <= s.slaves.size(); ++i) {
         const SlaveStory& p = s.slaves[i - 1];
         const Decision& d = s.result.each[i];
-        out.say("     %.*s -> %s", static_cast<int>(p.name.size()), p.name.data(), format_duration(d.correction_ns).c_str());
         if (d.rate_change_ppb && p.reading.rate_ppb)
-            out.say(", and its rate %s (its filter's slope: %s against the master over %zu rounds)",
-                    ppm_text(*d.rate_change_ppb).c_str(), ppm_text(*p.reading.rate_ppb).c_str(), p.filtered.used);
-        out.say("\n");
+            rates += "     " + std::string(p.name) + " " + ppm_text(*d.rate_change_ppb) + ", as its filter's slope says it runs " +
+                     ppm_text(*p.reading.rate_ppb) + " off the master (" + std::to_string(p.filtered.used) + " rounds)\n";
     }
+    if (!s.frequency) out.say("  6. No changes of rate: --no-frequency.\n");
+    else if (rates.empty())
+        out.say("  6. No changes of rate yet: a rate needs a filter of two or more rounds that pins it within %s.\n",
+                ppm_text(MAX_RATE_ERROR_PPB).c_str() + 1);
+    else out.say("  6. Each change of rate (sent with the correction):\n%s", rates.c_str());
 }
 
 }  // namespace berkeley

@@ -355,8 +355,8 @@ inline void SlaveRole::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     if (lie != 0) e.num("lie_ns", lie);
 }
 
-// Add the correction (stepped or slewed, clock.hpp's Step 5) and the change
-// of rate, and say so.
+// Add the correction (stepped or slewed) and the change
+// of rate, and say so (Step 5, simclock.hpp).
 inline void SlaveRole::on_adjust(const Adjust& m) {
     if (m.round <= last_adjust_round_)  // applying it twice would double the step
         return violation("ADJUST " + std::to_string(m.round) + " repeats or goes back");
