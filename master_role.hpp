@@ -528,6 +528,7 @@ inline bool MasterRole::on_line(uint64_t peer, const std::string& line, int64_t 
 }
 
 inline void MasterRole::on_closed(uint64_t peer, const std::string& why, bool tell, const Now& now) {
+    if (!listens_to(peer)) return;  // already being dropped
     enter(now);
     door_.on_closed(peer, why, tell);
 }

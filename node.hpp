@@ -45,10 +45,10 @@ public:
         if (token == base_) return on_listener_ready();
         const uint64_t peer = token - base_;
         auto it = conns_.find(peer);
-        if (it == conns_.end() || !role_->listens_to(peer)) return;
-        LineConn& conn = *it->second;
+        if (it == conns_.end()) return;
+        LineConn& conn = *it->second;  // a peer being dropped reads no more: its on_line says so
         if ((events & EPOLLOUT) && !conn.flush()) return role_->on_closed(peer, conn.error(), false, host_now());
-        role_->on_flushed(peer, host_now());
+        if ((events & EPOLLOUT) || role_->phase() == Phase::Closing) role_->on_flushed(peer, host_now());
         if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
         const auto status = conn.read_lines([&](const std::string& line, int64_t recv_real_ns) {
             return role_->on_line(peer, line, recv_real_ns, host_now());

@@ -179,7 +179,7 @@ void fuzz_master(Bytes& in) {
                 break;
             case 1:
             case 2:
-                if (master.listens_to(peer)) master.on_line(peer, line_from(in, true), now.real_ns - in.byte(), now);
+                if (io.open.count(peer)) master.on_line(peer, line_from(in, true), now.real_ns - in.byte(), now);
                 break;
             case 3:
                 if (master.listens_to(peer)) master.on_closed(peer, in.byte() % 2 ? "" : "recvmsg: reset", in.byte() % 2, now);
