@@ -17,7 +17,7 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from berkeley.clock import ClockTrack, anchor_of  # noqa: E402
-from berkeley.logs import read_events  # noqa: E402
+from berkeley.logs import LogTail  # noqa: E402
 from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 
 # BERKELEY_BIN_DIR runs the same tests against other builds (the sanitizer
@@ -43,8 +43,11 @@ def bad_line(message):
 
 
 def read_log(path):
-    """The events of a log ([] before it exists), skipping nothing silently."""
-    return read_events(path, warn=bad_line)
+    """The events of a log ([] before it exists), skipping nothing silently.
+    Its writer may be running: a last line not yet whole is not read (one
+    write(2) a line, but a reader can see a write half done), so that a test
+    never takes a line being written for a corrupt one."""
+    return LogTail(path, warn=bad_line).read_new()
 
 
 def wait_until(predicate, what, timeout=WAIT_S):
