@@ -153,11 +153,11 @@ fuzz-deps:
 	  (apt-get install -y -q libclang-rt-14-dev || (apt-get update -q && apt-get install -y -q libclang-rt-14-dev)) >/dev/null; }
 
 FUZZ_FLAGS := -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I.
-build/fuzz_protocol: fuzz/fuzz_protocol.cpp $(HEADERS) | fuzz-deps
+build/fuzz_protocol: fuzz/fuzz_protocol.cpp fuzz/property.hpp $(HEADERS) | fuzz-deps
 	@mkdir -p build
 	clang++ $(FUZZ_FLAGS) -o $@ $<
 
-build/fuzz_roles: fuzz/fuzz_roles.cpp $(HEADERS) | fuzz-deps
+build/fuzz_roles: fuzz/fuzz_roles.cpp fuzz/property.hpp $(HEADERS) | fuzz-deps
 	@mkdir -p build
 	clang++ $(FUZZ_FLAGS) -o $@ $<
 

@@ -156,7 +156,6 @@ public:
         for (const auto& [id, p] : peers_) f(p);
     }
     size_t joined() const { return names_.size(); }
-    size_t size() const { return peers_.size(); }
     bool empty() const { return peers_.empty(); }
 
 private:

@@ -126,7 +126,6 @@ public:
     Phase phase() const { return phase_; }
     uint64_t round() const { return round_; }
     uint64_t epoch() const { return s_.epoch; }
-    const Door& door() const { return door_; }
 
 private:
     // The round, step by step.
@@ -528,7 +527,6 @@ inline bool MasterRole::on_line(uint64_t peer, const std::string& line, int64_t 
 }
 
 inline void MasterRole::on_closed(uint64_t peer, const std::string& why, bool tell, const Now& now) {
-    if (!listens_to(peer)) return;  // already being dropped
     enter(now);
     door_.on_closed(peer, why, tell);
 }

@@ -17,16 +17,11 @@
 #include "simclock.hpp"
 #include "protocol.hpp"
 
+#include "property.hpp"
+
 using namespace berkeley;
 
 namespace {
-
-void check(bool ok, const char* what) {
-    if (!ok) {
-        std::fprintf(stderr, "property broken: %s\n", what);
-        std::abort();
-    }
-}
 
 // Bytes -> lines -> messages, in chunks sized by the input itself.
 void fuzz_framing_and_parsing(const uint8_t* data, size_t size) {

@@ -18,17 +18,11 @@
 
 #include "master_role.hpp"
 #include "slave_role.hpp"
+#include "property.hpp"
 
 using namespace berkeley;
 
 namespace {
-
-void check(bool ok, const char* what) {
-    if (!ok) {
-        std::fprintf(stderr, "property broken: %s\n", what);
-        std::abort();
-    }
-}
 
 // The input, read as the choices of the events.
 class Bytes {

@@ -131,7 +131,6 @@ struct Node {
     std::optional<int64_t> last_reading_ns;  // the simulator's invariant 1
     uint64_t last_epoch = 0;                 // and 2
     std::map<uint64_t, std::string> followed;  // epoch -> the master whose PLAN it took
-    bool was_slave = false;                  // it started as a slave (and may have taken over)
     MasterSettings master_settings;
     SlaveSettings slave_settings;
     std::unique_ptr<SimMasterIo> master_io;
@@ -522,7 +521,6 @@ inline void World::start_master(int index, const MasterSettings& s, const SimClo
 inline void World::start_slave(int index, const SlaveSettings& s, const SimClock& clock) {
     Node& n = node(index);
     n.alive = true;
-    n.was_slave = true;
     n.clock = clock;
     n.slave_settings = s;
     n.slave_io = std::make_unique<SimSlaveIo>(*this, index);
