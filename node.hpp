@@ -216,7 +216,7 @@ public:
         return false;
     }
     bool send_reply(std::string_view line, std::string& error) override {
-        build_.add(realtime_ns() - dispatch_real_ns_);
+        build_.add(realtime_ns() - stamp_real_ns_);
         return send(line, error);
     }
     // Over: unwatched now, freed when the event being handled is done (we may be inside its own read).
@@ -228,7 +228,10 @@ public:
     }
     void arm(int64_t due_mono_ns) override { loop_.arm(token_, due_mono_ns); }
     void disarm() override { loop_.disarm(token_); }
-    int64_t send_lead_ns() override { return build_.predict_ns(); }
+    int64_t reply_leaves_real_ns(const Now&) override {
+        stamp_real_ns_ = realtime_ns();
+        return stamp_real_ns_ + build_.predict_ns();
+    }
     bool take_over(const Plan& plan, std::string& error) override {
         close();
         disarm();
@@ -251,9 +254,7 @@ private:
         if (!conn_) return;
         if ((events & EPOLLOUT) && !conn_->flush()) return role_->on_closed(conn_->error(), host_now());
         auto status = conn_->read_lines([this](const std::string& line, int64_t recv_real_ns) {
-            const Now now = host_now();
-            dispatch_real_ns_ = now.real_ns;
-            return role_->on_line(line, recv_real_ns, now);
+            return role_->on_line(line, recv_real_ns, host_now());
         });
         if (!conn_) return;  // the role ended the connection
         if (status == LineConn::Status::Closed) role_->on_closed("the master closed the connection", host_now());
@@ -304,7 +305,7 @@ private:
     std::unique_ptr<LineConn> retired_;  // closed from inside its own read: freed after it
     Fd listener_;                        // listening, unwatched, for the day we take over
     std::string serving_;                // its "host:port", as the master sees it
-    int64_t dispatch_real_ns_ = 0;       // the Now of the line being handled
+    int64_t stamp_real_ns_ = 0;          // when the last reply's T3 was read
     bool warned_timestamps_ = false;
 };
 

@@ -54,15 +54,17 @@ public:
     // on_connect_failed. False (with `error`) when it cannot even start.
     [[nodiscard]] virtual bool connect(const std::string& address, std::string& error) = 0;
     [[nodiscard]] virtual bool send(std::string_view line, std::string& error) = 0;
-    // Send a reply whose clock reading names the event's Now plus
-    // send_lead_ns(): the shell learns from it how long that really takes.
+    // Send the reply whose T3 was read at reply_leaves_real_ns(): the shell
+    // learns from it how long building and sending a reply really takes.
     [[nodiscard]] virtual bool send_reply(std::string_view line, std::string& error) = 0;
     virtual void close() = 0;  // the connection (or the attempt) is over
     virtual void arm(int64_t due_mono_ns) = 0;
     virtual void disarm() = 0;
-    // How long building and sending a reply takes, so that T3 names the
-    // moment the line leaves (0 until the shell knows).
-    virtual int64_t send_lead_ns() = 0;
+    // T3's moment: the host time at which a reply built from now will
+    // leave. The shell reads its clock here, at the reply, not at the
+    // event's start (parsing and checking the request come between), and
+    // adds how long building and sending one took lately (0 until it knows).
+    virtual int64_t reply_leaves_real_ns(const Now& now) = 0;
     // Become the master of the group this PLAN describes, in this process,
     // on the listener the shell holds, with this clock. False (with `error`)
     // when it cannot; the slave then goes on as one.

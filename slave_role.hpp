@@ -331,10 +331,10 @@ inline bool SlaveRole::on_line(const std::string& line, int64_t recv_real_ns, co
 // the clock when the request arrived (the kernel's stamp, so the time this
 // process took to wake up does not count) and the clock as the reply leaves.
 // With user timestamps it is Cristian's single reading, of that last moment.
-// The line is built after that reading (it holds it): the reading is taken
-// ahead by the shell's estimate of how long building and sending it takes
-// (send_lead_ns), so that it names the moment the line leaves, as the
-// master's T1 does.
+// The line is built after that reading (it holds it): the shell reads its
+// clock at the reply and adds its estimate of how long building and
+// sending one takes (reply_leaves_real_ns), so that T3 names the moment the
+// line leaves, as the master's T1 does.
 inline void SlaveRole::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     if (m.round < last_query_round_ || (m.round == last_query_round_ && m.probe <= last_query_probe_))
         return violation("TIME? " + std::to_string(m.round) + " " + std::to_string(m.probe) + " repeats or goes back");
@@ -342,7 +342,7 @@ inline void SlaveRole::on_time_query(const TimeQuery& m, int64_t recv_real_ns) {
     last_query_probe_ = m.probe;
     const bool two = s_.kernel_timestamps;
     const int64_t t2 = read_clock(clock_, recv_real_ns);
-    const int64_t sent_real = now_.real_ns + io_.send_lead_ns();
+    const int64_t sent_real = io_.reply_leaves_real_ns(now_);
     const int64_t t3 = read_clock(clock_, sent_real);  // T3: as the line will leave
     const int64_t lie = s_.lie_ns;
     const ClockReply reply = two ? ClockReply{m.round, m.probe, t2 + lie, t3 + lie}

@@ -115,7 +115,7 @@ public:
     void close() override { connected = connecting = false; }
     void arm(int64_t at) override { due = at; }
     void disarm() override { due.reset(); }
-    int64_t send_lead_ns() override { return 0; }
+    int64_t reply_leaves_real_ns(const Now& now) override { return now.real_ns; }
     bool take_over(const Plan&, std::string& error) override {
         connected = connecting = false;
         return allow_take_over || (error = "not in this test", false);

@@ -106,7 +106,7 @@ public:
     void close() override;
     void arm(int64_t due_mono_ns) override;
     void disarm() override { due_.reset(); }
-    int64_t send_lead_ns() override { return 0; }
+    int64_t reply_leaves_real_ns(const Now& now) override { return now.real_ns; }
     bool take_over(const Plan& plan, std::string& error) override;
     std::optional<int64_t> due_;
     uint64_t conn_ = 0;  // 0: none

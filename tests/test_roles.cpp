@@ -185,3 +185,58 @@ TEST_CASE("the roles speak the protocol: HELLO, WAIT, PLAN, TIME?, CLOCK, ADJUST
     CHECK(has(events(g[1], "exit")[0], "the master said BYE"));
     CHECK(has(events(g[0], "exit")[0], "\"complete\":true"));
 }
+
+namespace {
+// A slave's shell that records what the role sends, and whose replies leave
+// `lead_ns` after the host clock is read for them.
+class RecordingSlaveIo final : public SlaveIo {
+public:
+    int64_t lead_ns = 0, reply_read_at_ns = 0;
+    std::vector<std::string> sent;
+    bool connect(const std::string&, std::string&) override { return true; }
+    bool send(std::string_view line, std::string&) override {
+        sent.emplace_back(line);
+        return true;
+    }
+    bool send_reply(std::string_view line, std::string& error) override { return send(line, error); }
+    void close() override {}
+    void arm(int64_t) override {}
+    void disarm() override {}
+    int64_t reply_leaves_real_ns(const Now&) override { return reply_read_at_ns + lead_ns; }
+    bool take_over(const Plan&, std::string& error) override { return error = "not here", false; }
+};
+}  // namespace
+
+// A bug of a real run: T3 was read at the start of the request's handling
+// and the lead measured from there, so every reply's T3 carried the time the
+// role spent on the request, minus the fastest such time: the spread of a
+// quiet group doubled. T3 names the shell's reading at the reply.
+TEST_CASE("the slave's T3 is the shell's reading at the reply plus its lead, not the request's arrival") {
+    RecordingSlaveIo io;
+    EventLog log;
+    std::string console_text;
+    SimClock clock = reading(THREE_OCLOCK_NS);
+    SlaveSettings s;
+    s.id = "s1";
+    s.master = "10.0.0.1:8080";
+    s.kernel_timestamps = true;
+    SlaveRole slave(s, io, log, Console{false, &console_text}, clock);
+    Now now{NS_PER_S, REAL_BASE_NS};
+    slave.start(now);
+    slave.on_connected("", 0, std::nullopt, now);
+    const int64_t arrived = REAL_BASE_NS + 1'000;
+    now.real_ns = REAL_BASE_NS + 5'000;  // the event is handled 4 us after the kernel stamped it ...
+    io.reply_read_at_ns = REAL_BASE_NS + 9'000;  // ... the shell reads its clock for the reply 4 us later ...
+    io.lead_ns = 2'000;                           // ... and the line leaves 2 us after that
+    slave.on_line("TIME? 1 1", arrived, now);
+    REQUIRE(!io.sent.empty());
+    std::string line = io.sent.back();
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    const Parsed p = parse_message(line);
+    REQUIRE(p.message);
+    const auto* reply = std::get_if<ClockReply>(&*p.message);
+    REQUIRE(reply);
+    CHECK(reply->t2_ns == THREE_OCLOCK_NS + 1'000);
+    REQUIRE(reply->t3_ns);
+    CHECK(*reply->t3_ns == THREE_OCLOCK_NS + 11'000);
+}
