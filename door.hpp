@@ -75,8 +75,10 @@ struct Peer {
     std::string name;              // from HELLO; empty until then
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
     bool in_step = false;          // applied one of our corrections (ACK), or said INSTEP: it votes
+    bool acked = false;            // applied one of our corrections: seen, not said (the successors' ranking)
     std::string serve_address;     // where it would serve as master ("host:port"); empty: nowhere
     uint64_t joined_round = 0;     // the round it joined in: the successors' ranking
+    uint64_t join_order = 0;       // the order the door let it in: the successors' ranking
     // Its best probes of the last rounds, carried forward (Step 2 across
     // rounds), and its rate (Step 6) from them.
     SampleFilter filter;
@@ -171,6 +173,7 @@ private:
     DoorKeeper& round_;
     std::map<uint64_t, Peer> peers_;         // by peer id: connection order
     std::unordered_set<std::string> names_;  // of the slaves that said HELLO
+    uint64_t joins_ = 0;                     // HELLOs admitted so far: each one's join_order
     GuessBudget guesses_;                    // wrong proofs answered, per address
     std::vector<uint64_t> dropping_;         // peers to remove at the next reap()
     struct Quieted {
@@ -322,14 +325,16 @@ inline void Door::fail_auth(Peer& p, const std::string& reason) {
 
 inline void Door::on_hello(Peer& p, const Hello& m) {
     if (p.joined()) return mistake(p, "HELLO sent twice");
-    // Never two masters for one slave: it follows the highest epoch it has seen.
-    if (m.epoch > round_.current_epoch())
-        return refuse(p, "this master's epoch " + std::to_string(round_.current_epoch()) + " is older than epoch " +
-                             std::to_string(m.epoch) + ", which you follow");
     if (names_.count(m.id)) return refuse(p, "id " + m.id + " is already connected");
     if (names_.size() >= s_.max_slaves)
         return refuse(p, "too many slaves (--max-slaves " + std::to_string(s_.max_slaves) + ")");
+    // Never two masters for one slave: it follows the highest epoch it has
+    // seen. (The slave gives up after --connect-timeout of such refusals.)
+    if (m.epoch > round_.current_epoch())
+        return refuse(p, "this master's epoch " + std::to_string(round_.current_epoch()) + " is older than epoch " +
+                             std::to_string(m.epoch) + ", which you follow");
     p.name = m.id;
+    p.join_order = ++joins_;
     names_.insert(p.name);
     if (m.serve_port != 0) p.serve_address = p.address.substr(0, p.address.rfind(':')) + ":" + std::to_string(m.serve_port);
     round_.io().disarm(p.id);  // HELLO came in time

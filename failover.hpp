@@ -21,27 +21,31 @@
 
 namespace berkeley {
 
-// What the master knows of a slave that could take over.
+// What the master knows of a slave that could take over: facts it saw
+// itself, never what the slave says of itself.
 struct SuccessorCandidate {
     std::string address;          // "host:port" it serves on; empty: it would not
-    bool in_step = false;         // took a correction from us, or said INSTEP
+    bool acked = false;           // acknowledged one of our corrections (not: said INSTEP)
     uint32_t missed_rounds = 0;   // in a row
     uint64_t joined_round = 0;    // the round it joined in (smaller: longer in the group)
+    uint64_t join_order = 0;      // the order in which the door let it in
 };
 
 // The successors, best first, at most `k`: slaves that serve and answered the
-// last round; in step before not; then the longest in the group; then by
-// address, a fixed order. In step and long in the group: its clock keeps the
-// group's time and has had its rate trimmed longest, so taking over moves
-// the group least. Not by the last round's delay or correction: those differ
-// by noise, and a plan reshuffled every round would be a plan nobody can
-// rely on for long (every slave must have heard the same one).
+// last round; those that took our corrections before those that did not; then
+// the longest in the group, in the order they joined. Corrected by us and
+// long in the group: its clock keeps the group's time and has had its rate
+// trimmed longest, so taking over moves the group least. Only facts the
+// master saw count: a joiner that says INSTEP, or picks an address that sorts
+// first, gains nothing. Not by the last round's delay or correction either:
+// those differ by noise, and a plan reshuffled every round would be a plan
+// nobody can rely on for long (every slave must have heard the same one).
 inline std::vector<std::string> rank_successors(std::vector<SuccessorCandidate> all, size_t k) {
     std::erase_if(all, [](const SuccessorCandidate& c) { return c.address.empty() || c.missed_rounds > 0; });
     std::sort(all.begin(), all.end(), [](const SuccessorCandidate& a, const SuccessorCandidate& b) {
-        if (a.in_step != b.in_step) return a.in_step;
+        if (a.acked != b.acked) return a.acked;
         if (a.joined_round != b.joined_round) return a.joined_round < b.joined_round;
-        return a.address < b.address;
+        return a.join_order < b.join_order;
     });
     std::vector<std::string> out;
     for (const SuccessorCandidate& c : all) {

@@ -89,6 +89,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
     o.s.slaves = static_cast<size_t>(*n);
     if (o.s.door.max_slaves == DEFAULT_MAX_SLAVES) o.s.door.max_slaves = std::max(o.s.door.max_slaves, o.s.slaves);  // room for N by default
     if (o.s.slaves > o.s.door.max_slaves) return mistake("N is larger than --max-slaves");
+    if (o.s.door.max_slaves != DEFAULT_MAX_SLAVES) o.s.max_slaves_set = o.s.door.max_slaves;  // a successor keeps it
     if (o.s.door.by_hand) o.s.failover = false;  // a person typing plays no successor
     if (o.s.door.by_hand) {  // a person's pace, where the options were left at their defaults
         if (o.s.probes == DEFAULT_PROBES) o.s.probes = 1;

@@ -55,6 +55,8 @@ struct MasterSettings {
     uint32_t max_missed = 3;
     bool explain = false;       // print each round as the textbook's steps
     bool failover = true;       // name successors in each PLAN
+    std::vector<std::string> successors;  // after a takeover: the old plan's, until our first round ranks ours
+    uint64_t max_slaves_set = 0;  // --max-slaves as the operator set it (0: the default), passed on in PLAN
     Discipline discipline;
     bool kernel_timestamps = true;
     uint64_t seed = 0;          // for the start event
@@ -64,7 +66,7 @@ struct MasterSettings {
 // A takeover continues the group of the PLAN it followed, as its next epoch.
 inline void continue_plan(MasterSettings& s, const Plan& plan) {
     s.takeover = true;
-    s.epoch = plan.epoch + 1;
+    s.epoch = std::min(plan.epoch + 1, MAX_EPOCH);
     s.first_round = plan.round + 1;
     s.rounds = plan.rounds;
     s.interval_ns = plan.interval_ns;
@@ -72,6 +74,9 @@ inline void continue_plan(MasterSettings& s, const Plan& plan) {
     s.timeout_ns = plan.timeout_ns;
     s.max_skew_ns = plan.max_skew_ns;
     s.max_missed = plan.max_missed;
+    s.successors = plan.successors;
+    s.max_slaves_set = plan.max_slaves;
+    s.door.max_slaves = plan.max_slaves != 0 ? plan.max_slaves : DoorSettings{}.max_slaves;  // the shell may lower it
 }
 
 // The participants of a round as agree_round() sees them: index 0 is the
@@ -86,7 +91,8 @@ enum class Phase { Waiting, Probing, Adjusting, Idle, Closing };
 class MasterRole : private DoorKeeper {
 public:
     MasterRole(const MasterSettings& s, MasterIo& io, EventLog& log, Console console, SimClock& clock)
-        : s_(s), io_(io), log_(log), console_(console), clock_(clock), door_(s.door, *this) {
+        : s_(s), io_(io), log_(log), console_(console), clock_(clock), door_(s.door, *this),
+          last_successors_(s.successors) {
         round_ = s_.first_round - 1;
     }
 
@@ -441,7 +447,7 @@ inline void MasterRole::on_ack(Peer& p, const Ack& m) {
         p.filter.shift(p.round.correction_ns, self_correction_ns_);
         p.filter.rerate(m.rate_change_ppb.value_or(p.round.rate_change_ppb) - self_rate_change_ppb_, p.corrected_real_ns);
     }
-    p.in_step = true;  // it has applied a correction: from now on it votes
+    p.in_step = p.acked = true;  // it has applied a correction: from now on it votes
     last_ack_ns_ = now_.mono_ns;
     assert(acks_left_ > 0);
     --acks_left_;
@@ -469,7 +475,8 @@ inline void MasterRole::finish_round() {
 // ranked (failover.hpp) from the slaves that would serve (a sort of all of
 // them: once a round, never once per HELLO).
 inline Plan MasterRole::plan_settings() const {
-    return Plan{s_.epoch, round_, s_.rounds, s_.interval_ns, s_.probes, s_.timeout_ns, s_.max_skew_ns, s_.max_missed, {}};
+    return Plan{s_.epoch, round_, s_.rounds, s_.interval_ns, s_.probes, s_.timeout_ns, s_.max_skew_ns, s_.max_missed,
+                s_.max_slaves_set, {}};
 }
 
 inline Plan MasterRole::plan() const {
@@ -477,7 +484,7 @@ inline Plan MasterRole::plan() const {
     std::vector<SuccessorCandidate> candidates;
     door_.for_each([&](const Peer& p) {
         if (p.joined() && p.drop_reason.empty())
-            candidates.push_back({p.serve_address, p.in_step, p.missed_rounds, p.joined_round});
+            candidates.push_back({p.serve_address, p.acked, p.missed_rounds, p.joined_round, p.join_order});
     });
     out.successors = rank_successors(std::move(candidates), MAX_SUCCESSORS);
     return fit_in_a_line(std::move(out), s_.door.key ? 1 + 2 * TAG_BYTES : 0);

@@ -24,6 +24,7 @@ constexpr size_t MAX_REASON_BYTES = 200;
 constexpr uint32_t MAX_PROBES = 100;
 constexpr size_t MAX_SUCCESSORS = 3;
 constexpr size_t MAX_ADDRESS_BYTES = 48;  // "[ipv6]:port"
+constexpr uint64_t MAX_EPOCH = 1ULL << 53;  // epochs stop there (never wrap), exact in a JSON number
 
 //   slave  -> master   HELLO <id> [<port> <epoch>]   join, once, first; the port this slave would
 //                                                    serve on as master (0: none), the highest
@@ -41,7 +42,7 @@ constexpr size_t MAX_ADDRESS_BYTES = 48;  // "[ipv6]:port"
 //                                                    change of its rate the group agreed on
 //   slave  -> master   ACK <round>                   correction applied
 //   master -> slave    PLAN <epoch> <round> <rounds> <interval> <probes> <timeout> <max-skew>
-//                           <max-missed> [<successor>...]
+//                           <max-missed> [<max-slaves>] [<successor>...]
 //                                                    the backup plan, after WAIT and after each
 //                                                    round's ADJUST: this master's epoch and
 //                                                    settings, and who takes over, best first
@@ -104,6 +105,7 @@ struct Plan {
     int64_t timeout_ns = 0;
     int64_t max_skew_ns = 0;       // -1: the adaptive window
     uint32_t max_missed = 0;
+    uint64_t max_slaves = 0;       // --max-slaves as the operator set it (0: the default)
     std::vector<std::string> successors;  // "host:port", best first, at most MAX_SUCCESSORS
     bool operator==(const Plan&) const = default;
 };
@@ -155,6 +157,7 @@ inline std::string format_message(const Message& message) {
                        field(m.timeout_ns);
                        field(m.max_skew_ns);
                        field(m.max_missed);
+                       if (m.max_slaves != 0) field(m.max_slaves);
                        for (const std::string& s : m.successors) field(std::string_view(s));
                    },
                    [&](const Wait& m) { field(m.joined); field(m.needed); },
@@ -296,7 +299,7 @@ inline Parsed parse_message(std::string_view line) {
         auto port = detail::parse_int<uint16_t>(f[2]);
         auto epoch = detail::parse_int<uint64_t>(f[3]);
         if (!port) return fail("HELLO bad port");
-        if (!epoch) return fail("HELLO bad epoch");
+        if (!epoch || *epoch > MAX_EPOCH) return fail("HELLO bad epoch");
         if (*port == 0 && *epoch == 0) return fail("HELLO with port and epoch 0 is HELLO <id>");
         return Parsed{Hello{std::string(f[1]), *port, *epoch}, {}};
     }
@@ -353,8 +356,11 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{Ack{*r, *rate}, {}};
     }
     if (verb == "PLAN") {
-        if (nfields < 8 || nfields > 8 + MAX_SUCCESSORS)
-            return fail("PLAN takes 8 fields and up to " + std::to_string(MAX_SUCCESSORS) + " successors");
+        // A 9th field without a colon is --max-slaves; successors are addresses.
+        const bool has_max = nfields >= 9 && f[9].find(':') == std::string_view::npos;
+        if (nfields < 8 || nfields > 8 + has_max + MAX_SUCCESSORS)
+            return fail("PLAN takes 8 fields, --max-slaves if set, and up to " + std::to_string(MAX_SUCCESSORS) +
+                        " successors");
         Plan m;
         auto epoch = round_at(1);
         auto round = detail::parse_int<uint64_t>(f[2]);
@@ -364,14 +370,19 @@ inline Parsed parse_message(std::string_view line) {
         auto timeout = detail::parse_int<int64_t>(f[6]);
         auto skew = detail::parse_int<int64_t>(f[7]);
         auto missed = detail::parse_int<uint32_t>(f[8]);
-        if (!epoch) return fail("bad epoch");
+        if (!epoch || *epoch > MAX_EPOCH) return fail("bad epoch");
         if (!round || !rounds) return fail("bad round count");
         if (!interval || *interval < 1'000'000) return fail("bad interval");
         if (!probes) return fail("bad probe count");
         if (!timeout || *timeout < 1'000'000) return fail("bad timeout");
         if (!skew || *skew < -1) return fail("bad max skew");
         if (!missed || *missed == 0) return fail("bad max missed");
-        for (size_t i = 9; i <= nfields; ++i) {
+        if (has_max) {
+            auto max_slaves = detail::parse_int<uint64_t>(f[9]);
+            if (!max_slaves || *max_slaves == 0) return fail("bad max slaves");
+            m.max_slaves = *max_slaves;
+        }
+        for (size_t i = 9 + has_max; i <= nfields; ++i) {
             if (auto why = address_problem(f[i])) return fail(std::string("PLAN ") + why);
             m.successors.emplace_back(f[i]);
         }

@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
             ms.seed = slaves[i].settings.seed;
             ms.door.probes = ms.probes;
             ms.door.key = opt.common.key;
-            ms.door.max_slaves = fd_limit > RESERVED_FDS ? static_cast<size_t>(fd_limit - RESERVED_FDS) : 1;
+            const size_t fd_budget = fd_limit > RESERVED_FDS ? static_cast<size_t>(fd_limit - RESERVED_FDS) : 1;
+            ms.door.max_slaves = std::min(ms.door.max_slaves, fd_budget);
             auto host = std::make_unique<MasterHost>(loop, MASTER_TOKENS, opt.common.kernel_timestamps);
             if (!host->listen(std::move(listener), why)) return false;
             became.host = std::move(host);

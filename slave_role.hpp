@@ -136,10 +136,11 @@ private:
     std::string target_;              // the address being tried now
     std::optional<Plan> plan_;        // the last PLAN of the master we follow
     uint64_t epoch_ = 0;              // the highest epoch we have followed
+    uint64_t plan_epoch_on_connection_ = 0;  // the epoch this connection's master said first (0: none yet)
     ElectionOrder election_;          // while electing: whom to try, in order
     size_t candidate_ = 0;
     bool electing_ = false;
-    int64_t candidate_until_ns_ = 0;  // monotonic: the patience for the candidate being tried
+    bool elected_ = false;            // the master we follow was found by election, not configured
     bool retry_candidate_ = false;    // the next attempt goes to the same candidate
 };
 
@@ -262,6 +263,7 @@ inline void SlaveRole::on_connected(const std::string& serving, uint16_t serve_p
     last_wait_joined_ = 0;
     last_query_round_ = last_adjust_round_ = 0;  // a new master counts rounds anew
     last_query_probe_ = 0;
+    plan_epoch_on_connection_ = 0;
     console_.say("%s: connected to %s at %s\n", s_.id.c_str(), electing_ ? "a candidate" : "the master", target_.c_str());
     event("connected").str("master", target_);
 }
@@ -307,6 +309,7 @@ inline bool SlaveRole::on_line(const std::string& line, int64_t recv_real_ns, co
         said_waiting_ = false;
         if (electing_) {  // the candidate answers as a master: the election is over for us
             electing_ = false;
+            elected_ = elected_ || target_ != master_address_;
             master_address_ = target_;
             console_.say("%s: following the master at %s\n", s_.id.c_str(), master_address_.c_str());
         }
@@ -366,6 +369,15 @@ inline void SlaveRole::on_adjust(const Adjust& m) {
         const auto none = m.rate_change_ppb ? std::optional<int64_t>(0) : std::nullopt;  // it applied nothing
         send(Ack{m.round, none});
         return;
+    }
+    // Our clock keeps the group's time: a master we reached by election
+    // cannot step it (one that did would be an impostor, or a member whose
+    // clock left the group: README's threat model).
+    if (elected_ && clock_.corrected &&
+        how_applied(true, m.correction_ns + s_.lie_ns, s_.discipline) == Applied::Step) {
+        event("refused").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
+        return violation("a step of " + format_duration(m.correction_ns) +
+                         " from a master met by election: this clock is in step with its group");
     }
     // A liar takes the correction its lie was answered with too, and no rate
     // change (those answer its lie as well), so that its clock keeps the
@@ -444,12 +456,14 @@ inline void SlaveRole::on_error(const Error& m) {
     if (final) return finish(1, "the master refused us: " + m.reason);
     // A candidate that refuses us is alive, a master busy or full for now,
     // unless it is a master of an older epoch: then it is not ours.
-    if (electing_)
-        return candidate_refused("a candidate refused us: " + m.reason,
-                                 m.reason.find("is older than epoch") == std::string::npos);
-    // Our master, busy or full for now: keep trying it, never give up on it.
+    const bool older = m.reason.find("is older than epoch") != std::string::npos;
+    if (electing_) return candidate_refused("a candidate refused us: " + m.reason, !older);
+    // Our master, busy or full for now: keep trying it, never give up on
+    // it. But one of an older epoch than we followed is not ours: once
+    // --connect-timeout passes without ours, we exit (a supervisor starts us
+    // afresh), or one epoch we were once told, true or not, locks us out.
     drop_connection("the master refused us: " + m.reason);
-    give_up_at_ns_ = now_.mono_ns + s_.connect_timeout_ns;
+    if (!older) give_up_at_ns_ = now_.mono_ns + s_.connect_timeout_ns;
     heard_ = false;
     retry_later();
 }
@@ -508,13 +522,14 @@ inline int64_t SlaveRole::plan_wait_ns(int intervals) const {
     return static_cast<int64_t>(std::min<__int128>(wait, s_.connect_timeout_ns));
 }
 
-// A candidate refused us. Alive (busy, full, our id still taken there): try
-// it again shortly, for as long as its patience lasts; then, or when it is
-// not ours (an older epoch), the next one.
+// A candidate refused us. Alive (busy, full, our id still taken there): it
+// answered, so it is no dead master to be replaced; try it again shortly,
+// until --connect-timeout (passing it over, a successor after it would take
+// over beside it: two masters). Not ours (an older epoch): the next one.
 inline void SlaveRole::candidate_refused(const std::string& why, bool alive) {
     drop_connection(why);
     heard_ = false;
-    if (!alive || now_.mono_ns >= candidate_until_ns_) return next_candidate();
+    if (!alive) return next_candidate();
     retry_candidate_ = true;
     state_ = State::Waiting;
     std::uniform_int_distribution<int64_t> jitter(FIRST_RETRY_NS / 2, FIRST_RETRY_NS);
@@ -530,9 +545,18 @@ inline void SlaveRole::on_plan(const Plan& m) {
     if (m.epoch < epoch_)
         return violation("PLAN of epoch " + std::to_string(m.epoch) + ", older than epoch " + std::to_string(epoch_) +
                          ", which we follow");
+    // A master's epoch is fixed for its life: it cannot claim a higher one later.
+    if (plan_epoch_on_connection_ != 0 && m.epoch != plan_epoch_on_connection_)
+        return violation("PLAN of epoch " + std::to_string(m.epoch) + " from the master of epoch " +
+                         std::to_string(plan_epoch_on_connection_));
+    plan_epoch_on_connection_ = m.epoch;
     const bool changed = !plan_ || plan_->epoch != m.epoch || plan_->successors != m.successors;
+    const int64_t silence_before = silence_ns();
     epoch_ = m.epoch;
     plan_ = m;
+    // The timer was armed for the silence allowed before (--connect-timeout
+    // without a plan): a plan with successors allows 3 intervals from now on.
+    if (silence_ns() < silence_before) io_.arm(last_heard_ns_ + silence_ns());
     if (!changed) return;
     std::string list;
     for (const std::string& s : m.successors) list += (list.empty() ? "" : " ") + s;
@@ -545,7 +569,6 @@ inline void SlaveRole::elect() {
     election_ = election_order(master_address_, plan_->successors, self_address_);
     candidate_ = 0;
     electing_ = true;
-    candidate_until_ns_ = now_.mono_ns + plan_wait_ns(2);
     event("electing").num("epoch", static_cast<int64_t>(epoch_)).str("old_master", master_address_)
         .flag("successor", election_.take_over);
     target_ = election_.try_in_order.front();
@@ -557,7 +580,6 @@ inline void SlaveRole::elect() {
 inline void SlaveRole::next_candidate() {
     if (++candidate_ < election_.try_in_order.size()) {
         target_ = election_.try_in_order[candidate_];
-        candidate_until_ns_ = now_.mono_ns + plan_wait_ns(2);
         return try_connect();
     }
     if (election_.take_over) return take_over();
@@ -577,7 +599,11 @@ inline void SlaveRole::take_over() {
     std::string error;
     state_ = State::Master;
     electing_ = false;
-    if (io_.take_over(plan, error)) return;
+    // Until its first round ranks its own, the new master names the
+    // successors after us: were it to die at once, the rest could still elect.
+    Plan ours = plan;
+    std::erase(ours.successors, self_address_);
+    if (io_.take_over(ours, error)) return;
     // It could not: go on as a slave, and try the list again.
     state_ = State::Waiting;
     console_.warn("%s: cannot take over: %s\n", s_.id.c_str(), error.c_str());

@@ -57,7 +57,6 @@ private:
     void make_slave(int node);
     void schedule_faults();
     void restart(int node);
-    void resume(int node);
     void after_event() override { check(); }
     void violation(const std::string& why) override { fail(why); }
     void check();
@@ -149,15 +148,6 @@ void Sim::restart(int index) {
     else make_slave(index);
 }
 
-// SIGCONT: what the paused process missed, it handles now, in order.
-void Sim::resume(int index) {
-    Node& v = node(index);
-    if (!v.paused) return;
-    v.paused = false;
-    auto held = std::move(v.held);
-    for (auto& f : held) at(t_, index, std::move(f));
-}
-
 void Sim::schedule_faults() {
     const int n = static_cast<int>(nodes_.size());
     std::uniform_int_distribution<int64_t> when(WARMUP_NS, WARMUP_NS + FAULTS_NS - 5 * NS_PER_S);
@@ -177,9 +167,7 @@ void Sim::schedule_faults() {
                 at(end, -1, [this, victim] { restart(victim); });
                 break;
             case 1:  // pause (SIGSTOP) and resume
-                at(start, -1, [this, victim] {
-                    if (node(victim).alive) node(victim).paused = true;
-                });
+                at(start, -1, [this, victim] { pause(victim); });
                 at(end, -1, [this, victim] { resume(victim); });
                 break;
             case 2: {  // a partition: a random side against the rest, healed later

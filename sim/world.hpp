@@ -150,6 +150,18 @@ public:
     void start_master(int node, const MasterSettings& s, const SimClock& clock);
     void start_slave(int node, const SlaveSettings& s, const SimClock& clock);
     void kill(int node);
+    // SIGSTOP: the process handles nothing (its kernel still accepts
+    // connections); SIGCONT: what it missed, it handles now, in order.
+    void pause(int node) {
+        if (nodes_[static_cast<size_t>(node)]->alive) nodes_[static_cast<size_t>(node)]->paused = true;
+    }
+    void resume(int node) {
+        Node& v = *nodes_[static_cast<size_t>(node)];
+        if (!v.paused) return;
+        v.paused = false;
+        auto held = std::move(v.held);
+        for (auto& f : held) at(t_, node, std::move(f));
+    }
     Node& node(int i) { return *nodes_[static_cast<size_t>(i)]; }
     size_t size() const { return nodes_.size(); }
     const std::string& address(int i) const { return nodes_[static_cast<size_t>(i)]->address; }

@@ -8,25 +8,25 @@
 
 using namespace berkeley;
 
-TEST_CASE("rank_successors: in step first, then the longest in the group, then the address") {
+TEST_CASE("rank_successors: corrected by us first, then the longest in the group, in the order they joined") {
     std::vector<SuccessorCandidate> all = {
-        {"10.0.0.1:9001", false, 0, 1},   // not in step
-        {"10.0.0.2:9002", true, 0, 3},    // in step, joined in round 3
-        {"10.0.0.4:9004", true, 0, 1},    // in step, joined in round 1
-        {"10.0.0.3:9003", true, 0, 1},    // in step, joined in round 1: the lower address first
-        {"", true, 0, 0},                 // serves nowhere (a --count swarm)
-        {"10.0.0.6:9006", true, 2, 0},    // missed the last rounds
+        {"10.0.0.1:9001", false, 0, 1, 1},  // never acknowledged a correction of ours
+        {"10.0.0.2:9002", true, 0, 3, 6},   // corrected, joined in round 3
+        {"10.0.0.4:9004", true, 0, 1, 2},   // corrected, joined in round 1, second
+        {"10.0.0.3:9003", true, 0, 1, 3},   // corrected, joined in round 1, third
+        {"", true, 0, 0, 4},                // serves nowhere (a --count swarm)
+        {"10.0.0.6:9006", true, 2, 0, 5},   // missed the last rounds
     };
-    CHECK(rank_successors(all, 3) == std::vector<std::string>{"10.0.0.3:9003", "10.0.0.4:9004", "10.0.0.2:9002"});
+    CHECK(rank_successors(all, 3) == std::vector<std::string>{"10.0.0.4:9004", "10.0.0.3:9003", "10.0.0.2:9002"});
     CHECK(rank_successors(all, 10) ==
-          std::vector<std::string>{"10.0.0.3:9003", "10.0.0.4:9004", "10.0.0.2:9002", "10.0.0.1:9001"});
+          std::vector<std::string>{"10.0.0.4:9004", "10.0.0.3:9003", "10.0.0.2:9002", "10.0.0.1:9001"});
     CHECK(rank_successors(all, 0).empty());
     CHECK(rank_successors({}, 3).empty());
 }
 
 TEST_CASE("rank_successors: the same group gives the same plan, whatever the order it is listed in") {
     std::vector<SuccessorCandidate> all = {
-        {"10.0.0.9:1", true, 0, 1}, {"10.0.0.8:1", true, 0, 1}, {"10.0.0.7:1", true, 0, 1}, {"10.0.0.7:1", true, 0, 1}};
+        {"10.0.0.9:1", true, 0, 1, 3}, {"10.0.0.8:1", true, 0, 1, 2}, {"10.0.0.7:1", true, 0, 1, 1}, {"10.0.0.7:1", true, 0, 1, 1}};
     const auto plan = rank_successors(all, 3);
     CHECK(plan == std::vector<std::string>{"10.0.0.7:1", "10.0.0.8:1", "10.0.0.9:1"});
     std::reverse(all.begin(), all.end());
@@ -68,13 +68,13 @@ TEST_CASE("election_order: the Bully algorithm over the successor list") {
 
 TEST_CASE("fit_in_a_line: as many successors as one line holds, its tag included") {
     const std::string v6 = "[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535";
-    Plan plan{18446744073709551615ULL, 18446744073709551615ULL, 18446744073709551615ULL, 86'400'000'000'000, 100,
-              3'600'000'000'000, 9'223'372'036'854'775'807, 1'000'000, {v6, v6, v6}};
+    Plan plan{MAX_EPOCH, 18446744073709551615ULL, 18446744073709551615ULL, 86'400'000'000'000, 100,
+              3'600'000'000'000, 9'223'372'036'854'775'807, 1'000'000, 18446744073709551615ULL, {v6, v6, v6}};
     const Plan fitted = fit_in_a_line(plan, 33);
     CHECK(fitted.successors.size() < 3);
     CHECK(format_message(fitted).size() - 1 + 33 <= MAX_LINE_BYTES);
     CHECK(parse_message(format_message(fitted).substr(0, format_message(fitted).size() - 1)).message.has_value());
     // Short IPv4 addresses all fit.
-    Plan ipv4{1, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, {"127.0.0.1:41234", "127.0.0.1:41235", "127.0.0.1:41236"}};
+    Plan ipv4{1, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, 0, {"127.0.0.1:41234", "127.0.0.1:41235", "127.0.0.1:41236"}};
     CHECK(fit_in_a_line(ipv4, 33) == ipv4);
 }

@@ -532,19 +532,28 @@ TEST_CASE("HELLO with the port a slave would serve on and the epoch it follows")
 }
 
 TEST_CASE("PLAN: the epoch, the settings to keep, and up to three successors") {
-    const Plan plan{2, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, {"127.0.0.1:41234", "[::1]:8080"}};
+    const Plan plan{2, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, 0, {"127.0.0.1:41234", "[::1]:8080"}};
     const std::string line = "PLAN 2 7 0 1000000000 4 500000000 -1 3 127.0.0.1:41234 [::1]:8080\n";
     CHECK(format_message(plan) == line);
     auto p = parse_message(line.substr(0, line.size() - 1));
     REQUIRE(p.message);
     CHECK(std::get<Plan>(*p.message) == plan);
     CHECK(parse_message("PLAN 1 0 5 1000000 1 1000000 0 1").message.has_value());  // no successors: no failover
+    // --max-slaves, when the operator set it: a number where an address would be.
+    const Plan capped{2, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, 500, {"127.0.0.1:41234"}};
+    CHECK(format_message(capped) == "PLAN 2 7 0 1000000000 4 500000000 -1 3 500 127.0.0.1:41234\n");
+    auto c = parse_message("PLAN 2 7 0 1000000000 4 500000000 -1 3 500 127.0.0.1:41234");
+    REQUIRE(c.message);
+    CHECK(std::get<Plan>(*c.message) == capped);
+    CHECK(parse_message("PLAN 1 0 5 1000000000 4 500000000 -1 3 500 1.2.3.4:1 1.2.3.4:2 1.2.3.4:3").message);
     for (const char* bad : {"PLAN 0 0 5 1000000000 4 500000000 -1 3", "PLAN 1 0 5 999999 4 500000000 -1 3",
                             "PLAN 1 0 5 1000000000 0 500000000 -1 3", "PLAN 1 0 5 1000000000 4 0 -1 3",
                             "PLAN 1 0 5 1000000000 4 500000000 -2 3", "PLAN 1 0 5 1000000000 4 500000000 -1 0",
                             "PLAN 1 0 5 1000000000 4 500000000 -1", "PLAN 1 0 5 1000000000 4 500000000 -1 3 a:1",
                             "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4", "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4:0",
-                            "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4:1 1.2.3.4:2 1.2.3.4:3 1.2.3.4:4"}) {
+                            "PLAN 1 0 5 1000000000 4 500000000 -1 3 1.2.3.4:1 1.2.3.4:2 1.2.3.4:3 1.2.3.4:4",
+                            "PLAN 1 0 5 1000000000 4 500000000 -1 3 0 1.2.3.4:1", "PLAN 1 0 5 1000000000 4 500000000 -1 3 5 6",
+                            "PLAN 1 0 5 1000000000 4 500000000 -1 3 500 1.2.3.4:1 1.2.3.4:2 1.2.3.4:3 1.2.3.4:4"}) {
         CAPTURE(bad);
         CHECK_FALSE(parse_message(bad).message);
     }

@@ -7,66 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "sim/world.hpp"
+#include "tests/role_fakes.hpp"
+#include "tests/sim_group.hpp"
 
 using namespace berkeley;
 using namespace berkeley::sim;
+using namespace berkeley::testing;
 
-namespace {
-
-constexpr int64_t MINUTE_NS = 60 * NS_PER_S;
-const int64_t THREE_OCLOCK_NS = (REAL_BASE_NS / (24 * 3600 * NS_PER_S)) * 24 * 3600 * NS_PER_S + 3 * 60 * MINUTE_NS;
-
-// A number field of a JSON log line, or nullopt.
-std::optional<int64_t> field(const std::string& line, const std::string& key) {
-    const size_t at = line.find("\"" + key + "\":");
-    if (at == std::string::npos) return std::nullopt;
-    return std::stoll(line.substr(at + key.size() + 3));
-}
-bool has(const std::string& line, const std::string& text) { return line.find(text) != std::string::npos; }
-
-// The node's events of one kind.
-std::vector<std::string> events(Node& n, const std::string& name) {
-    std::vector<std::string> out;
-    for (const std::string& line : n.lines)
-        if (has(line, "{\"event\":\"" + name + "\"")) out.push_back(line);
-    return out;
-}
-
-// A clock that reads `clock_ns` at virtual time t = 0, with no drift.
-SimClock reading(int64_t clock_ns) { return make_clock(REAL_BASE_NS, clock_ns - REAL_BASE_NS, 0); }
-
-SlaveSettings slave_named(const std::string& id, const World& w) {
-    SlaveSettings s;
-    s.id = id;
-    s.master = w.address(0);
-    s.seed = 7;
-    return s;
-}
-
-struct Group {
-    World world{1};
-    explicit Group(size_t nodes, int64_t delay_ns = 0) {
-        for (size_t i = 0; i < nodes; ++i) world.node(world.add_node()).log.capture_into(&world.node(static_cast<int>(i)).lines);
-        for (int a = 0; a < static_cast<int>(nodes); ++a)
-            for (int b = a + 1; b < static_cast<int>(nodes); ++b) world.link(a, b).delay_ns = delay_ns;
-    }
-    Node& operator[](int i) { return world.node(i); }
-    // Run until the master (node `m`) has finished round `round`, at most `limit_ns` of virtual time.
-    bool until_round_done(int m, uint64_t round, int64_t limit_ns = 120 * NS_PER_S) {
-        world.run_until(world.t() + limit_ns, [&] {
-            Node& n = world.node(m);
-            for (const std::string& line : n.lines)
-                if (has(line, "\"event\":\"round_done\"") && field(line, "round") == static_cast<int64_t>(round)) return true;
-            return false;
-        });
-        for (const std::string& line : world.node(m).lines)
-            if (has(line, "\"event\":\"round_done\"") && field(line, "round") == static_cast<int64_t>(round)) return true;
-        return false;
-    }
-};
-
-}  // namespace
 
 TEST_CASE("the textbook's round: master 3:00, slaves 3:25 and 2:50; corrections +5, -20 and +15 minutes, exactly") {
     Group g(3, NS_PER_US);  // the same delay both ways: the estimates are exact
@@ -186,26 +133,6 @@ TEST_CASE("the roles speak the protocol: HELLO, WAIT, PLAN, TIME?, CLOCK, ADJUST
     CHECK(has(events(g[0], "exit")[0], "\"complete\":true"));
 }
 
-namespace {
-// A slave's shell that records what the role sends, and whose replies leave
-// `lead_ns` after the host clock is read for them.
-class RecordingSlaveIo final : public SlaveIo {
-public:
-    int64_t lead_ns = 0, reply_read_at_ns = 0;
-    std::vector<std::string> sent;
-    bool connect(const std::string&, std::string&) override { return true; }
-    bool send(std::string_view line, std::string&) override {
-        sent.emplace_back(line);
-        return true;
-    }
-    bool send_reply(std::string_view line, std::string& error) override { return send(line, error); }
-    void close() override {}
-    void arm(int64_t) override {}
-    void disarm() override {}
-    int64_t reply_leaves_real_ns(const Now&) override { return reply_read_at_ns + lead_ns; }
-    bool take_over(const Plan&, std::string& error) override { return error = "not here", false; }
-};
-}  // namespace
 
 // A bug of a real run: T3 was read at the start of the request's handling
 // and the lead measured from there, so every reply's T3 carried the time the
