@@ -9,6 +9,7 @@
 //
 //   accepted --AUTH--> challenged --PROOF ok--> proven --HELLO--> joined
 //      |  (no secret: HELLO at once)       '--wrong--> failing --1 s--> refused
+//      |                                             (read no more)
 //      '--no HELLO in 5 s, a flood, a bad line--> refused (ERROR, then closed)
 #pragma once
 
@@ -205,7 +206,7 @@ inline bool Door::on_line(uint64_t id, const std::string& line, int64_t recv_rea
     Peer* found = peer(id);
     if (!found || !found->drop_reason.empty()) return false;
     Peer& p = *found;
-    if (p.auth == Peer::Auth::Failing) return true;  // its answer waits out the delay, whatever it says now
+    if (p.auth == Peer::Auth::Failing) return false;  // read no more (fail_auth): its answer waits out the delay
     const uint32_t limit = (2 * s_.probes + FLOOD_SLACK_LINES) * (s_.by_hand ? 10 : 1);
     if (++p.round.lines > limit) {
         refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
@@ -213,7 +214,7 @@ inline bool Door::on_line(uint64_t id, const std::string& line, int64_t recv_rea
     }
     if (p.auth != Peer::Auth::Plain && p.auth != Peer::Auth::Proven) {
         on_auth_line(p, line);
-        return p.drop_reason.empty();
+        return p.drop_reason.empty() && p.auth != Peer::Auth::Failing;
     }
     if (!p.session && !p.joined() && parse_challenge(line)) {
         refuse(p, "this master has no secret: run the slave without --secret-file");
@@ -313,10 +314,13 @@ inline void Door::on_proof(Peer& p, const Sha256Digest& proof) {
 }
 
 // A failed authentication is answered only after AUTH_FAILURE_DELAY_NS, so
-// that trying the next guess costs the prober time.
+// that trying the next guess costs the prober time. Meanwhile the connection
+// is not read: whatever it sends (a flood, say) waits in the kernel's
+// buffers, then TCP holds it back, and nothing of it is ever looked at.
 inline void Door::fail_auth(Peer& p, const std::string& reason) {
     p.auth = Peer::Auth::Failing;
     p.auth_failure = reason;
+    round_.io().stop_reading(p.id);
     round_.io().arm(p.id, round_.now().mono_ns + AUTH_FAILURE_DELAY_NS);
 }
 
