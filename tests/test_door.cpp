@@ -1,14 +1,17 @@
 // Tests for door.hpp, through the round that owns it (MasterRole) and a
 // fake MasterIo that records what the role asks of its shell: a connection
-// whose proof failed is read no more and still refused after the delay.
+// whose proof failed is read no more and still refused after the delay; a
+// churn of slaves that never answer a round is summed up, and past ten
+// joins a slave is told when it answers (in sim/world.hpp's virtual world).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "master_role.hpp"
+#include "sim/world.hpp"
 
 using namespace berkeley;
 
@@ -110,4 +113,78 @@ TEST_CASE("a connection whose proof is right is read on") {
     CHECK(c.line(session.out.seal("HELLO friend\n")));
     CHECK(c.master->listens_to(c.peer));
     CHECK(c.console.find("(friend) got connected successfully") != std::string::npos);
+}
+
+TEST_CASE("slaves that join and leave without answering a round: ten told in pairs, the rest summed up") {
+    MasterSettings settings;
+    settings.slaves = 1000;  // it waits: no round, nobody answers
+    RecordingIo io;
+    EventLog log;
+    std::vector<std::string> lines;
+    log.capture_into(&lines);
+    std::string console;
+    SimClock clock = make_clock(1'700'000'000 * NS_PER_S, 0, 0);
+    MasterRole master(settings, io, log, Console{false, &console}, clock);
+    Now now{NS_PER_S, 1'700'000'000 * NS_PER_S};
+    master.start(8080, "127.0.0.1", now);
+    const auto count = [&](const std::string& text) {
+        return std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
+    };
+    for (uint64_t i = 0; i < 30; ++i) {
+        const uint64_t peer = FIRST_PEER_KEY + i;
+        io.open.insert(peer);
+        master.on_accept(peer, "10.0.0.9:" + std::to_string(5000 + i), now);
+        CHECK(master.on_line(peer, "HELLO churn-" + std::to_string(i), now.real_ns, now));
+        CHECK(master.on_line(peer, "INSTEP", now.real_ns, now));
+        CHECK_FALSE(master.on_line(peer, "garbage", now.real_ns, now));
+        master.after_turn(now);
+        CHECK(io.open.count(peer) == 0);
+    }
+    CHECK(count("\"event\":\"connected\"") == QUIET_BURST);
+    CHECK(count("\"event\":\"in_step\"") == QUIET_BURST);
+    CHECK(count("\"event\":\"disconnected\"") == QUIET_BURST);  // the leaves of those told, and no other
+    CHECK(count("\"slave\":\"churn-9\"") == 3);
+    CHECK(count("\"slave\":\"churn-10\"") == 0);
+    CHECK(count("\"event\":\"quieted\"") == 0);
+    REQUIRE(io.due.count(QUIET_TIMER) == 1);
+    now.mono_ns = io.due[QUIET_TIMER];
+    master.on_timer(QUIET_TIMER, now);
+    REQUIRE(count("\"event\":\"quieted\"") == 1);
+    CHECK(count("\"reason\":\"bad message\",\"count\":20,\"window_ns\":10000000000,\"joined\":true") == 1);
+    CHECK(console.find("quieted 20 slave(s) in the last 10 s that joined and left before answering a round: bad message") !=
+          std::string::npos);
+    // A new window: ten joins told again.
+    io.open.insert(FIRST_PEER_KEY + 30);
+    master.on_accept(FIRST_PEER_KEY + 30, "10.0.0.9:6000", now);
+    CHECK(master.on_line(FIRST_PEER_KEY + 30, "HELLO again", now.real_ns, now));
+    CHECK(count("\"slave\":\"again\"") == 1);
+}
+
+TEST_CASE("past ten joins at once, a slave's joining is told when it answers its first round") {
+    constexpr int SLAVES = 12;
+    sim::World world(3);
+    std::vector<std::string> lines;
+    for (int i = 0; i <= SLAVES; ++i) world.add_node();
+    world.node(0).log.capture_into(&lines);
+    MasterSettings m;
+    m.slaves = SLAVES;
+    m.rounds = 1;
+    world.start_master(0, m, make_clock(sim::REAL_BASE_NS, 0, 0));
+    for (int i = 1; i <= SLAVES; ++i) {
+        SlaveSettings s;
+        s.id = "s" + std::to_string(i);
+        s.master = world.address(0);
+        world.start_slave(i, s, make_clock(sim::REAL_BASE_NS, i * NS_PER_MS, 0));
+    }
+    world.run_until(60 * NS_PER_S);
+    std::vector<std::string> connected, estimates;
+    for (const std::string& l : lines) {
+        if (l.find("\"event\":\"connected\"") != std::string::npos) connected.push_back(l);
+        if (l.find("\"event\":\"estimate\"") != std::string::npos) estimates.push_back(l);
+    }
+    REQUIRE(connected.size() == SLAVES);
+    CHECK(estimates.size() == SLAVES);
+    for (size_t i = 0; i < connected.size(); ++i)
+        CHECK((connected[i].find("\"deferred\":true") != std::string::npos) == (i >= QUIET_BURST));
+    for (const std::string& l : lines) CHECK(l.find("\"event\":\"quieted\"") == std::string::npos);
 }
