@@ -3,12 +3,14 @@
 // handshake of a shared secret (auth.hpp) with its delay and guess budget,
 // caps the connections that have not said HELLO, drops floods, admits HELLO
 // (one id once, --max-slaves, never an older epoch than the slave follows)
-// and quiets the log in a flood. Lines that pass go to the round
+// and quiets the log in a flood, of strangers or of slaves that join and
+// leave without ever answering a round. Lines that pass go to the round
 // (master_role.hpp) through DoorKeeper. Like the round it reads no clock and
 // touches no socket: the time and MasterIo come from the round.
 //
 //   accepted --AUTH--> challenged --PROOF ok--> proven --HELLO--> joined
 //      |  (no secret: HELLO at once)       '--wrong--> failing --1 s--> refused
+//      |                                             (read no more)
 //      '--no HELLO in 5 s, a flood, a bad line--> refused (ERROR, then closed)
 #pragma once
 
@@ -47,7 +49,9 @@ constexpr uint32_t FLOOD_SLACK_LINES = 8;
 // Floods leave no lasting trace: of the events about connections that never
 // became slaves (refused, dropped before a valid HELLO), the first
 // QUIET_BURST of each reason in a window of QUIET_WINDOW_NS are logged and
-// printed; the rest are counted and summed up when the window ends.
+// printed; the rest are counted and summed up when the window ends. Joins
+// too: past QUIET_BURST in a window, a slave's joining is told only once it
+// answers a round (late), and one that leaves before is only counted.
 constexpr uint32_t QUIET_BURST = 10;
 constexpr int64_t QUIET_WINDOW_NS = 10 * NS_PER_S;
 constexpr size_t QUIET_REASONS = 32;  // kinds of reason told apart; the rest are "other"
@@ -73,6 +77,7 @@ struct Peer {
     std::unique_ptr<Session> session;  // Proven: tags every line both ways (allocated: most groups have no secret)
     // Membership.
     std::string name;              // from HELLO; empty until then
+    bool told = false;             // its joining was logged (at HELLO, or at its first answered round): so is the rest
     uint32_t missed_rounds = 0;    // consecutive rounds without a usable reply
     bool in_step = false;          // applied one of our corrections (ACK), or said INSTEP: it votes
     bool acked = false;            // applied one of our corrections: seen, not said (the successors' ranking)
@@ -137,6 +142,7 @@ public:
     bool on_line(uint64_t peer, const std::string& line, int64_t recv_real_ns);
     void on_closed(uint64_t peer, const std::string& why, bool tell);
     bool on_timer(Peer& p);  // true: it was the door's deadline
+    void on_answered(Peer& p);  // a slave answered a round: its joining is told if it was not
     void say_quieted();
 
     void send(Peer& p, const Message& m);
@@ -167,7 +173,11 @@ private:
     void fail_auth(Peer& p, const std::string& reason);
     void on_hello(Peer& p, const Hello& m);
     void on_in_step(Peer& p);
+    void tell_joined(Peer& p, bool late);
+    void open_window();
     bool quiet(const std::string& reason);
+    bool quiet_join();
+    void count_churned(const std::string& reason);
 
     const DoorSettings& s_;
     DoorKeeper& round_;
@@ -180,7 +190,10 @@ private:
         uint32_t shown = 0;       // in this window
         uint64_t suppressed = 0;  // in this window, not shown
     };
-    std::map<std::string, Quieted> quieted_;  // by the kind of reason, this window
+    bool window_open_ = false;                // QUIET_TIMER ends it
+    std::map<std::string, Quieted> quieted_;  // strangers dropped, by the kind of reason, this window
+    uint32_t joins_told_ = 0;                 // this window
+    std::map<std::string, uint64_t> churned_; // slaves gone untold, by the kind of reason, this window
 };
 
 inline void Door::on_accept(uint64_t peer, const std::string& address) {
@@ -208,7 +221,7 @@ inline bool Door::on_line(uint64_t id, const std::string& line, int64_t recv_rea
     Peer* found = peer(id);
     if (!found || !found->drop_reason.empty()) return false;
     Peer& p = *found;
-    if (p.auth == Peer::Auth::Failing) return true;  // its answer waits out the delay, whatever it says now
+    if (p.auth == Peer::Auth::Failing) return false;  // read no more (fail_auth): its answer waits out the delay
     const uint32_t limit = (2 * s_.probes + FLOOD_SLACK_LINES) * (s_.by_hand ? 10 : 1);
     if (++p.round.lines > limit) {
         refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
@@ -216,7 +229,7 @@ inline bool Door::on_line(uint64_t id, const std::string& line, int64_t recv_rea
     }
     if (p.auth != Peer::Auth::Plain && p.auth != Peer::Auth::Proven) {
         on_auth_line(p, line);
-        return p.drop_reason.empty();
+        return p.drop_reason.empty() && p.auth != Peer::Auth::Failing;
     }
     if (!p.session && !p.joined() && parse_challenge(line)) {
         refuse(p, "this master has no secret: run the slave without --secret-file");
@@ -316,10 +329,13 @@ inline void Door::on_proof(Peer& p, const Sha256Digest& proof) {
 }
 
 // A failed authentication is answered only after AUTH_FAILURE_DELAY_NS, so
-// that trying the next guess costs the prober time.
+// that trying the next guess costs the prober time. Meanwhile the connection
+// is not read: whatever it sends (a flood, say) waits in the kernel's
+// buffers, then TCP holds it back, and nothing of it is ever looked at.
 inline void Door::fail_auth(Peer& p, const std::string& reason) {
     p.auth = Peer::Auth::Failing;
     p.auth_failure = reason;
+    round_.io().stop_reading(p.id);
     round_.io().arm(p.id, round_.now().mono_ns + AUTH_FAILURE_DELAY_NS);
 }
 
@@ -338,9 +354,27 @@ inline void Door::on_hello(Peer& p, const Hello& m) {
     names_.insert(p.name);
     if (m.serve_port != 0) p.serve_address = p.address.substr(0, p.address.rfind(':')) + ":" + std::to_string(m.serve_port);
     round_.io().disarm(p.id);  // HELLO came in time
-    round_.console().say("%s (%s) got connected successfully\n", p.address.c_str(), p.name.c_str());
-    round_.event("connected").str("slave", p.name).str("address", p.address).flag("authenticated", p.session != nullptr);
+    p.told = !quiet_join();
+    if (p.told) tell_joined(p, false);
     round_.on_joined(p);
+}
+
+// A slave answered a round: a slave, not a flood. If its joining was
+// quieted, it is told now.
+inline void Door::on_answered(Peer& p) {
+    if (p.told) return;
+    p.told = true;
+    tell_joined(p, true);
+}
+
+inline void Door::tell_joined(Peer& p, bool late) {
+    round_.console().say("%s (%s) got connected successfully\n", p.address.c_str(), p.name.c_str());
+    {
+        auto e = round_.event("connected");
+        e.str("slave", p.name).str("address", p.address).flag("authenticated", p.session != nullptr);
+        if (late) e.flag("deferred", true);
+    }
+    if (late && p.in_step) round_.event("in_step").str("slave", p.name);
 }
 
 // The slave's clock already keeps a group's time (it was corrected by an
@@ -348,7 +382,7 @@ inline void Door::on_hello(Peer& p, const Hello& m) {
 inline void Door::on_in_step(Peer& p) {
     if (p.in_step) return;
     p.in_step = true;
-    round_.event("in_step").str("slave", p.name);
+    if (p.told) round_.event("in_step").str("slave", p.name);  // else with its joining, if ever
 }
 
 // The line for a message to this peer: tagged once it proved itself.
@@ -385,8 +419,11 @@ inline void Door::reap() {
     for (uint64_t id : dropping_) {
         Peer* p = peer(id);
         if (!p) continue;
-        // About a slave that said a valid HELLO: always told. About a stranger: quieted in a flood.
-        if (p->joined() || !quiet(p->drop_reason)) {
+        // About a slave whose joining was told: always told. About a
+        // stranger, or a slave gone untold: quieted in a flood.
+        if (p->joined() && !p->told) {
+            count_churned(p->drop_reason);
+        } else if (p->joined() || !quiet(p->drop_reason)) {
             if (!round_.closing()) round_.console().say("%s disconnected: %s\n", p->label(), p->drop_reason.c_str());
             round_.event("disconnected").str("slave", p->name).str("address", p->address).str("reason", p->drop_reason);
         }
@@ -404,20 +441,46 @@ inline void Door::close_all() {
     dropping_.clear();
 }
 
-// True when an event about a stranger dropped for `reason` should be left
-// out: past QUIET_BURST of its kind in this window. The kind is the reason
-// up to its first ':' ("bad message: unknown verb" is a "bad message").
-inline bool Door::quiet(const std::string& reason) {
-    if (quieted_.empty()) round_.io().arm(QUIET_TIMER, round_.now().mono_ns + QUIET_WINDOW_NS);  // a window opens
+// The kind of a reason, for summing up: up to its first ':' ("bad message:
+// unknown verb" is a "bad message"); past QUIET_REASONS kinds, the rest.
+template <typename Counts> std::string kind_of(const std::string& reason, const Counts& counts) {
     std::string kind = reason.substr(0, reason.find(':'));
-    if (quieted_.size() >= QUIET_REASONS && !quieted_.count(kind)) kind = "other reasons";
-    Quieted& q = quieted_[kind];
+    if (counts.size() >= QUIET_REASONS && !counts.count(kind)) kind = "other reasons";
+    return kind;
+}
+
+inline void Door::open_window() {
+    if (window_open_) return;
+    window_open_ = true;
+    round_.io().arm(QUIET_TIMER, round_.now().mono_ns + QUIET_WINDOW_NS);
+}
+
+// True when an event about a stranger dropped for `reason` should be left
+// out: past QUIET_BURST of its kind in this window.
+inline bool Door::quiet(const std::string& reason) {
+    open_window();
+    Quieted& q = quieted_[kind_of(reason, quieted_)];
     if (q.shown < QUIET_BURST) {
         ++q.shown;
         return false;
     }
     ++q.suppressed;
     return true;
+}
+
+// True when a slave's joining should not be told yet: past QUIET_BURST
+// joins in this window. It is told when the slave answers a round
+// (on_answered); one that leaves before is counted (count_churned).
+inline bool Door::quiet_join() {
+    open_window();
+    if (joins_told_ >= QUIET_BURST) return true;
+    ++joins_told_;
+    return false;
+}
+
+inline void Door::count_churned(const std::string& reason) {
+    open_window();
+    ++churned_[kind_of(reason, churned_)];
 }
 
 // The end of a window: one line for each kind of reason that was quieted.
@@ -430,7 +493,17 @@ inline void Door::say_quieted() {
         round_.event("quieted").str("reason", kind).num("count", static_cast<int64_t>(q.suppressed))
             .num("window_ns", QUIET_WINDOW_NS);
     }
-    quieted_.clear();  // the next event about a stranger opens a new window
+    for (const auto& [kind, count] : churned_) {
+        round_.console().say("quieted %llu slave(s) in the last %lld s that joined and left before answering a round: %s\n",
+                             static_cast<unsigned long long>(count), static_cast<long long>(QUIET_WINDOW_NS / NS_PER_S),
+                             kind.c_str());
+        round_.event("quieted").str("reason", kind).num("count", static_cast<int64_t>(count))
+            .num("window_ns", QUIET_WINDOW_NS).flag("joined", true);
+    }
+    quieted_.clear();  // the next event that may be quieted opens a new window
+    churned_.clear();
+    joins_told_ = 0;
+    window_open_ = false;
 }
 
 }  // namespace berkeley

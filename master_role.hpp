@@ -261,7 +261,7 @@ inline void MasterRole::send_probe(Peer& p) {
 // arrival stamp, or the host time read right after the read), then probe again.
 inline void MasterRole::on_clock(Peer& p, const ClockReply& m, int64_t recv_real_ns) {
     if (phase_ != Phase::Probing || p.round.probing_done || m.round != round_ || m.probe != p.round.probes_sent) {
-        event("stale").str("slave", p.name).num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
+        if (p.told) event("stale").str("slave", p.name).num("round", static_cast<int64_t>(m.round)).num("probe", m.probe);
         if (s_.door.by_hand)
             door_.mistake(p, "CLOCK for round " + std::to_string(m.round) + " probe " + std::to_string(m.probe));
         return;  // a late reply to a probe that already timed out: harmless
@@ -275,7 +275,7 @@ inline void MasterRole::on_clock(Peer& p, const ClockReply& m, int64_t recv_real
         auto& all = p.round.estimates;
         if (all.empty() || e->delay_ns < best_estimate(all)->delay_ns) p.round.best_at_real_ns = p.round.probe_sent_real_ns;
         all.push_back(*e);
-    } else {
+    } else if (p.told) {
         event("rejected").str("slave", p.name).num("round", static_cast<int64_t>(round_)).num("reading_ns", m.t2_ns);
     }
     if (p.round.probes_sent < s_.probes) send_probe(p);
@@ -325,6 +325,7 @@ inline Participants MasterRole::collect_best_estimates() {
             p.filter.clear();  // a round without a reading: its corrections went unseen
             return;
         }
+        door_.on_answered(p);  // its joining is told now, if a flood of joins deferred it
         const int64_t at = p.round.best_at_real_ns;
         if (!carried || !self_applied_ || !settled(p.round_correction_ns, p.how, at - p.corrected_real_ns, d) ||
             !settled(self_correction_ns_, self_how_, at - self_corrected_real_ns_, d))
@@ -383,9 +384,11 @@ inline void MasterRole::count_misses() {
             return;
         }
         ++p.missed_rounds;
-        console_.say("  %-24s %20s\n", p.name.c_str(), "no reply");
-        event("missed").str("slave", p.name).num("round", static_cast<int64_t>(round_))
-            .num("missed_rounds", p.missed_rounds);
+        if (p.told) {  // else quieted with its joining
+            console_.say("  %-24s %20s\n", p.name.c_str(), "no reply");
+            event("missed").str("slave", p.name).num("round", static_cast<int64_t>(round_))
+                .num("missed_rounds", p.missed_rounds);
+        }
         if (p.missed_rounds >= s_.max_missed) door_.refuse(p, "missed " + std::to_string(p.missed_rounds) + " rounds in a row");
     });
 }
@@ -606,7 +609,7 @@ inline void MasterRole::on_joined(Peer& p) {
     if (phase_ == Phase::Waiting && s_.takeover) {
         if (door_.joined() == 1) io_.arm(ROUND_TIMER, now_.mono_ns + TAKEOVER_GRACE_NS);
     } else if (phase_ == Phase::Waiting) {
-        console_.say("waiting for slaves: %zu/%zu\n", door_.joined(), s_.slaves);
+        if (p.told) console_.say("waiting for slaves: %zu/%zu\n", door_.joined(), s_.slaves);
         if (!io_.armed(ROUND_TIMER)) io_.arm(ROUND_TIMER, now_.mono_ns + heartbeat_ns());
     }
 }

@@ -380,6 +380,17 @@ public:
 
     [[nodiscard]] bool start(std::string& error) { return loop_.add(fd_.get(), EPOLLIN, token_, error); }
 
+    // Watch for output room only, never again for input: unread bytes would
+    // keep a level-triggered descriptor readable. EPOLLERR and EPOLLHUP are
+    // still reported (epoll always does).
+    [[nodiscard]] bool stop_reading() {
+        reading_ = false;
+        if (loop_.modify(fd_.get(), interest(), token_, error_)) return true;
+        reading_ = true;  // still watched: the caller must cope with its input
+        return false;
+    }
+    bool reading() const { return reading_; }
+
     // Ask the kernel to stamp every arriving segment with CLOCK_REALTIME as
     // it reaches the socket (software receive timestamps). Then a reading
     // marks when the bytes arrived, not when this process got round to
@@ -468,7 +479,7 @@ public:
         const bool want = !out_.empty();
         if (want != armed_) {
             armed_ = want;
-            if (!loop_.modify(fd_.get(), want ? (EPOLLIN | EPOLLOUT) : EPOLLIN, token_, error_)) return false;
+            if (!loop_.modify(fd_.get(), interest(), token_, error_)) return false;
         }
         return true;
     }
@@ -481,6 +492,14 @@ public:
     const std::string& error() const { return error_; }
 
 private:
+    // What epoll watches: input until stop_reading, room for output while some waits.
+    uint32_t interest() const {
+        uint32_t events = 0;
+        if (reading_) events |= EPOLLIN;
+        if (armed_) events |= EPOLLOUT;
+        return events;
+    }
+
     // The software receive stamp (CLOCK_REALTIME) of the data just read, 0 if none.
     static int64_t kernel_stamp(msghdr& msg) {
         for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -501,6 +520,7 @@ private:
     LineBuffer in_;
     std::string out_;
     bool armed_ = false;
+    bool reading_ = true;   // EPOLLIN watched (until stop_reading)
     bool watched_ = true;
     std::string error_;
 };

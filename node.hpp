@@ -50,6 +50,10 @@ public:
         if ((events & EPOLLOUT) && !conn.flush()) return role_->on_closed(peer, conn.error(), false, host_now());
         if ((events & EPOLLOUT) || role_->phase() == Phase::Closing) role_->on_flushed(peer, host_now());
         if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+        if (!conn.reading()) {  // the role wants no more of it (stop_reading): only its end is news
+            if (events & (EPOLLERR | EPOLLHUP)) role_->on_closed(peer, "", false, host_now());
+            return;
+        }
         const auto status = conn.read_lines([&](const std::string& line, int64_t recv_real_ns) {
             return role_->on_line(peer, line, recv_real_ns, host_now());
         });
@@ -78,6 +82,10 @@ public:
     }
     void shut_write(uint64_t peer) override {
         if (LineConn* c = conn(peer)) c->shutdown_write();
+    }
+    void stop_reading(uint64_t peer) override {
+        LineConn* c = conn(peer);
+        if (c && !c->stop_reading()) std::fprintf(stderr, "master: %s\n", c->error().c_str());  // read on: the role ignores it
     }
     void close(uint64_t peer) override {
         conns_.erase(peer);

@@ -38,6 +38,11 @@ public:
     virtual bool has_output(uint64_t peer) = 0;
     virtual void shut_write(uint64_t peer) = 0;  // after BYE: the peer sees end-of-file
     virtual void close(uint64_t peer) = 0;       // the role is done with it
+    // Read nothing more from this peer (its proof failed; its answer waits
+    // out a delay): what it sends then stays in the kernel's buffers until
+    // TCP's flow control holds it back, and costs the master nothing.
+    // Lines to it still go out; its hanging up is still an on_closed.
+    virtual void stop_reading(uint64_t peer) = 0;
     virtual void arm(uint64_t key, int64_t due_mono_ns) = 0;
     virtual void disarm(uint64_t key) = 0;
     virtual bool armed(uint64_t key) = 0;

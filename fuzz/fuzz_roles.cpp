@@ -71,6 +71,7 @@ struct Timers {
 class FuzzMasterIo final : public MasterIo {
 public:
     std::set<uint64_t> open;
+    std::set<uint64_t> not_read;  // stop_reading: no more lines from them
     Timers timers;
     int64_t real_ns = 0;
     bool fail_sends = false;
@@ -86,6 +87,7 @@ public:
     bool has_output(uint64_t) override { return false; }
     void shut_write(uint64_t) override {}
     void close(uint64_t peer) override { open.erase(peer); }
+    void stop_reading(uint64_t peer) override { not_read.insert(peer); }
     void arm(uint64_t key, int64_t due) override { timers.due[key] = due; }
     void disarm(uint64_t key) override { timers.due.erase(key); }
     bool armed(uint64_t key) override { return timers.due.count(key) != 0; }
@@ -173,7 +175,7 @@ void fuzz_master(Bytes& in) {
                 break;
             case 1:
             case 2:
-                if (io.open.count(peer)) master.on_line(peer, line_from(in, true), now.real_ns - in.byte(), now);
+                if (io.open.count(peer) && !io.not_read.count(peer)) master.on_line(peer, line_from(in, true), now.real_ns - in.byte(), now);
                 break;
             case 3:
                 if (master.listens_to(peer)) master.on_closed(peer, in.byte() % 2 ? "" : "recvmsg: reset", in.byte() % 2, now);

@@ -56,6 +56,7 @@ struct Conn {
     bool accepted = false;      // the server's master role knows it (else: in the listener's backlog)
     bool server_closed = false, client_closed = false;  // each end's close; what it sent before still arrives
     bool server_shut = false;   // the master's end-of-file is on its way (after BYE, or its close)
+    bool server_reading = true; // false: the master reads no more from it (stop_reading); lines stay unread
     bool open() const { return !server_closed && !client_closed; }
     int64_t last_to_server_ns = 0, last_to_client_ns = 0;  // TCP keeps order
     std::vector<std::pair<std::string, int64_t>> backlog;    // lines that arrived before accept
@@ -83,6 +84,7 @@ public:
     bool has_output(uint64_t) override { return false; }
     void shut_write(uint64_t peer) override;
     void close(uint64_t peer) override;
+    void stop_reading(uint64_t peer) override;
     void arm(uint64_t key, int64_t due_mono_ns) override;
     void disarm(uint64_t key) override { due_.erase(key); }
     bool armed(uint64_t key) override { return due_.count(key) != 0; }
@@ -257,6 +259,11 @@ inline void SimMasterIo::close(uint64_t peer) {
     conn_of_.erase(it);
 }
 
+inline void SimMasterIo::stop_reading(uint64_t peer) {
+    auto it = conn_of_.find(peer);
+    if (it != conn_of_.end() && sim_.conns_.count(it->second)) sim_.conns_[it->second].server_reading = false;
+}
+
 inline void SimMasterIo::arm(uint64_t key, int64_t due_mono_ns) {
     due_[key] = due_mono_ns;
     World& sim = sim_;
@@ -385,7 +392,7 @@ inline void World::deliver_to_server(uint64_t id, std::string line) {
     at(when, c.server, [this, id, line = std::move(line)] {
         Conn& k = conns_[id];
         Node& s = *nodes_[k.server];
-        if (k.server_closed || !s.alive || s.generation != k.server_generation) return;
+        if (k.server_closed || !s.alive || s.generation != k.server_generation || !k.server_reading) return;
         if (!k.accepted) return k.backlog.push_back({line, now().real_ns});
         s.master->on_line(k.peer, line, now().real_ns, now());
         after_turn(s);
@@ -464,7 +471,8 @@ inline void World::accept_backlog(int node) {
         c.peer = s.master_io->next_peer_++;
         s.master_io->conn_of_[c.peer] = id;
         s.master->on_accept(c.peer, nodes_[c.client]->address, now());
-        for (auto& [line, real] : c.backlog) s.master->on_line(c.peer, line, real, now());
+        for (auto& [line, real] : c.backlog)
+            if (c.server_reading) s.master->on_line(c.peer, line, real, now());
         c.backlog.clear();
     }
     after_turn(s);

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -472,6 +473,60 @@ class AuthTest(RunTestCase):
         # The budget: 10 at once, then 2 a second.
         self.assertLessEqual(answers["checked"], 10 + 2 * elapsed + 1)
         self.assertGreaterEqual(answers["checked"], 10)
+
+    def test_a_connection_whose_proof_failed_is_read_no_more(self):
+        """Guessers that send garbage at full speed after a wrong proof, for
+        the second their answer is held back: the master stops reading each
+        at its wrong proof, so one can put no more than the sockets' buffers
+        into it (before, it was read, and split into lines, without limit:
+        8 of them took the master to 100% CPU). Each still gets its answer,
+        and the group's rounds go on."""
+        r = self.run_
+        m = r.master(1, "--rounds", 0, "--interval", 0.2, "--secret-file", self.good, "--offset", 0, "--drift", 0)
+        r.slave(m.port, "honest", "--secret-file", self.good, "--drift", 0)
+        wait_until(lambda: self.events("master", "round_done"), "a first round")
+        garbage = b"x\n" * 32768
+        bound = 1024 * 1024  # bytes: far more than the buffers of a connection not read (about 200 KiB)
+        answers, lock = [], threading.Lock()
+        deadline = time.monotonic() + 3.0
+
+        def guesser():
+            while time.monotonic() < deadline:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+                s.connect(("127.0.0.1", m.port))
+                peer = RawPeer(s)
+                peer.send("AUTH %s\n" % secrets.token_hex(32))
+                peer.line()
+                peer.send("PROOF %s\n" % secrets.token_hex(32))
+                s.setblocking(False)
+                sent, answer, given_up = 0, b"", time.monotonic() + WAIT_S
+                while b"\n" not in answer and time.monotonic() < given_up:
+                    readable, writable, _ = select.select([s], [s], [], 1)
+                    try:
+                        if readable:
+                            chunk = s.recv(4096)
+                            if not chunk:
+                                break
+                            answer += chunk
+                        elif writable:
+                            sent += s.send(garbage)
+                    except (BlockingIOError, ConnectionResetError, BrokenPipeError):
+                        pass
+                s.close()
+                with lock:
+                    answers.append((sent, answer.decode(errors="replace")))
+        threads = [threading.Thread(target=guesser, daemon=True) for _ in range(8)]
+        rounds_before = len(self.events("master", "round_done"))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT_S)
+        self.assertTrue(answers)
+        for sent, answer in answers:
+            self.assertRegex(answer, r"^ERROR authentication (failed|refused)", answer)
+        self.assertLess(max(sent for sent, _ in answers), bound, sorted(sent for sent, _ in answers))
+        self.assertGreater(len(self.events("master", "round_done")), rounds_before, "the rounds went on")
 
     # -- the secret file and the options --------------------------------------
 

@@ -1,5 +1,6 @@
 """Floods leave no lasting trace: of the events about connections that
-never became slaves, ten of each kind a window are told, the rest summed up.
+never became slaves, ten of each kind a window are told, the rest summed up;
+so are the joins and leaves of slaves that never answered a round.
 Faults of the log are never fatal and never silent: a full disk
 (/dev/full) and a file-size limit (RLIMIT_FSIZE, as systemd's LimitFSIZE=
 sets, which would kill a process with SIGXFSZ) cost events, not the service.
@@ -8,9 +9,12 @@ status is 1, the slaves still get BYE, and the log keeps only whole lines."""
 
 import json
 import os
+import re
 import resource
 import signal
 import socket
+import threading
+import time
 import unittest
 
 from harness import MASTER, SLAVE, WAIT_S, RunTestCase, wait_until
@@ -42,6 +46,59 @@ class LogFaultTest(RunTestCase):
         # Events about the slave are never quieted.
         self.assertEqual([e["slave"] for e in self.events("master", "connected")], ["honest"])
         self.assertLess(os.path.getsize(r.log("master")), 64 * 1024)
+
+    def test_a_churn_of_slaves_that_never_answer_is_summed_up_not_logged_line_by_line(self):
+        """Clients that say a valid HELLO and then garbage, and reconnect at
+        once, join and leave thousands of times a second. Before, every join
+        and leave was a log line (4 MiB/s); now at most ten joins a window
+        are told (and their leaves), the rest summed up."""
+        r = self.run_
+        m = r.master(1, "--rounds", 0, "--interval", 0.2, "--offset", 0, "--drift", 0)
+        r.slave(m.port, "honest", "--drift", 0)
+        wait_until(lambda: self.events("master", "round_done"), "a round")
+        churns, lock = [0], threading.Lock()
+        deadline = time.monotonic() + 3.0
+
+        def churner(k):
+            i = 0
+            while time.monotonic() < deadline:
+                with socket.create_connection(("127.0.0.1", m.port), timeout=WAIT_S) as c:
+                    c.sendall(b"HELLO churn-%d-%d\ngarbage\n" % (k, i))
+                    c.settimeout(WAIT_S)
+                    while c.recv(4096):  # until the master has answered ERROR and closed
+                        pass
+                i += 1
+            with lock:
+                churns[0] += i
+        threads = [threading.Thread(target=churner, args=(k,), daemon=True) for k in range(4)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT_S)
+        elapsed = time.monotonic() - started
+        m.send_signal(signal.SIGTERM)
+        self.assertEqual(r.wait(m), 0)
+        churns = churns[0]
+        self.assertGreater(churns, 100)
+        with open(r.log("master")) as f:
+            lines = [(line, json.loads(line)) for line in f]
+        about_churn = [(line, e) for line, e in lines if e["event"] in ("connected", "disconnected")
+                       and e["slave"].startswith("churn-")]
+        summed = [e for _, e in lines if e["event"] == "quieted" and e.get("joined")]
+        bytes_per_s = sum(len(line) for line, _ in about_churn) / elapsed
+        self.assertLess(bytes_per_s, 10 * 1024, "%d churns, %d lines about them" % (churns, len(about_churn)))
+        # A join told is a leave told; the rest are counted, all of them.
+        told = sorted(e["slave"] for _, e in about_churn if e["event"] == "connected")
+        self.assertEqual(told, sorted(e["slave"] for _, e in about_churn if e["event"] == "disconnected"))
+        self.assertEqual(sum(q["count"] for q in summed if q["reason"] == "bad message"), churns - len(told))
+        console = r.output("master")[0]
+        self.assertLessEqual(console.count(") got connected successfully"), len(told) + 1)  # and the honest one
+        said = re.findall(r"quieted (\d+) slave\(s\) in the last 10 s that joined and left before answering a round: "
+                          r"bad message", console)
+        self.assertEqual(sum(map(int, said)), churns - len(told))
+        # The slave that answers is told in full.
+        self.assertIn("honest", [e["slave"] for _, e in lines if e["event"] == "connected"])
 
     def test_a_full_disk_is_reported_and_the_exit_status_says_so(self):
         r = self.run_

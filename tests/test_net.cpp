@@ -235,6 +235,31 @@ TEST_CASE("LineConn keeps what the socket would not take and sends it on EPOLLOU
     }
 }
 
+TEST_CASE("LineConn::stop_reading: unread input wakes nobody, output still goes out, a hang-up is still told") {
+    EventLoop loop;
+    std::string error;
+    REQUIRE(loop.open(error));
+    Pair p;
+    LineConn conn(loop, std::move(p.a), 5);
+    REQUIRE(conn.start(error));
+    write_all(p.b.get(), "PROOF wrong\n");
+    REQUIRE(turn(loop, 5 * NS_PER_S).size() == 1);  // readable
+    REQUIRE(conn.stop_reading());
+    CHECK(!conn.reading());
+    write_all(p.b.get(), "garbage\ngarbage\n");
+    CHECK(turn(loop, 20 * NS_PER_MS).empty());  // level-triggered, yet quiet: input is not watched
+    REQUIRE(conn.send("ERROR refused\n"));
+    CHECK(!conn.has_output());
+    char buf[64];
+    CHECK(::recv(p.b.get(), buf, sizeof buf, 0) == 14);
+    CHECK(turn(loop, 20 * NS_PER_MS).empty());  // sending did not watch input again
+    p.b.reset();
+    const auto ready = turn(loop, 5 * NS_PER_S);
+    REQUIRE(ready.size() == 1);
+    CHECK((ready[0].events & EPOLLHUP) != 0);
+    CHECK((ready[0].events & EPOLLIN) == 0);
+}
+
 TEST_CASE("TCP on loopback: port 0 listens, connect and accept meet, a taken port is a clear error") {
     std::string error;
     Fd listener = listen_tcp("127.0.0.1", 0, error);
