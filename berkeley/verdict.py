@@ -100,15 +100,12 @@ class Story:
 
     # -- who leads whom -----------------------------------------------------
 
-    def split_at(self, t):
-        """Why the processes are not one group at t (one master, every other
-        process its slave), or None when they are."""
+    def groups_at(self, t):
+        """Who leads whom at host time t, told: "master (epoch 1) leads s1 s2;
+        s3 electing"."""
         now = {n: self.role_at(n, t) for n in self.roles}
         masters = {r.master: n for n, r in now.items() if r and r.kind == "master"}
         slaves = {n: r for n, r in now.items() if r and r.kind == "slave"}
-        others = {n: r for n, r in now.items() if not r or r.kind in ("adrift", "gone")}
-        if len(masters) == 1 and not others and all(r.master in masters for r in slaves.values()):
-            return None
         parts = []
         for address, n in sorted(masters.items(), key=lambda x: x[1]):
             followers = sorted(s for s, r in slaves.items() if r.master == address)
@@ -116,9 +113,20 @@ class Story:
         for s, r in sorted(slaves.items()):
             if r.master not in masters:
                 parts.append("%s follows %s, no master now" % (s, self.who(r.master)))
-        for n, r in sorted(others.items()):
-            parts.append("%s %s" % (n, "not started" if not r else ("exited: " + r.note) if r.kind == "gone" else r.note))
-        return "; ".join(parts) if parts else "no process"
+        for n, r in sorted(now.items()):
+            if not r or r.kind in ("adrift", "gone"):
+                parts.append("%s %s" % (n, "not started" if not r else ("exited: " + r.note) if r.kind == "gone" else r.note))
+        return "; ".join(parts) or "no process"
+
+    def split_at(self, t):
+        """Why the processes are not one group at t (one master, every other
+        process its slave): groups_at(t); None when they are."""
+        now = [self.role_at(n, t) for n in self.roles]
+        masters = {r.master for r in now if r and r.kind == "master"}
+        if len(masters) == 1 and all(r and (r.kind == "master" or r.kind == "slave" and r.master in masters)
+                                     for r in now):
+            return None
+        return self.groups_at(t)
 
     # -- the checks ---------------------------------------------------------
 
@@ -157,6 +165,15 @@ class Story:
         last_bad = bad[-1][0]
         settled = next(c for c in self.changes(last_bad, until_ns) if not self.split_at(c))
         return [said + "; one group from %s on" % after(settled)]
+
+    def felt(self, since_ns, until_ns):
+        """Someone lost its master (or took over) between since_ns and
+        until_ns: the fault was noticed, so the checks after it test a failover."""
+        if any(r.kind == "adrift" and r.note != "starting" or r.kind == "master"
+               for rs in self.roles.values() for r in rs if since_ns <= r.real_ns <= until_ns):
+            return []
+        return ["nobody lost its master from %s to %s; then %s" % (self.when(since_ns), self.when(until_ns),
+                                                                    self.groups_at(until_ns))]
 
     def no_step_back(self):
         """No clock in step (corrected at least once) ever reads earlier than
