@@ -29,7 +29,7 @@ def roles(events, own_address=None):
     """The roles of one process over its log, each from the event that began
     it. own_address names a process that starts as master (its `start` has
     only the port)."""
-    out, epoch, target = [], None, None
+    out, epoch, target, own = [], None, None, own_address
 
     def become(e, kind, master=None, note=""):
         role = Role(e["real_ns"], kind, master, epoch, note)
@@ -41,8 +41,8 @@ def roles(events, own_address=None):
         name = e["event"]
         if name == "start":
             epoch = e.get("epoch")
-            if e.get("role") == "master":
-                become(e, "master", own_address or e["id"])
+            if e.get("role") == "master":  # also the master role a takeover starts: at the takeover's address
+                become(e, "master", own or e["id"])
             else:
                 become(e, "adrift", note="starting")
         elif name == "connected" and "master" in e:
@@ -59,10 +59,10 @@ def roles(events, own_address=None):
             target = None
             become(e, "adrift", note="electing")
         elif name == "takeover":
-            epoch, target = e["epoch"], None
+            epoch, target, own = e["epoch"], None, e["address"]
             become(e, "master", e["address"])
         elif name == "exit":
-            become(e, "gone", note=e.get("reason", "exit %s" % e.get("code", "")))
+            become(e, "gone", note=e["reason"] if "reason" in e else "after %s rounds" % e.get("rounds"))
     return out
 
 
@@ -99,6 +99,10 @@ class Story:
         return sorted({r.real_ns for rs in self.roles.values() for r in rs if since_ns < r.real_ns <= until_ns})
 
     # -- who leads whom -----------------------------------------------------
+
+    def adrift_at(self, t):
+        """The processes without a master (nor master themselves) at t."""
+        return sorted(n for n in self.roles if not (r := self.role_at(n, t)) or r.kind not in ("master", "slave"))
 
     def groups_at(self, t):
         """Who leads whom at host time t, told: "master (epoch 1) leads s1 s2;
@@ -225,7 +229,8 @@ class Story:
                 run.append(r)
                 continue
             if run:
-                more = " (%d steps more: %s)" % (len(run) - 1, run[-1].note) if len(run) > 1 else ""
+                more = " (%d step%s more, the last: %s)" % (len(run) - 1, "s"[:len(run) > 2], run[-1].note) \
+                    if len(run) > 1 else ""
                 lines.append((run[0].real_ns, "no master: " + run[0].note + more))
                 run = []
             if r is None:

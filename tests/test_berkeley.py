@@ -443,7 +443,8 @@ class VerdictTest(unittest.TestCase):
         ev = self.ev
         master = [ev("start", 0, "master", offset_ns=0, rate_ppb=0, epoch=1, role="master", port=80)]
         s3 = self.slave("s3", self.S3, ev("lost", 900, "s3", reason="silence"), ev("electing", 900, "s3", epoch=1),
-                        ev("takeover", 1000, "s3", epoch=2, round=5, address=self.S3))
+                        ev("takeover", 1000, "s3", epoch=2, round=5, address=self.S3),
+                        ev("start", 1000, "s3", offset_ns=0, rate_ppb=0, epoch=2, role="master", port=83))
         s1 = self.slave("s1", self.S1, ev("lost", 900, "s1", reason="silence"), ev("electing", 900, "s1", epoch=1),
                         ev("takeover", 1000, "s1", epoch=2, round=5, address=self.S1))
         if merge_at_ms:
