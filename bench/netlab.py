@@ -80,13 +80,13 @@ def namespaces():
 
 
 def alive(pid):
+    """Whether a process runs under this PID: a zombie (killed, its parent
+    not yet reaping, as when PID 1 of a container never does) does not."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
 
 
 def remove_stale():
