@@ -3,6 +3,8 @@
 #   make textbook  the textbook's example: master 3:00, slaves 3:25 and 2:50, explained
 #   make demo-failover  a master and 5 slaves; the master killed after round 3; a successor takes over
 #   make demo-net  the master and 3 slaves on two hosts (network namespaces, root) through a router adding 500 us
+#   make demo-partition  a master and 4 slaves, each on a host of its own (root); two halves cut, healed
+#   make partitions  tests/partitions_netns.py: every partition shape against the failover checks (root; fails today)
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
@@ -16,7 +18,7 @@ HEADERS  := clock.hpp filter.hpp simclock.hpp units.hpp protocol.hpp os.hpp net.
 PYTHON   ?= python3
 SHELL    := /bin/bash
 
-.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover demo-net bench textbook sim
+.PHONY: all compile test clean deps fuzz fuzz-deps demo demo-failover demo-net demo-partition partitions bench textbook sim
 
 all: compile
 compile: master slave
@@ -73,6 +75,19 @@ demo-failover: compile
 NET_DIR := build/demo-net
 demo-net: compile build/linkemu
 	@rm -rf $(NET_DIR) && $(PYTHON) bench/netlab.py demo $(NET_DIR)
+
+# One host per process (bench/cluster.py; root): a master host and 4 slave
+# hosts behind an L3 router; the group cut in two halves for 12 intervals,
+# healed, and then each process's story from its log: which master (address,
+# epoch) it followed when.
+PARTITION_DIR := build/demo-partition
+demo-partition: compile
+	@rm -rf $(PARTITION_DIR) && $(PYTHON) bench/cluster.py demo $(PARTITION_DIR)
+
+# Every partition shape, and a paused master, against the checks a failover
+# that merges groups must pass (tests/partitions_netns.py, about 40 s each).
+partitions: compile
+	cd tests && $(PYTHON) partitions_netns.py -v
 
 # The textbook's example (master 3:00, slaves 3:25 and 2:50, no drift): one
 # round, one probe each, the master's console explaining every step, then

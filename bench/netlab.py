@@ -17,7 +17,8 @@ The namespaces are named berk<PID>-m, -r, -s after the process that made
 them, and the addresses exist only inside them. Lab.close() (also on an
 exception, SIGTERM, SIGINT or interpreter exit) stops what it started, by PID,
 and deletes its namespaces; namespaces left by a harness that was SIGKILLed
-(its PID no longer alive) are deleted when the next Lab starts.
+(its PID no longer alive) are deleted when the next Lab starts. That
+life-cycle is Hosts', which bench/cluster.py's routed many-host lab shares.
 
     python3 bench/netlab.py check      can this machine run it? (root, iproute2)
     python3 bench/netlab.py leftovers  namespaces of this harness still present
@@ -26,11 +27,14 @@ and deletes its namespaces; namespaces left by a harness that was SIGKILLed
 Standard library only; needs root and iproute2 (`ip`)."""
 
 import atexit
+import contextlib
+import ctypes
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +49,8 @@ from berkeley.processes import MasterDidNotStart, Processes  # noqa: E402
 LINKEMU = os.path.join(ROOT, "build", "linkemu")
 MASTER_ADDR = "10.77.0.1"
 SLAVE_ADDR = "10.77.0.2"
-NS_PATTERN = re.compile(r"^berk(\d+)-[mrs]$")
+NS_PATTERN = re.compile(r"^berk(\d+)-(?:[mrs]|c-[a-z0-9]+)$")  # Lab's; Cluster's (bench/cluster.py)
+CLONE_NEWNET = 0x40000000  # <sched.h>
 
 
 class Unavailable(Exception):
@@ -75,13 +80,13 @@ def namespaces():
 
 
 def alive(pid):
+    """Whether a process runs under this PID: a zombie (killed, its parent
+    not yet reaping, as when PID 1 of a container never does) does not."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
 
 
 def remove_stale():
@@ -110,24 +115,45 @@ class Link:
         return s
 
 
-class Lab:
-    """The three namespaces of one run. down: the master-to-slave Link, up:
-    the slave-to-master one; both None for a plain kernel bridge. Processes
-    are started through berkeley's Processes (out_dir holds their output), each
-    remembered and stopped by its own PID."""
+@contextlib.contextmanager
+def inside(namespace):
+    """Run the body in a network namespace: sockets it creates stay in that
+    namespace after it (setns(2) on this thread, then back to where it was)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as home, open("/var/run/netns/" + namespace) as there:
+        if libc.setns(there.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns %s: %s" % (namespace, os.strerror(ctypes.get_errno())))
+        try:
+            yield
+        finally:
+            if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back from %s failed" % namespace)
 
-    def __init__(self, out_dir, down=None, up=None, seed=1, say=None):
-        self.dir, self.down, self.up, self.seed = out_dir, down, up, seed
+
+def join(host_ns, address, router_ns, port):
+    """Link a host to the router: a veth pair, eth0 in the host with address
+    (CIDR) and `port` in the router, both up (the router's end has no address)."""
+    ip("-n", host_ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", router_ns)
+    ip("-n", host_ns, "addr", "add", address, "dev", "eth0")
+    for dev in ("lo", "eth0"):
+        ip("-n", host_ns, "link", "set", dev, "up")
+    ip("-n", router_ns, "link", "set", port, "up")
+
+
+class Hosts:
+    """Network namespaces named berk<PID>-<suffix> (ns: {host: name}) and the
+    processes started in them, through berkeley's Processes (out_dir holds
+    their output), each remembered and stopped by its own PID. open() makes
+    the namespaces and calls build() for the links; close(), also on an
+    exception, SIGTERM, SIGHUP, SIGINT or interpreter exit, stops the
+    processes and deletes the namespaces."""
+
+    def __init__(self, out_dir, ns, say=None):
+        self.dir, self.ns = out_dir, ns
         self.say = say or (lambda message: None)
-        tag = "berk%d" % os.getpid()
-        self.ns = {"master": tag + "-m", "router": tag + "-r", "slave": tag + "-s"}
         self.procs = Processes(out_dir, say=self.say)
-        self.emulator = None
-        self.stats = None
         self.created = []
         self.closed = False
-
-    # -- setting up and tearing down --------------------------------------
 
     def __enter__(self):
         try:
@@ -149,26 +175,74 @@ class Lab:
         for sig in (signal.SIGTERM, signal.SIGHUP):  # interrupted: unwind through close() (SIGINT already does)
             if signal.getsignal(sig) in (signal.SIG_DFL, None):
                 signal.signal(sig, _exit_on_signal)
-        m, r, s = self.ns["master"], self.ns["router"], self.ns["slave"]
-        for name in (m, r, s):
+        for name in self.ns.values():
             if name in namespaces():
-                ip("netns", "del", name)  # our own PID's: a Lab before this one in the same process
+                ip("netns", "del", name)  # our own PID's: hosts before these in the same process
             ip("netns", "add", name)
             self.created.append(name)
-        ip("-n", m, "link", "add", "eth0", "type", "veth", "peer", "name", "to-m", "netns", r)
-        ip("-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "to-s", "netns", r)
-        for name, addr in ((m, MASTER_ADDR), (s, SLAVE_ADDR)):
-            ip("-n", name, "addr", "add", addr + "/24", "dev", "eth0")
-            ip("-n", name, "link", "set", "lo", "up")
-            ip("-n", name, "link", "set", "eth0", "up")
+        self.build()
+
+    def build(self):
+        """The links between the namespaces: the subclass's."""
+
+    def close(self):
+        """Stop everything started here, by PID, then delete the namespaces
+        (a namespace outlives `ip netns del` while a process still runs in
+        it, which is why the processes go first). Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.procs.close("the lab closes")
+        finally:
+            for name in self.created:
+                ip("netns", "del", name, check=False)
+            atexit.unregister(self.close)
+
+    # -- running things on its hosts --------------------------------------
+
+    def argv(self, host, argv):
+        """argv run on a host (a key of ns): ip netns exec execs it in
+        place, so the PID is the program's own."""
+        return ["ip", "netns", "exec", self.ns[host], *map(str, argv)]
+
+    def start(self, host, argv, name, **kw):
+        return self.procs.start(self.argv(host, argv), name, **kw)
+
+    def start_master(self, argv, timeout_s, warn=warn, host="master", name="master"):
+        """A master (argv: its binary, N and flags) on a host, on a free
+        port, logging to DIR/NAME.log: once it listens (p.port, p.log).
+        Raises MasterDidNotStart."""
+        return self.procs.start_master(self.argv(host, argv), name, timeout_s, warn)
+
+    def socket(self, host, *args):
+        """A socket (socket.socket's args) made in a host's network stack."""
+        with inside(self.ns[host]):
+            return socket.socket(*args)
+
+
+class Lab(Hosts):
+    """The three namespaces of one run. down: the master-to-slave Link, up:
+    the slave-to-master one; both None for a plain kernel bridge."""
+
+    def __init__(self, out_dir, down=None, up=None, seed=1, say=None):
+        tag = "berk%d" % os.getpid()
+        super().__init__(out_dir, {"master": tag + "-m", "router": tag + "-r", "slave": tag + "-s"}, say)
+        self.down, self.up, self.seed = down, up, seed
+        self.emulator = None
+        self.stats = None
+
+    def build(self):
+        r = self.ns["router"]
+        join(self.ns["master"], MASTER_ADDR + "/24", r, "to-m")
+        join(self.ns["slave"], SLAVE_ADDR + "/24", r, "to-s")
         ip("-n", r, "link", "set", "lo", "up")
         if self.down is None and self.up is None:
             ip("-n", r, "link", "add", "br0", "type", "bridge")
             for port in ("to-m", "to-s"):
                 ip("-n", r, "link", "set", port, "master", "br0")
-        for dev in ("to-m", "to-s") + (("br0",) if self.down is None and self.up is None else ()):
-            ip("-n", r, "link", "set", dev, "up")
-        if self.down is not None or self.up is not None:
+            ip("-n", r, "link", "set", "br0", "up")
+        else:
             self.start_emulator()
 
     def start_emulator(self):
@@ -200,35 +274,12 @@ class Lab:
         return self.stats
 
     def close(self):
-        """Stop everything started here, by PID, then delete the namespaces
-        (a namespace outlives `ip netns del` while a process still runs in
-        it, which is why the processes go first). Safe to call twice."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self.stop_emulator()
-        finally:
-            self.procs.close("the lab closes")
-            for name in self.created:
-                ip("netns", "del", name, check=False)
-            atexit.unregister(self.close)
-
-    # -- running things on its hosts --------------------------------------
-
-    def argv(self, host, argv):
-        """argv run on host ("master", "router" or "slave"): ip netns exec
-        execs it in place, so the PID is the program's own."""
-        return ["ip", "netns", "exec", self.ns[host], *map(str, argv)]
-
-    def start(self, host, argv, name, **kw):
-        return self.procs.start(self.argv(host, argv), name, **kw)
-
-    def start_master(self, argv, timeout_s, warn=warn):
-        """A master (argv: its binary, N and flags) on the master host, on a
-        free port, logging to DIR/master.log: once it listens (p.port, p.log).
-        Raises MasterDidNotStart."""
-        return self.procs.start_master(self.argv("master", argv), "master", timeout_s, warn)
+        """linkemu first (SIGTERM: its stats), then Hosts.close."""
+        if not self.closed:
+            try:
+                self.stop_emulator()
+            finally:
+                super().close()
 
     def describe(self):
         if self.down is None and self.up is None:

@@ -5,6 +5,7 @@ on a free port (--port 0), with the port read from its log. What the
 processes log is read by logs.py."""
 
 import os
+import signal
 import subprocess
 import time
 
@@ -29,6 +30,7 @@ class Processes:
         self.dir, self.grace_s = out_dir, grace_s
         self.say = say or (lambda message: None)
         self.children = []
+        self.paused = set()  # PIDs stopped with pause(): stop_all wakes them after SIGTERM
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -94,13 +96,29 @@ class Processes:
                 return False
         return True
 
-    def stop_all(self, why="stopping"):
-        """Stop every child that still runs: SIGTERM to all of them, then
-        SIGKILL to those still running grace_s later."""
-        running = [p for p in self.children if p.poll() is None]
+    def pause(self, p):
+        """SIGSTOP child p (it stops as if its host hung); resume() goes on."""
+        p.send_signal(signal.SIGSTOP)  # by its PID, as terminate() below
+        self.paused.add(p.pid)
+
+    def resume(self, p):
+        p.send_signal(signal.SIGCONT)
+        self.paused.discard(p.pid)
+
+    def stop(self, p, why="stopping"):
+        """Stop one child as stop_all stops them all."""
+        self.stop_all(why, [p])
+
+    def stop_all(self, why="stopping", which=None):
+        """Stop every child (or those in `which`) that still runs: SIGTERM to
+        all of them (and SIGCONT to a paused one, or SIGTERM would wait for
+        it), then SIGKILL to those still running grace_s later."""
+        running = [p for p in (self.children if which is None else which) if p.poll() is None]
         for p in running:
             self.say("stopping %s (pid %d): %s" % (p.name, p.pid, why))
             p.terminate()  # Popen signals only a child it has not yet reaped: never a reused PID
+            if p.pid in self.paused:
+                self.resume(p)
         deadline = time.monotonic() + self.grace_s
         for p in running:
             try:

@@ -1,7 +1,7 @@
 """Tests of berkeley/, what analyze.py, the tests and the benchmarks share:
 the clock model, the log reader, the analysis and the plot on synthetic logs
-with known answers (tests/synthetic.py); the duration formats; the process
-launcher with stand-in programs written in Python and with the real
+with known answers (tests/synthetic.py); the verdict on runs across faults;
+the duration formats; the process launcher with stand-in programs written in Python and with the real
 ./master: children stopped by PID, their pipes closed, a master started on a
 free port.
 
@@ -25,6 +25,7 @@ from berkeley import analysis, logs, plot, units
 from berkeley.clock import ClockTrack
 from berkeley.processes import MasterDidNotStart, Processes
 from berkeley.units import NS_PER_MS as MS, NS_PER_S as S
+from berkeley.verdict import Story
 from synthetic import T0, failover_run, slewing_run, stubborn_run, synthetic_run, textbook_run, tracks_of
 
 class ClockModelTest(unittest.TestCase):
@@ -417,6 +418,103 @@ class FormatTest(unittest.TestCase):
         day = 86_400 * S
         self.assertEqual(units.fmt_time_of_day(19 * day + (3 * 3600 + 25 * 60) * S + 150_999), "3:25:00.000150")
         self.assertEqual(units.fmt_time_of_day(-S), "23:59:59.000000")
+
+
+class VerdictTest(unittest.TestCase):
+    """berkeley/verdict.py on hand-written logs: roles over time, and each
+    check failing with what was seen, or passing."""
+
+    M, S1, S3 = "10.0.0.1:80", "10.0.0.2:81", "10.0.0.4:83"
+
+    @staticmethod
+    def ev(name, t_ms, who, offset_ns=0, **fields):
+        real = T0 + t_ms * MS
+        return {"event": name, "id": who, "clock_ns": real + offset_ns, "real_ns": real, **fields}
+
+    def slave(self, who, serving, *later):
+        ev = self.ev
+        return [ev("start", 0, who, offset_ns=0, rate_ppb=0), ev("serving", 1, who, address=serving),
+                ev("connected", 1, who, master=self.M), ev("plan", 2, who, epoch=1, round=1, successors=""),
+                ev("adjust", 3, who, round=1, correction_ns=0, mode="step", rate_ppb=0)] + list(later)
+
+    def split_run(self, merge_at_ms=None):
+        """A master, s1 and s3: from 1000 ms s1 and s3 both take over as
+        epoch 2 (a split), s1 following s3 again from merge_at_ms."""
+        ev = self.ev
+        master = [ev("start", 0, "master", offset_ns=0, rate_ppb=0, epoch=1, role="master", port=80)]
+        s3 = self.slave("s3", self.S3, ev("lost", 900, "s3", reason="silence"), ev("electing", 900, "s3", epoch=1),
+                        ev("takeover", 1000, "s3", epoch=2, round=5, address=self.S3),
+                        ev("start", 1000, "s3", offset_ns=0, rate_ppb=0, epoch=2, role="master", port=83))
+        s1 = self.slave("s1", self.S1, ev("lost", 900, "s1", reason="silence"), ev("electing", 900, "s1", epoch=1),
+                        ev("takeover", 1000, "s1", epoch=2, round=5, address=self.S1))
+        if merge_at_ms:
+            s1 += [ev("connected", merge_at_ms, "s1", master=self.S3), ev("reply", merge_at_ms + 1, "s1", round=9)]
+        return Story({"master": master, "s1": s1, "s3": s3}, {"master": self.M})
+
+    def test_a_slave_follows_a_master_once_it_speaks_and_a_takeover_makes_a_master(self):
+        story = self.split_run()
+        kinds = [(r.real_ns - T0) // MS for r in story.roles["s1"]], [r.kind for r in story.roles["s1"]]
+        self.assertEqual(kinds, ([0, 1, 2, 900, 900, 1000], ["adrift", "adrift", "slave", "adrift", "adrift", "master"]))
+        self.assertEqual(story.role_at("s1", T0 + 2 * MS).master, self.M)
+        self.assertEqual(story.groups_at(T0 + 500 * MS), "master (epoch 1) leads s1 s3")
+        self.assertEqual(story.groups_at(T0 + 950 * MS), "master (epoch 1) leads nobody; s1 electing; s3 electing")
+
+    def test_two_masters_of_one_epoch_are_named_with_who_followed_them(self):
+        problems = self.split_run().one_master_per_epoch()
+        self.assertEqual(problems, ["epoch 2 had 2 masters: s1 at 10.0.0.2:81 (s1 is it from +1.00 s); "
+                                    "s3 at 10.0.0.4:83 (s3 is it from +1.00 s)"])
+        self.assertEqual(self.split_run(merge_at_ms=1500).one_master_per_epoch(), [
+            problems[0][:-1] + ", s1 follows it from +1.50 s)"], "a merge later does not undo the split")
+        ev = self.ev
+        one = Story({"master": [ev("start", 0, "master", rate_ppb=0, offset_ns=0, epoch=1, role="master", port=80)],
+                     "s1": self.slave("s1", self.S1)}, {"master": self.M})
+        self.assertEqual(one.one_master_per_epoch(), [])
+
+    def test_one_group_after_a_heal_by_its_deadline_or_what_there_was(self):
+        heal, deadline, end = (T0 + t * MS for t in (1200, 1600, 3000))
+        self.assertEqual(self.split_run().one_group(heal, deadline, end), [
+            "not one group at heal + 0.40 s (the deadline): master (epoch 1) leads nobody; s1 (epoch 2) leads nobody;"
+            " s3 (epoch 2) leads nobody; still not at the end (heal + 1.80 s): master (epoch 1) leads nobody;"
+            " s1 (epoch 2) leads nobody; s3 (epoch 2) leads nobody"])
+        late = self.split_run(merge_at_ms=2000).one_group(heal, deadline, end)
+        self.assertEqual(len(late), 1)
+        self.assertTrue(late[0].endswith("still not at the end (heal + 1.80 s): master (epoch 1) leads nobody; "
+                                         "s3 (epoch 2) leads s1"), late)
+        self.assertEqual(self.split_run().felt(T0 + 800 * MS, heal), [])
+        self.assertEqual(self.split_run().felt(T0 + 100 * MS, T0 + 800 * MS),
+                         ["nobody lost its master from +0.10 s to +0.80 s; then master (epoch 1) leads s1 s3"])
+
+    def test_a_merge_by_the_deadline_passes_and_a_later_one_is_timed(self):
+        ev = self.ev
+        logs = {"master": [ev("start", 0, "master", offset_ns=0, rate_ppb=0, epoch=1, role="master", port=80)],
+                "s1": self.slave("s1", self.S1, ev("lost", 900, "s1", reason="x"), ev("connected", 1700, "s1", master=self.M),
+                                 ev("plan", 1701, "s1", epoch=1, round=9, successors=""))}
+        story = Story(logs, {"master": self.M})
+        heal, end = T0 + 1200 * MS, T0 + 3000 * MS
+        self.assertEqual(story.one_group(heal, T0 + 1800 * MS, end), [])
+        self.assertEqual(story.one_group(heal, T0 + 1600 * MS, end), [
+            "not one group at heal + 0.40 s (the deadline): master (epoch 1) leads nobody; "
+            "s1 lost: x; one group from heal + 0.50 s on"])
+
+    def test_a_clock_in_step_that_steps_back_or_reads_earlier_is_named(self):
+        ev = self.ev
+        first_back = [ev("start", 0, "s1", offset_ns=0, rate_ppb=0),
+                      ev("adjust", 10, "s1", offset_ns=-5 * MS, round=1, correction_ns=-5 * MS, mode="step", rate_ppb=0)]
+        self.assertEqual(Story({"s1": first_back}).no_step_back(), [], "the first correction may step back")
+        back = first_back + [
+            ev("adjust", 20, "s1", offset_ns=-7 * MS, round=2, correction_ns=-2 * MS, mode="step", rate_ppb=0),
+            ev("reply", 30, "s1", offset_ns=-7 * MS, round=3),
+            ev("reply", 31, "s1", offset_ns=-9 * MS, round=3)]
+        self.assertEqual(Story({"s1": back}).no_step_back(), [
+            "s1 stepped back 2000000 ns in round 2 at +0.02 s",
+            "s1's clock read 1000000 ns earlier at its reply (+0.03 s) than at its reply before"])
+
+    def test_clocks_apart_at_an_instant_are_told_from_their_median(self):
+        ev = self.ev
+        logs = {n: [ev("start", 0, n, offset_ns=off, rate_ppb=0)] for n, off in (("a", 0), ("b", 2000), ("c", 9000))}
+        self.assertEqual(Story(logs).clocks_agree(T0 + 5 * MS, 10_000), [])
+        self.assertEqual(Story(logs).clocks_agree(T0 + 5 * MS, 5_000), [
+            "the clocks spread 9.0 us (bound 5.0 us) at +0.01 s; each from their median: a -2.0 us, b +0.0 us, c +7.0 us"])
 
 
 class ProcessesTest(unittest.TestCase):
