@@ -38,12 +38,10 @@ WHY_NOT = netlab.unavailable()
 INTERVAL_S = 0.2
 TIMEOUT_MS = 100  # a probe's: so that a master is given up after 3 intervals + 0.1 s, inside 5 intervals
 WARMUP_ROUNDS = 15  # the rates trimmed before the fault
-# Today a slave first looks for its master's silence --connect-timeout (30 s)
-# after it connected (the timer is armed before the PLAN says the interval,
-# and not moved when it does), so a silent fault sooner than that goes
-# unnoticed until a broken connection says so. The faults start after it;
-# BERKELEY_WARMUP_S=0 starts them after WARMUP_ROUNDS alone.
-WARMUP_S = float(os.environ.get("BERKELEY_WARMUP_S", 31))
+# A slave looks for its master's silence 3 intervals after the first PLAN
+# (before 17588f8: --connect-timeout after it connected, 30 s, and the
+# faults had to start after that); BERKELEY_WARMUP_S holds them longer.
+WARMUP_S = float(os.environ.get("BERKELEY_WARMUP_S", 0))
 HOLD_MIN_S = 5 * INTERVAL_S
 HOLD_MAX_S = 30 * INTERVAL_S  # while someone is still without a master
 SETTLE_S = 3 * INTERVAL_S + 1  # one master for everyone by then after the heal
