@@ -375,7 +375,7 @@ inline void SlaveRole::on_adjust(const Adjust& m) {
     // clock left the group: README's threat model).
     if (elected_ && clock_.corrected &&
         how_applied(true, m.correction_ns + s_.lie_ns, s_.discipline) == Applied::Step) {
-        event("refused").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
+        event("step_refused").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
         return violation("a step of " + format_duration(m.correction_ns) +
                          " from a master met by election: this clock is in step with its group");
     }
