@@ -8,7 +8,7 @@
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
-#   make sim       the simulator: the real roles on a virtual network, 500 seeds of faults (SIM_SEEDS=500)
+#   make sim       the simulator: the real roles on a virtual network, 1,000 seeds of faults (SIM_SEEDS=1000)
 #   make fuzz      libFuzzer over the wire format and over the roles' state machines (FUZZ_SECONDS=60 each)
 #   make clean     remove what the build made
 CXX      ?= g++
@@ -147,7 +147,7 @@ bench: compile build/linkemu
 # The deterministic simulator (sim/sim.cpp): the real roles on a virtual
 # network and clocks, SIM_SEEDS seeds of random faults; a failing seed
 # prints the command that replays it. Assertions stay on in this build.
-SIM_SEEDS ?= 500
+SIM_SEEDS ?= 1000
 build/sim: sim/sim.cpp sim/world.hpp $(HEADERS)
 	@mkdir -p build
 	$(CXX) $(CXXFLAGS) -I. -o $@ sim/sim.cpp
