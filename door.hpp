@@ -127,6 +127,7 @@ public:
     virtual std::string expected_from(const Peer& p) const = 0;
     virtual uint64_t current_round() const = 0;
     virtual uint64_t current_epoch() const = 0;
+    virtual IAmMaster on_master_query(const WhoIsMaster& q) = 0;  // another master asks who we are
     virtual bool closing() const = 0;
     virtual EventLog::Line event(std::string_view name) = 0;
     virtual const Console& console() const = 0;
@@ -225,6 +226,17 @@ inline bool Door::on_line(uint64_t id, const std::string& line, int64_t recv_rea
     const uint32_t limit = (2 * s_.probes + FLOOD_SLACK_LINES) * (s_.by_hand ? 10 : 1);
     if (++p.round.lines > limit) {
         refuse(p, "flooding: more than " + std::to_string(limit) + " lines in a round");
+        return false;
+    }
+    // Another master asks who is master here (failover.hpp's ranking): a
+    // connection's first line, with or without a secret; answered, closed.
+    if (!p.joined() && !p.session && line.rfind("MASTER? ", 0) == 0) {
+        const Parsed q = parse_message(line);
+        if (!q.message || !std::holds_alternative<WhoIsMaster>(*q.message)) return refuse(p, "bad MASTER?"), false;
+        std::string error;
+        (void)round_.io().send(p.id, format_message(round_.on_master_query(std::get<WhoIsMaster>(*q.message))), error);
+        round_.io().shut_write(p.id);
+        drop(p, "asked who is master");
         return false;
     }
     if (p.auth != Peer::Auth::Plain && p.auth != Peer::Auth::Proven) {

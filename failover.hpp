@@ -55,6 +55,21 @@ inline std::vector<std::string> rank_successors(std::vector<SuccessorCandidate> 
     return out;
 }
 
+// Two masters that see each other (one asked the other MASTER?) agree who
+// yields by this order, the same on both sides, with no vote: the higher
+// epoch first (it was elected later, by slaves that had lost the other),
+// then the larger random token, drawn when the mastership began (two
+// masters of one epoch: successors cut off from each other as they took
+// over). The lower one sends its slaves to the higher (FOLLOW) and follows
+// it itself.
+struct MasterRank {
+    uint64_t epoch = 1;
+    uint64_t token = 0;
+};
+constexpr bool outranks(const MasterRank& a, const MasterRank& b) {
+    return a.epoch != b.epoch ? a.epoch > b.epoch : a.token > b.token;
+}
+
 // The plan with as many of its successors as fit in one line, with room for
 // `reserved` bytes more (a tag): three long IPv6 addresses would not.
 inline Plan fit_in_a_line(Plan plan, size_t reserved) {

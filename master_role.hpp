@@ -56,6 +56,7 @@ struct MasterSettings {
     bool explain = false;       // print each round as the textbook's steps
     bool failover = true;       // name successors in each PLAN
     std::vector<std::string> successors;  // after a takeover: the old plan's, until our first round ranks ours
+    std::string old_master;     // after a takeover: where the old master was (it is looked for, should it return)
     uint64_t max_slaves_set = 0;  // --max-slaves as the operator set it (0: the default), passed on in PLAN
     Discipline discipline;
     bool kernel_timestamps = true;
@@ -92,8 +93,9 @@ class MasterRole : private DoorKeeper {
 public:
     MasterRole(const MasterSettings& s, MasterIo& io, EventLog& log, Console console, SimClock& clock)
         : s_(s), io_(io), log_(log), console_(console), clock_(clock), door_(s.door, *this),
-          last_successors_(s.successors) {
+          last_successors_(s.successors), epoch_(s.epoch) {
         round_ = s_.first_round - 1;
+        if (!s.old_master.empty()) lost_.push_back(s.old_master);
     }
 
     // The shell listens on `port`: say so, and log the start.
@@ -105,6 +107,8 @@ public:
     void on_closed(uint64_t peer, const std::string& why, bool tell, const Now& now);
     void on_flushed(uint64_t peer, const Now& now);
     void on_timer(uint64_t key, const Now& now);
+    // A connection we dialed (MasterIo::dial) is up.
+    void on_dialed(uint64_t peer, const Now& now);
     void stop(const char* why, const Now& now) {
         enter(now);
         if (phase_ != Phase::Closing) begin_shutdown(why);
@@ -131,7 +135,11 @@ public:
 
     Phase phase() const { return phase_; }
     uint64_t round() const { return round_; }
-    uint64_t epoch() const { return s_.epoch; }
+    uint64_t epoch() const { return epoch_; }
+    MasterRank rank() const { return {epoch_, token_}; }
+    // Set once this master yielded to one that outranks it: when finished,
+    // the node follows that address as a slave, with this clock.
+    const std::string& yielded_to() const { return yielded_to_; }
 
 private:
     // The round, step by step.
@@ -147,7 +155,13 @@ private:
     void print_round(const Participants& all, const RoundResult& result);
     void on_ack(Peer& p, const Ack& m) override;
     void finish_round();
-    void begin_shutdown(const char* why);
+    void begin_shutdown(const char* why, const Message& last_word = Bye{});
+    // Finding other masters.
+    void remember_lost(const std::string& address);
+    void look_for_masters();
+    void on_master_answer(uint64_t peer, const std::string& line);
+    IAmMaster on_master_query(const WhoIsMaster& q) override;
+    void yield_to(const std::string& address, const MasterRank& theirs);
     Plan plan_settings() const;
     Plan plan() const;
     void send_plans(bool only_if_changed = false);
@@ -161,7 +175,7 @@ private:
     void on_leaving(Peer& p) override;
     std::string expected_from(const Peer& p) const override;
     uint64_t current_round() const override { return round_; }
-    uint64_t current_epoch() const override { return s_.epoch; }
+    uint64_t current_epoch() const override { return epoch_; }
     bool closing() const override { return phase_ == Phase::Closing; }
     EventLog::Line event(std::string_view name) override {
         return log_.event(name, s_.id, read_clock(clock_, now_.real_ns), now_.real_ns);
@@ -180,6 +194,12 @@ private:
     Door door_;
     Now now_;           // the event being handled
     std::vector<std::string> last_successors_;  // in the last PLAN
+    uint64_t epoch_;                 // s_.epoch, or one more when a master of the same epoch yields to us
+    uint64_t token_ = 0;             // this mastership's random token: the rank's tie-break
+    std::vector<std::string> lost_;  // where a slave we lost (or our old master) serves: looked at each round
+    size_t next_look_ = 0;           // round-robin over lost_
+    std::map<uint64_t, std::string> asking_;  // our own connections asking MASTER?, by peer: the address
+    std::string yielded_to_;
     Phase phase_ = Phase::Waiting;
     uint64_t round_ = 0;
     int64_t round_started_ns_ = 0;   // monotonic
@@ -201,13 +221,16 @@ private:
 
 inline void MasterRole::start(uint16_t port, const std::string& bind, const Now& now) {
     enter(now);
+    Nonce random{};
+    if (io_.nonce(random))
+        for (size_t i = 0; i < 8; ++i) token_ = token_ << 8 | random[i];
     if (s_.takeover)
         console_.say("%s: took over as master (epoch %" PRIu64 ") on port %u, from round %" PRIu64 "\n",
                      s_.id.c_str(), s_.epoch, port, s_.first_round);
     else
         console_.say("master listening on %s:%u, waiting for %zu slave(s)\n", bind.c_str(), port, s_.slaves);
     event("start").num("port", port).num("slaves", static_cast<int64_t>(s_.slaves))
-        .num("epoch", static_cast<int64_t>(s_.epoch)).str("role", "master")
+        .num("epoch", static_cast<int64_t>(s_.epoch)).str("role", "master").num("token", static_cast<int64_t>(token_ >> 1))
         .num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
         .num("seed", static_cast<int64_t>(s_.seed & INT64_MAX))
         .str("timestamps", s_.kernel_timestamps ? "kernel" : "user");
@@ -470,6 +493,7 @@ inline void MasterRole::finish_round() {
         .num("answered", static_cast<int64_t>(last_answered_)).num("acked", acked).num("cpu_ns", io_.cpu_ns());
     if (s_.rounds > 0 && round_ >= s_.rounds) return begin_shutdown("all rounds done");
     if (s_.failover) send_plans();
+    look_for_masters();
     phase_ = Phase::Idle;
     io_.arm(ROUND_TIMER, round_started_ns_ + s_.interval_ns);
 }
@@ -478,7 +502,7 @@ inline void MasterRole::finish_round() {
 // ranked (failover.hpp) from the slaves that would serve (a sort of all of
 // them: once a round, never once per HELLO).
 inline Plan MasterRole::plan_settings() const {
-    return Plan{s_.epoch, round_, s_.rounds, s_.interval_ns, s_.probes, s_.timeout_ns, s_.max_skew_ns, s_.max_missed,
+    return Plan{epoch_, round_, s_.rounds, s_.interval_ns, s_.probes, s_.timeout_ns, s_.max_skew_ns, s_.max_missed,
                 s_.max_slaves_set, {}};
 }
 
@@ -511,7 +535,7 @@ inline void MasterRole::send_plans(bool only_if_changed) {
 }
 
 // Say BYE to everyone and give the words time to arrive before closing.
-inline void MasterRole::begin_shutdown(const char* why) {
+inline void MasterRole::begin_shutdown(const char* why, const Message& last_word) {
     console_.say("\nshutting down: %s\n", why);
     event("shutdown").str("reason", why).num("round", static_cast<int64_t>(round_));
     phase_ = Phase::Closing;
@@ -520,7 +544,7 @@ inline void MasterRole::begin_shutdown(const char* why) {
     door_.for_each([&](Peer& p) {
         io_.disarm(p.id);
         if (!p.joined()) return door_.drop(p, "shutting down");
-        door_.send(p, Bye{});
+        door_.send(p, last_word);
         if (p.drop_reason.empty() && !io_.has_output(p.id)) {
             io_.shut_write(p.id);  // BYE is out: wait for the slave to close
             p.write_shut = true;
@@ -533,12 +557,18 @@ inline void MasterRole::begin_shutdown(const char* why) {
 
 inline bool MasterRole::on_line(uint64_t peer, const std::string& line, int64_t recv_real_ns, const Now& now) {
     enter(now);
+    if (asking_.count(peer)) return on_master_answer(peer, line), false;
     return door_.on_line(peer, line, recv_real_ns);
 }
 
 inline void MasterRole::on_closed(uint64_t peer, const std::string& why, bool tell, const Now& now) {
     enter(now);
-    door_.on_closed(peer, why, tell);
+    auto asked = asking_.find(peer);
+    if (asked == asking_.end()) return door_.on_closed(peer, why, tell);
+    // Nobody listens there any more: the slave we lost is gone, not cut off.
+    if (why.find("refused") != std::string::npos) std::erase(lost_, asked->second);
+    io_.close(peer);
+    asking_.erase(asked);
 }
 
 // The rest of a peer's output went out: after BYE, close our side.
@@ -563,6 +593,11 @@ inline void MasterRole::on_timer(uint64_t key, const Now& now) {
     enter(now);
     if (key == ROUND_TIMER) return on_round_timer();
     if (key == QUIET_TIMER) return door_.say_quieted();
+    if (auto asked = asking_.find(key); asked != asking_.end()) {  // no answer in time: no master there now
+        io_.close(key);
+        asking_.erase(asked);
+        return;
+    }
     Peer* p = door_.peer(key);
     if (!p || !p->drop_reason.empty()) return;
     if (door_.on_timer(*p)) return;  // the door's deadlines: HELLO, a failed proof's delay
@@ -600,6 +635,7 @@ inline void MasterRole::send_waits() {
 // for all at once, send_plans, never one by one).
 inline void MasterRole::on_joined(Peer& p) {
     p.joined_round = round_;
+    std::erase(lost_, p.serve_address);  // back with us
     door_.send(p, Wait{door_.joined(), s_.slaves});  // heard: this master is alive while it waits
     if (s_.failover) {
         Plan heard = plan_settings();
@@ -616,12 +652,96 @@ inline void MasterRole::on_joined(Peer& p) {
 
 // A peer is being dropped: it takes no further part in the round.
 inline void MasterRole::on_leaving(Peer& p) {
+    if (p.joined() && phase_ != Phase::Closing) remember_lost(p.serve_address);
     probe_done(p);
     if (p.round.adjusted && !p.round.acked) {
         assert(acks_left_ > 0);
         --acks_left_;
     }
     p.round.adjusted = false;
+}
+
+// ===========================================================================
+// Finding other masters. A partition healed, a master frozen past the
+// election and resumed, a successor that took over while the one before it
+// was only cut off: two masters, each steering a part of the group. Each
+// looks, once a round, at up to LOOKS_PER_ROUND of the addresses where a
+// slave it lost would serve (and, after a takeover, the old master's): a
+// connection of its own asking MASTER?. A master that answers with a
+// higher rank (failover.hpp) gets everyone: we send our slaves there
+// (FOLLOW) and follow it ourselves. A lower one will find us the same way.
+
+constexpr size_t MAX_LOST = 16;        // addresses remembered, the newest
+constexpr size_t LOOKS_PER_ROUND = 2;  // connections opened per round to look
+
+inline void MasterRole::remember_lost(const std::string& address) {
+    if (address.empty() || !s_.failover) return;
+    std::erase(lost_, address);
+    lost_.push_back(address);
+    if (lost_.size() > MAX_LOST) lost_.erase(lost_.begin());
+}
+
+inline void MasterRole::look_for_masters() {
+    for (size_t n = 0; n < std::min(LOOKS_PER_ROUND, lost_.size()); ++n) {
+        const std::string address = lost_[next_look_++ % lost_.size()];
+        bool busy = false;
+        for (const auto& [peer, asked] : asking_) busy = busy || asked == address;
+        if (busy) continue;
+        std::string error;
+        const auto peer = io_.dial(address, error);
+        if (!peer) continue;
+        asking_[*peer] = address;
+        io_.arm(*peer, now_.mono_ns + s_.timeout_ns);
+    }
+}
+
+inline void MasterRole::on_dialed(uint64_t peer, const Now& now) {
+    enter(now);
+    if (!asking_.count(peer)) return;
+    std::string error;
+    if (!io_.send(peer, format_message(WhoIsMaster{epoch_, token_}), error)) {
+        io_.close(peer);
+        asking_.erase(peer);
+    }
+}
+
+inline void MasterRole::on_master_answer(uint64_t peer, const std::string& line) {
+    const std::string address = asking_[peer];
+    io_.close(peer);
+    asking_.erase(peer);
+    const Parsed parsed = parse_message(line);
+    if (!parsed.message || !std::holds_alternative<IAmMaster>(*parsed.message)) return;  // no master there
+    const auto& a = std::get<IAmMaster>(*parsed.message);
+    const MasterRank theirs{a.epoch, a.token};
+    if (phase_ != Phase::Closing && outranks(theirs, rank())) yield_to(address, theirs);
+}
+
+// Another master asks who we are. Of the same epoch but of a lower token,
+// it will yield to us and send us its slaves, which followed that epoch:
+// we move to the next one first, so that none of them follows two masters
+// in one epoch.
+inline IAmMaster MasterRole::on_master_query(const WhoIsMaster& q) {
+    const MasterRank theirs{q.epoch, q.token};
+    if (q.epoch == epoch_ && outranks(rank(), theirs) && epoch_ < MAX_EPOCH) {
+        ++epoch_;
+        event("epoch").num("epoch", static_cast<int64_t>(epoch_))
+            .str("reason", "a master of epoch " + std::to_string(q.epoch) + " will yield to us");
+        if (s_.failover) send_plans();
+    }
+    return IAmMaster{epoch_, token_};
+}
+
+// A master that outranks us: our slaves go there, and so do we (the shell
+// starts a slave of `address` with our clock once we are finished).
+inline void MasterRole::yield_to(const std::string& address, const MasterRank& theirs) {
+    console_.say("%s: the master at %s outranks us (epoch %" PRIu64 " against our %" PRIu64 "): following it\n",
+                 s_.id.c_str(), address.c_str(), theirs.epoch, epoch_);
+    event("yield").str("to", address).num("epoch", static_cast<int64_t>(theirs.epoch))
+        .num("our_epoch", static_cast<int64_t>(epoch_)).num("slaves", static_cast<int64_t>(door_.joined()));
+    yielded_to_ = address;
+    for (auto& [peer, asked] : asking_) io_.close(peer);
+    asking_.clear();
+    begin_shutdown("yielded to a master that outranks us", Follow{address});
 }
 
 // What this peer should send next, in the words of the protocol (--by-hand).
@@ -643,6 +763,8 @@ inline int MasterRole::finish(const Now& now) {
     console_.say("\n");
     event("exit").num("rounds", static_cast<int64_t>(round_)).flag("complete", complete);
     door_.close_all();
+    for (auto& [peer, asked] : asking_) io_.close(peer);
+    asking_.clear();
     return log_.lost() == 0 ? 0 : 1;
 }
 

@@ -44,6 +44,7 @@ public:
     void on_file(uint64_t token, uint32_t events) {
         if (token == base_) return on_listener_ready();
         const uint64_t peer = token - base_;
+        if (dialing_.count(peer)) return on_dial_done(peer);
         auto it = conns_.find(peer);
         if (it == conns_.end()) return;
         LineConn& conn = *it->second;  // a peer being dropped reads no more: its on_line says so
@@ -87,7 +88,21 @@ public:
         LineConn* c = conn(peer);
         if (c && !c->stop_reading()) std::fprintf(stderr, "master: %s\n", c->error().c_str());  // read on: the role ignores it
     }
+    std::optional<uint64_t> dial(const std::string& address, std::string& error) override {
+        std::string host;
+        uint16_t port = 0;
+        if (!split_address(address, host, port)) return error = "bad address " + address, std::nullopt;
+        Fd fd = connect_tcp(host, port, error);
+        const uint64_t peer = next_peer_++;
+        if (!fd.valid() || !loop_.add(fd.get(), EPOLLOUT, base_ + peer, error)) return std::nullopt;
+        dialing_[peer] = std::move(fd);
+        return peer;
+    }
     void close(uint64_t peer) override {
+        if (auto d = dialing_.find(peer); d != dialing_.end()) {
+            loop_.remove(d->second.get());
+            dialing_.erase(d);
+        }
         conns_.erase(peer);
         if (paused_) resume_listener();  // a descriptor is free again
     }
@@ -128,6 +143,20 @@ private:
         }
     }
 
+    // A connection we dialed is up, or failed.
+    void on_dial_done(uint64_t peer) {
+        Fd fd = std::move(dialing_[peer]);
+        dialing_.erase(peer);
+        loop_.remove(fd.get());
+        const int err = connect_error(fd.get());
+        if (err != 0) return role_->on_closed(peer, std::string("connect: ") + std::strerror(err), false, host_now());
+        auto c = std::make_unique<LineConn>(loop_, std::move(fd), base_ + peer);
+        std::string error;
+        if (!c->start(error)) return role_->on_closed(peer, error, false, host_now());
+        conns_[peer] = std::move(c);
+        role_->on_dialed(peer, host_now());
+    }
+
     // Out of file descriptors: stop watching the listener (it would stay
     // readable and spin the loop) until a connection closes. Said once.
     void pause_listener(const std::string& why) {
@@ -148,6 +177,7 @@ private:
     MasterRole* role_ = nullptr;
     Fd listener_;
     std::unordered_map<uint64_t, std::unique_ptr<LineConn>> conns_;  // by peer id
+    std::unordered_map<uint64_t, Fd> dialing_;                       // ours, being connected: by peer id
     uint64_t next_peer_ = FIRST_PEER_KEY;
     bool warned_timestamps_ = false;
     bool paused_ = false;

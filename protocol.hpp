@@ -47,6 +47,10 @@ constexpr uint64_t MAX_EPOCH = 1ULL << 53;  // epochs stop there (never wrap), e
 //                                                    round's ADJUST: this master's epoch and
 //                                                    settings, and who takes over, best first
 //   master -> slave    BYE                           end of the run; close
+//   master -> slave    FOLLOW <address>              a master that outranks me is there: follow it
+//   master -> any      MASTER? <epoch> <token>       (a connection of its own, first line) who is
+//                                                    master here? <epoch> <token>: the asker's rank
+//   master -> asker    MASTER <epoch> <token>        I am, of this rank; then close
 //   either             ERROR <reason>                about to close, and why
 // With a shared secret, auth.hpp's handshake (AUTH, AUTH, PROOF) comes first
 // and every line above then carries a tag as its last field.
@@ -118,7 +122,28 @@ struct Error {
     std::string reason;
     bool operator==(const Error&) const = default;
 };
-using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, InStep, Adjust, Ack, Plan, Bye, Error>;
+// Masters find each other (failover.hpp's ranking): a master asks an address
+// it lost a slave to, or its old master's, who is master there.
+struct WhoIsMaster {
+    static constexpr const char* VERB = "MASTER?";
+    uint64_t epoch = 1;  // the asker's rank: its epoch ...
+    uint64_t token = 0;  // ... and its mastership's random token
+    bool operator==(const WhoIsMaster&) const = default;
+};
+struct IAmMaster {
+    static constexpr const char* VERB = "MASTER";
+    uint64_t epoch = 1;
+    uint64_t token = 0;
+    bool operator==(const IAmMaster&) const = default;
+};
+// A master that yields sends its slaves on to the master that outranks it.
+struct Follow {
+    static constexpr const char* VERB = "FOLLOW";
+    std::string address;  // "host:port"
+    bool operator==(const Follow&) const = default;
+};
+using Message = std::variant<Hello, Wait, TimeQuery, ClockReply, InStep, Adjust, Ack, Plan, Bye, Error, WhoIsMaster,
+                             IAmMaster, Follow>;
 
 // For dispatching a Message to one handler per verb with std::visit.
 template <typename... Handlers>
@@ -180,6 +205,9 @@ inline std::string format_message(const Message& message) {
                    },
                    [&](const Bye&) {},
                    [&](const Error& m) { field(m.reason); },
+                   [&](const WhoIsMaster& m) { field(m.epoch); field(m.token); },
+                   [&](const IAmMaster& m) { field(m.epoch); field(m.token); },
+                   [&](const Follow& m) { field(std::string_view(m.address)); },
                },
                message);
     out += '\n';
@@ -393,6 +421,20 @@ inline Parsed parse_message(std::string_view line) {
     if (verb == "BYE") {
         if (auto e = want(0); !e.empty()) return fail(e);
         return Parsed{Bye{}, {}};
+    }
+    if (verb == "MASTER?" || verb == "MASTER") {
+        if (auto e = want(2); !e.empty()) return fail(e);
+        auto epoch = detail::parse_int<uint64_t>(f[1]);
+        auto token = detail::parse_int<uint64_t>(f[2]);
+        if (!epoch || *epoch == 0 || *epoch > MAX_EPOCH) return fail("bad epoch");
+        if (!token) return fail("bad token");
+        if (verb == "MASTER?") return Parsed{WhoIsMaster{*epoch, *token}, {}};
+        return Parsed{IAmMaster{*epoch, *token}, {}};
+    }
+    if (verb == "FOLLOW") {
+        if (auto e = want(1); !e.empty()) return fail(e);
+        if (auto why = address_problem(f[1])) return fail(std::string("FOLLOW ") + why);
+        return Parsed{Follow{std::string(f[1])}, {}};
     }
     return fail("unknown verb");
 }

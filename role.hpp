@@ -47,6 +47,10 @@ public:
     virtual void disarm(uint64_t key) = 0;
     virtual bool armed(uint64_t key) = 0;
     [[nodiscard]] virtual bool nonce(Nonce& out) = 0;  // 32 random bytes for a handshake
+    // A connection of the master's own to "host:port", to ask who is master
+    // there: a new peer id (its lines, close and timer come as any peer's),
+    // and on_dialed once it is up. Nullopt (with `error`) when it cannot start.
+    virtual std::optional<uint64_t> dial(const std::string& address, std::string& error) = 0;
     virtual int64_t cpu_ns() = 0;                      // this process's CPU time, for the benchmarks' log fields
 };
 

@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
         auto take_over = [&, i](const Plan& plan, Fd listener, std::string& why) {
             MasterSettings& ms = became.settings;
             continue_plan(ms, plan);
+            ms.old_master = slaves[i].role->master();  // looked for, should it come back
             ms.id = slaves[i].settings.id;
             ms.discipline = opt.common.discipline;
             ms.kernel_timestamps = opt.common.kernel_timestamps;

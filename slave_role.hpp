@@ -45,6 +45,7 @@ struct SlaveSettings {
     Discipline discipline;
     bool kernel_timestamps = true;    // two readings per reply (T2, T3), else one
     std::optional<HmacSha256> key;    // the group key: the master proves it first
+    uint64_t epoch = 0;               // the epoch this node already followed or led (a master that yielded)
     uint64_t seed = 0;                // the clock's, and the back-off's jitter
 };
 
@@ -53,7 +54,8 @@ public:
     enum class State { Waiting, Connecting, Connected, Master, Done };
 
     SlaveRole(const SlaveSettings& s, SlaveIo& io, EventLog& log, Console console, SimClock& clock)
-        : s_(s), io_(io), log_(log), console_(console), clock_(clock), rng_(s.seed ^ 0x9E3779B97F4A7C15ULL) {}
+        : s_(s), io_(io), log_(log), console_(console), clock_(clock), rng_(s.seed ^ 0x9E3779B97F4A7C15ULL),
+          epoch_(s.epoch) {}
 
     void start(const Now& now);
     // The shell's answers to connect(): `serving` is where this slave would
@@ -88,6 +90,7 @@ private:
     void on_wait(const Wait& m);
     void on_plan(const Plan& m);
     void on_error(const Error& m);
+    void on_follow(const Follow& m);
     int64_t silence_ns() const;
     int64_t plan_wait_ns(int intervals) const;
     void drop_connection(const std::string& why);
@@ -302,7 +305,7 @@ inline bool SlaveRole::on_line(const std::string& line, int64_t recv_real_ns, co
     }
     const Message& m = *parsed.message;
     if (std::holds_alternative<Wait>(m) || std::holds_alternative<TimeQuery>(m) || std::holds_alternative<Adjust>(m) ||
-        std::holds_alternative<Plan>(m)) {
+        std::holds_alternative<Plan>(m) || std::holds_alternative<Follow>(m)) {
         last_heard_ns_ = now.mono_ns;  // the master is alive
         if (!heard_) retry_delay_ns_ = FIRST_RETRY_NS;
         heard_ = true;
@@ -320,6 +323,7 @@ inline bool SlaveRole::on_line(const std::string& line, int64_t recv_real_ns, co
                    [&](const TimeQuery& q) { on_time_query(q, recv_real_ns); },
                    [&](const Adjust& a) { on_adjust(a); },
                    [&](const Bye&) { finish(0, "the master said BYE"); },
+                   [&](const Follow& f) { on_follow(f); },
                    [&](const Error& e) { on_error(e); },
                    [&](const auto& other) { violation(std::string(verb_name(other)) + " is a slave's message"); },
                },
@@ -562,6 +566,19 @@ inline void SlaveRole::on_plan(const Plan& m) {
     for (const std::string& s : m.successors) list += (list.empty() ? "" : " ") + s;
     event("plan").num("epoch", static_cast<int64_t>(m.epoch)).num("round", static_cast<int64_t>(m.round))
         .str("successors", list);
+}
+
+// Our master yielded to one that outranks it (a partition healed, say): we
+// follow that one now. Not an election: our master, proven, sent us there.
+inline void SlaveRole::on_follow(const Follow& m) {
+    console_.say("%s: the master yielded to the master at %s: following it\n", s_.id.c_str(), m.address.c_str());
+    event("follow").str("master", m.address).str("from", master_address_);
+    drop_connection("the master yielded to " + m.address);
+    master_address_ = target_ = m.address;
+    give_up_at_ns_ = now_.mono_ns + s_.connect_timeout_ns;
+    heard_ = electing_ = false;
+    retry_delay_ns_ = FIRST_RETRY_NS;
+    try_connect();
 }
 
 // The master is gone: the list to try, from its top.

@@ -95,6 +95,11 @@ public:
         out.fill(7);
         return true;
     }
+    std::optional<uint64_t> dial(const std::string&, std::string&) override {
+        open.insert(next_dial);
+        return next_dial++;
+    }
+    uint64_t next_dial = 1ULL << 32;  // apart from the peers the fuzzer accepts
     int64_t cpu_ns() override { return 0; }
 };
 

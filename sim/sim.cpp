@@ -293,7 +293,16 @@ void Sim::check_settled(const std::map<int, int64_t>& before) {
         if (!n.slave->following()) return fail("honest slave " + n.address + " follows no master");
         leaders.insert(node_at(nodes_, n.slave->master()));
     }
-    if (masters() > 1) ++splits_;
+    if (masters() > 1) {
+        ++splits_;
+        if (verbose_)
+            for (const auto& np : nodes_)
+                if (np->alive && np->master && np->master->phase() != Phase::Closing)
+                    std::printf("  split: master %s, epoch %" PRIu64 ", %zu follow it\n", np->address.c_str(),
+                                np->master->epoch(), static_cast<size_t>(std::count_if(nodes_.begin(), nodes_.end(), [&](const auto& o) {
+                                    return o->alive && o->slave && o->slave->following() && o->slave->master() == np->address;
+                                })));
+    }
     for (int m : leaders)
         if (m < 0 || !nodes_[m]->master || nodes_[m]->master->round() < 2)
             return fail("a master leads slaves but ran fewer than 2 rounds");
@@ -318,7 +327,7 @@ std::optional<std::string> Sim::run() {
         at(end, -1, [this, before = spreads()] { check_settled(before); });
     });
     run_until(end, [this] { return failure_.has_value(); });
-    if (verbose_ && failure_)
+    if (verbose_ && (failure_ || masters() > 1))
         for (auto& np : nodes_) {
             std::printf("--- %s:\n%s", np->address.c_str(), np->console_text.c_str());
             for (const std::string& line : np->lines) std::printf("%s", line.c_str());

@@ -53,6 +53,8 @@ struct Conn {
     int client = -1, server = -1;
     uint64_t client_generation = 0, server_generation = 0;
     uint64_t peer = 0;          // the server's peer id for it
+    bool dialed = false;        // the client is a master asking MASTER? (else a slave)
+    uint64_t client_peer = 0;   // dialed: the client master's peer id for it
     bool accepted = false;      // the server's master role knows it (else: in the listener's backlog)
     bool server_closed = false, client_closed = false;  // each end's close; what it sent before still arrives
     bool server_shut = false;   // the master's end-of-file is on its way (after BYE, or its close)
@@ -89,6 +91,7 @@ public:
     void disarm(uint64_t key) override { due_.erase(key); }
     bool armed(uint64_t key) override { return due_.count(key) != 0; }
     bool nonce(Nonce& out) override;
+    std::optional<uint64_t> dial(const std::string& address, std::string& error) override;
     int64_t cpu_ns() override { return 0; }
     std::map<uint64_t, int64_t> due_;
     std::map<uint64_t, uint64_t> conn_of_;  // peer id -> connection
@@ -188,7 +191,10 @@ public:
         heal_ns_ = heal_t;
     }
     int64_t arrival(int from, int to, int64_t& last_ns);
-    bool connect(int client, const std::string& address);
+    // A slave's connection, or (peer != 0) one a master dials: its peer id.
+    bool connect(int client, const std::string& address, uint64_t peer = 0);
+    // The master yielded: the process goes on as a slave of whom it yielded to.
+    void step_down(int node);
     void deliver_to_server(uint64_t conn, std::string line);
     void deliver_to_client(uint64_t conn, std::string line);
     void close_conn(uint64_t conn, bool from_server);
@@ -205,6 +211,7 @@ public:
         if (!n.master || !n.alive) return;
         n.master->after_turn(now());
         if (!n.master->finished(now())) return;
+        if (!n.master->yielded_to().empty()) return step_down(n.index);
         n.master->finish(now());
         kill(n.index);
     }
@@ -238,8 +245,19 @@ inline bool SimMasterIo::send(uint64_t peer, std::string_view line, std::string&
         error = "connection reset";
         return false;
     }
-    for (std::string& one : lines_of(line)) sim_.deliver_to_client(it->second, std::move(one));
+    const Conn& c = sim_.conns_[it->second];
+    const bool ours = c.dialed && c.client == node_;  // we dialed it: we are its client
+    for (std::string& one : lines_of(line)) {
+        if (ours) sim_.deliver_to_server(it->second, std::move(one));
+        else sim_.deliver_to_client(it->second, std::move(one));
+    }
     return true;
+}
+
+inline std::optional<uint64_t> SimMasterIo::dial(const std::string& address, std::string& error) {
+    const uint64_t peer = next_peer_++;
+    if (!sim_.connect(node_, address, peer)) return error = "connect: bad address " + address, std::nullopt;
+    return peer;
 }
 
 inline std::optional<int64_t> SimMasterIo::send_stamped(uint64_t peer, std::string_view line, std::string& error) {
@@ -249,13 +267,16 @@ inline std::optional<int64_t> SimMasterIo::send_stamped(uint64_t peer, std::stri
 
 inline void SimMasterIo::shut_write(uint64_t peer) {
     auto it = conn_of_.find(peer);
-    if (it != conn_of_.end()) sim_.eof_to_client(it->second);
+    if (it == conn_of_.end()) return;
+    const Conn& c = sim_.conns_[it->second];
+    if (!(c.dialed && c.client == node_)) sim_.eof_to_client(it->second);
 }
 
 inline void SimMasterIo::close(uint64_t peer) {
     auto it = conn_of_.find(peer);
     if (it == conn_of_.end()) return;
-    sim_.close_conn(it->second, true);
+    const Conn& c = sim_.conns_[it->second];
+    sim_.close_conn(it->second, !(c.dialed && c.client == node_));
     conn_of_.erase(it);
 }
 
@@ -337,7 +358,7 @@ inline int node_at(const std::vector<std::unique_ptr<Node>>& nodes, const std::s
 // The SYN, and the answer: accepted (a listener is there, even a slave's
 // that is not yet serving: the connection waits in its backlog), refused
 // (nobody listens: the process is dead), or nothing (cut off: it hangs).
-inline bool World::connect(int client, const std::string& address) {
+inline bool World::connect(int client, const std::string& address, uint64_t peer) {
     const int server = node_at(nodes_, address);
     if (server < 0) return false;
     Conn c;
@@ -346,7 +367,10 @@ inline bool World::connect(int client, const std::string& address) {
     c.server = server;
     c.client_generation = nodes_[client]->generation;
     c.server_generation = nodes_[server]->generation;
-    nodes_[client]->slave_io->conn_ = c.id;
+    c.dialed = peer != 0;
+    c.client_peer = peer;
+    if (c.dialed) nodes_[client]->master_io->conn_of_[peer] = c.id;
+    else nodes_[client]->slave_io->conn_ = c.id;
     conns_[c.id] = c;
     int64_t unused = 0;
     const int64_t syn = arrival(client, server, unused);
@@ -365,6 +389,11 @@ inline bool World::connect(int client, const std::string& address) {
             return at(when, conn.client, [this, id] {
                 Conn& k = conns_[id];
                 Node& cl = *nodes_[k.client];
+                if (k.dialed) {
+                    if (!cl.master || !cl.master_io->conn_of_.count(k.client_peer)) return;
+                    cl.master->on_closed(k.client_peer, "connect: Connection refused", false, now());
+                    return after_turn(cl);
+                }
                 if (cl.slave && cl.slave_io->conn_ == id) {
                     cl.slave_io->conn_ = 0;
                     cl.slave->on_connect_failed("connect: Connection refused", now());
@@ -377,6 +406,11 @@ inline bool World::connect(int client, const std::string& address) {
         at(when, conn.client, [this, id] {
             Conn& k = conns_[id];
             Node& cl = *nodes_[k.client];
+            if (k.dialed) {
+                if (!k.open() || !cl.master || !cl.master_io->conn_of_.count(k.client_peer)) return;
+                cl.master->on_dialed(k.client_peer, now());
+                return after_turn(cl);
+            }
             if (!k.open() || !cl.slave || cl.slave_io->conn_ != id) return;
             Nonce nonce{};
             for (uint8_t& b : nonce) b = static_cast<uint8_t>(rng_());
@@ -405,6 +439,11 @@ inline void World::deliver_to_client(uint64_t id, std::string line) {
     at(when, c.client, [this, id, line = std::move(line)] {
         Conn& k = conns_[id];
         Node& cl = *nodes_[k.client];
+        if (k.dialed) {
+            if (k.client_closed || !cl.master || !cl.master_io->conn_of_.count(k.client_peer)) return;
+            cl.master->on_line(k.client_peer, line, now().real_ns, now());
+            return after_turn(cl);
+        }
         if (k.client_closed || !cl.slave || cl.slave_io->conn_ != id) return;
         // Invariant 2, from the wire: the PLANs a slave takes.
         const Parsed parsed = parse_message(line);
@@ -455,6 +494,11 @@ inline void World::eof_to_client(uint64_t id) {
         at(when, c.client, [this, id] {
             Conn& k = conns_[id];
             Node& cl = *nodes_[k.client];
+            if (k.dialed) {
+                if (k.client_closed || !cl.master || !cl.master_io->conn_of_.count(k.client_peer)) return;
+                cl.master->on_closed(k.client_peer, "", false, now());
+                return after_turn(cl);
+            }
             if (!cl.slave || cl.slave_io->conn_ != id) return;
             cl.slave_io->conn_ = 0;
             cl.slave->on_closed("the master closed the connection", now());
@@ -483,6 +527,7 @@ inline void World::take_over(int node, const Plan& plan) {
     MasterSettings& s = n.master_settings;
     s = MasterSettings{};
     continue_plan(s, plan);
+    s.old_master = n.slave->master();  // looked for, should it come back
     s.id = n.slave_settings.id;
     s.discipline = n.slave_settings.discipline;
     s.kernel_timestamps = n.slave_settings.kernel_timestamps;
@@ -493,6 +538,33 @@ inline void World::take_over(int node, const Plan& plan) {
     n.master->start(PORT, "", now());
     const int64_t t = t_;
     at(t, node, [this, node] { accept_backlog(node); });  // once the slave's handler has returned
+}
+
+inline void World::step_down(int node) {
+    Node& n = *nodes_[node];
+    const std::string to = n.master->yielded_to();
+    const uint64_t epoch = n.master->epoch();
+    n.master->finish(now());
+    for (auto& [id, c] : conns_) {  // what finish() closed is closed; the rest goes too
+        if (!c.open()) continue;
+        if (c.server == node && c.server_generation == n.generation) close_conn(id, true);
+        else if (c.client == node && c.client_generation == n.generation && c.dialed) close_conn(id, false);
+    }
+    SlaveSettings s = n.slave_settings;
+    if (s.id.empty()) {  // the first master: a slave now, with its settings
+        s.id = n.master_settings.id;
+        s.discipline = n.master_settings.discipline;
+        s.kernel_timestamps = n.master_settings.kernel_timestamps;
+        s.key = n.master_settings.door.key;
+    }
+    s.master = to;
+    s.epoch = epoch;
+    n.slave_settings = s;
+    n.master.reset();
+    n.master_io.reset();
+    n.slave_io = std::make_unique<SimSlaveIo>(*this, node);
+    n.slave = std::make_unique<SlaveRole>(n.slave_settings, *n.slave_io, n.log, n.console(), n.clock);
+    n.slave->start(now());
 }
 
 // The process dies: its connections are closed by its kernel (peers see

@@ -62,12 +62,19 @@ public:
     bool has_output(uint64_t) override { return false; }
     void shut_write(uint64_t) override {}
     void close(uint64_t peer) override { closed.insert(peer); }
+    void stop_reading(uint64_t) override {}
     void arm(uint64_t key, int64_t at) override { due[key] = at; }
     void disarm(uint64_t key) override { due.erase(key); }
     bool armed(uint64_t key) override { return due.count(key) != 0; }
     bool nonce(Nonce& out) override {
         out.fill(7);
         return true;
+    }
+    std::vector<std::string> dialed;  // every address the role asked MASTER? of
+    uint64_t next_dial = 1000;
+    std::optional<uint64_t> dial(const std::string& address, std::string&) override {
+        dialed.push_back(address);
+        return next_dial++;
     }
     int64_t cpu_ns() override { return 0; }
 };
