@@ -4,7 +4,7 @@
 #   make demo-failover  a master and 5 slaves; the master killed after round 3; a successor takes over
 #   make demo-net  the master and 3 slaves on two hosts (network namespaces, root) through a router adding 500 us
 #   make demo-partition  a master and 4 slaves, each on a host of its own (root); two halves cut, healed
-#   make partitions  tests/partitions_netns.py: every partition shape against the failover checks (root; fails today)
+#   make partitions  tests/test_partitions.py alone: every partition shape against the failover checks (root)
 #   make compile   ./master and ./slave in the repo root (also: make)
 #   make test      every test; installs doctest-dev first if it is missing
 #   make bench     the benchmarks: figures printed and written to bench/results.md
@@ -85,9 +85,10 @@ demo-partition: compile
 	@rm -rf $(PARTITION_DIR) && $(PYTHON) bench/cluster.py demo $(PARTITION_DIR)
 
 # Every partition shape, and a paused master, against the checks a failover
-# that merges groups must pass (tests/partitions_netns.py, about 40 s each).
+# that merges groups must pass (tests/test_partitions.py, part of make test;
+# about 8 s each).
 partitions: compile
-	cd tests && $(PYTHON) partitions_netns.py -v
+	cd tests && $(PYTHON) test_partitions.py -v
 
 # The textbook's example (master 3:00, slaves 3:25 and 2:50, no drift): one
 # round, one probe each, the master's console explaining every step, then

@@ -127,7 +127,8 @@ public:
     virtual std::string expected_from(const Peer& p) const = 0;
     virtual uint64_t current_round() const = 0;
     virtual uint64_t current_epoch() const = 0;
-    virtual IAmMaster on_master_query(const WhoIsMaster& q) = 0;  // another master asks who we are
+    // Another master, from `host`, asks who we are.
+    virtual IAmMaster on_master_query(const WhoIsMaster& q, const std::string& host) = 0;
     virtual bool closing() const = 0;
     virtual EventLog::Line event(std::string_view name) = 0;
     virtual const Console& console() const = 0;
@@ -234,7 +235,8 @@ inline bool Door::on_line(uint64_t id, const std::string& line, int64_t recv_rea
         const Parsed q = parse_message(line);
         if (!q.message || !std::holds_alternative<WhoIsMaster>(*q.message)) return refuse(p, "bad MASTER?"), false;
         std::string error;
-        (void)round_.io().send(p.id, format_message(round_.on_master_query(std::get<WhoIsMaster>(*q.message))), error);
+        const std::string host = p.address.substr(0, p.address.rfind(':'));
+        (void)round_.io().send(p.id, format_message(round_.on_master_query(std::get<WhoIsMaster>(*q.message), host)), error);
         round_.io().shut_write(p.id);
         drop(p, "asked who is master");
         return false;

@@ -111,6 +111,52 @@ MasterSettings settings_of(Options& o) {
     return s;
 }
 
+// This master yielded to one that outranks it (failover.hpp): the process
+// goes on as a slave of that one, with this clock (in step: it votes at
+// once), serving on this port again, where it sends newcomers on.
+int follow_as_slave(const Options& opt, const MasterRole& master, MasterHost& host, EventLog& log, EventLoop& loop,
+                    const Console& console, SimClock& clock) {
+    SlaveSettings s;
+    s.id = "master";
+    s.master = master.yielded_to();
+    s.epoch = master.epoch();
+    s.discipline = opt.common.discipline;
+    s.kernel_timestamps = opt.common.kernel_timestamps;
+    s.key = opt.common.key;
+    s.seed = opt.common.seed;
+    const int port = host.port();
+    host.close_all();  // its listener too: the slave listens on the port again
+    BuildTime build;
+    SlaveHost slave_host(loop, 0, opt.common.kernel_timestamps, port, build,
+                         [](const Plan&, Fd, std::string& why) { return why = "a master that yielded does not take over", false; });
+    SlaveRole slave(s, slave_host, log, console, clock);
+    slave_host.attach(slave, console);
+    slave_host.send_newcomers_on();
+    slave.start(host_now());
+    std::string error;
+    while (!slave.done()) {
+        if (g_stop_signal) {
+            slave.stop(g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)", host_now());
+            break;
+        }
+        const bool ok = loop.run_once(
+            [&](uint64_t token, uint32_t events) {
+                if (token == slave_host.listener_token()) return slave_host.on_listener();
+                if (token == 0) slave_host.on_file(events);
+            },
+            [&](uint64_t token) {
+                if (token == 0) slave_host.on_timer();
+            },
+            error);
+        if (!ok) {
+            std::fprintf(stderr, "master: %s\n", error.c_str());
+            slave.stop("event loop failed", host_now());
+            break;
+        }
+    }
+    return slave.exit_code();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,25 +187,27 @@ int main(int argc, char** argv) {
     }
     const MasterSettings settings = settings_of(opt);
     SimClock clock = starting_clock(opt.common, opt.common.seed, realtime_ns());
-    MasterHost host(loop, MASTER_TOKENS, opt.common.kernel_timestamps);
-    if (!host.listen(listen_tcp(opt.bind, opt.port, error), error)) {
+    auto host = std::make_unique<MasterHost>(loop, MASTER_TOKENS, opt.common.kernel_timestamps);
+    if (!host->listen(listen_tcp(opt.bind, opt.port, error), error)) {
         std::fprintf(stderr, "master: cannot listen: %s\n", error.c_str());
         return 1;
     }
-    MasterRole master(settings, host, log, Console{opt.common.quiet}, clock);
-    host.attach(master);
-    master.start(host.port(), opt.bind, host_now());
-    while (!master_turn(master)) {
-        const bool ok = loop.run_once([&](uint64_t token, uint32_t events) { host.on_file(token, events); },
-                                      [&](uint64_t token) { host.on_timer(token); }, error);
+    const Console console{opt.common.quiet};
+    auto master = std::make_unique<MasterRole>(settings, *host, log, console, clock);
+    host->attach(*master);
+    master->start(host->port(), opt.bind, host_now());
+    while (!master_turn(*master)) {
+        const bool ok = loop.run_once([&](uint64_t token, uint32_t events) { host->on_file(token, events); },
+                                      [&](uint64_t token) { host->on_timer(token); }, error);
         if (!ok) {
             std::fprintf(stderr, "master: %s\n", error.c_str());
-            if (master.phase() == Phase::Closing) break;
-            master.stop("event loop failed", host_now());
+            if (master->phase() == Phase::Closing) break;
+            master->stop("event loop failed", host_now());
         }
-        master.after_turn(host_now());
+        master->after_turn(host_now());
     }
-    const int code = master.finish(host_now());
+    int code = master->finish(host_now());
+    if (!master->yielded_to().empty() && !g_stop_signal) code = follow_as_slave(opt, *master, *host, log, loop, console, clock);
     if (log.lost() > 0)
         std::fprintf(stderr, "master: %llu event(s) could not be logged\n", static_cast<unsigned long long>(log.lost()));
     return code;

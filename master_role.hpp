@@ -95,7 +95,7 @@ public:
         : s_(s), io_(io), log_(log), console_(console), clock_(clock), door_(s.door, *this),
           last_successors_(s.successors), epoch_(s.epoch) {
         round_ = s_.first_round - 1;
-        if (!s.old_master.empty()) lost_.push_back(s.old_master);
+        if (!s.old_master.empty() && s.failover && !s.door.key) lost_.push_back(s.old_master);
     }
 
     // The shell listens on `port`: say so, and log the start.
@@ -157,10 +157,11 @@ private:
     void finish_round();
     void begin_shutdown(const char* why, const Message& last_word = Bye{});
     // Finding other masters.
+    bool looks_for_masters() const;
     void remember_lost(const std::string& address);
     void look_for_masters();
     void on_master_answer(uint64_t peer, const std::string& line);
-    IAmMaster on_master_query(const WhoIsMaster& q) override;
+    IAmMaster on_master_query(const WhoIsMaster& q, const std::string& host) override;
     void yield_to(const std::string& address, const MasterRank& theirs);
     Plan plan_settings() const;
     Plan plan() const;
@@ -196,6 +197,7 @@ private:
     std::vector<std::string> last_successors_;  // in the last PLAN
     uint64_t epoch_;                 // s_.epoch, or one more when a master of the same epoch yields to us
     uint64_t token_ = 0;             // this mastership's random token: the rank's tie-break
+    uint16_t port_ = 0;              // where we listen: told when we ask others
     std::vector<std::string> lost_;  // where a slave we lost (or our old master) serves: looked at each round
     size_t next_look_ = 0;           // round-robin over lost_
     std::map<uint64_t, std::string> asking_;  // our own connections asking MASTER?, by peer: the address
@@ -221,16 +223,18 @@ private:
 
 inline void MasterRole::start(uint16_t port, const std::string& bind, const Now& now) {
     enter(now);
+    port_ = port;
     Nonce random{};
     if (io_.nonce(random))
         for (size_t i = 0; i < 8; ++i) token_ = token_ << 8 | random[i];
+    token_ &= MAX_EPOCH - 1;  // 53 bits: exact in a JSON number
     if (s_.takeover)
         console_.say("%s: took over as master (epoch %" PRIu64 ") on port %u, from round %" PRIu64 "\n",
                      s_.id.c_str(), s_.epoch, port, s_.first_round);
     else
         console_.say("master listening on %s:%u, waiting for %zu slave(s)\n", bind.c_str(), port, s_.slaves);
     event("start").num("port", port).num("slaves", static_cast<int64_t>(s_.slaves))
-        .num("epoch", static_cast<int64_t>(s_.epoch)).str("role", "master").num("token", static_cast<int64_t>(token_ >> 1))
+        .num("epoch", static_cast<int64_t>(s_.epoch)).str("role", "master").num("token", static_cast<int64_t>(token_))
         .num("offset_ns", clock_.anchor_clock_ns - clock_.anchor_real_ns).num("rate_ppb", clock_.rate_ppb)
         .num("seed", static_cast<int64_t>(s_.seed & INT64_MAX))
         .str("timestamps", s_.kernel_timestamps ? "kernel" : "user");
@@ -565,8 +569,8 @@ inline void MasterRole::on_closed(uint64_t peer, const std::string& why, bool te
     enter(now);
     auto asked = asking_.find(peer);
     if (asked == asking_.end()) return door_.on_closed(peer, why, tell);
-    // Nobody listens there any more: the slave we lost is gone, not cut off.
-    if (why.find("refused") != std::string::npos) std::erase(lost_, asked->second);
+    // Refused or not: nobody answered as a master there now. It stays on
+    // the list (a process restarted there would listen again).
     io_.close(peer);
     asking_.erase(asked);
 }
@@ -674,8 +678,13 @@ inline void MasterRole::on_leaving(Peer& p) {
 constexpr size_t MAX_LOST = 16;        // addresses remembered, the newest
 constexpr size_t LOOKS_PER_ROUND = 2;  // connections opened per round to look
 
+// With a secret, masters do not look for each other yet: the MASTER
+// answer is not authenticated, and an impostor answering with a higher
+// rank would send the group to a master that cannot prove the secret.
+inline bool MasterRole::looks_for_masters() const { return s_.failover && !s_.door.key; }
+
 inline void MasterRole::remember_lost(const std::string& address) {
-    if (address.empty() || !s_.failover) return;
+    if (address.empty() || !looks_for_masters()) return;
     std::erase(lost_, address);
     lost_.push_back(address);
     if (lost_.size() > MAX_LOST) lost_.erase(lost_.begin());
@@ -699,7 +708,7 @@ inline void MasterRole::on_dialed(uint64_t peer, const Now& now) {
     enter(now);
     if (!asking_.count(peer)) return;
     std::string error;
-    if (!io_.send(peer, format_message(WhoIsMaster{epoch_, token_}), error)) {
+    if (!io_.send(peer, format_message(WhoIsMaster{epoch_, token_, port_}), error)) {
         io_.close(peer);
         asking_.erase(peer);
     }
@@ -719,9 +728,16 @@ inline void MasterRole::on_master_answer(uint64_t peer, const std::string& line)
 // Another master asks who we are. Of the same epoch but of a lower token,
 // it will yield to us and send us its slaves, which followed that epoch:
 // we move to the next one first, so that none of them follows two masters
-// in one epoch.
-inline IAmMaster MasterRole::on_master_query(const WhoIsMaster& q) {
+// in one epoch. Of a higher rank: we ask it back at once (a restarted
+// master knows nobody to look at; its question tells it where to look),
+// and yield if its answer says the same (a question is not proof enough).
+inline IAmMaster MasterRole::on_master_query(const WhoIsMaster& q, const std::string& host) {
     const MasterRank theirs{q.epoch, q.token};
+    if (outranks(theirs, rank()) && q.port != 0 && looks_for_masters()) {
+        remember_lost(host + ":" + std::to_string(q.port));
+        next_look_ = lost_.size() - 1;  // that one first
+        look_for_masters();
+    }
     if (q.epoch == epoch_ && outranks(rank(), theirs) && epoch_ < MAX_EPOCH) {
         ++epoch_;
         event("epoch").num("epoch", static_cast<int64_t>(epoch_))

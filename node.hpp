@@ -39,6 +39,15 @@ public:
     }
     uint16_t port() const { return local_port(listener_.get()); }
     void attach(MasterRole& role) { role_ = &role; }
+    // The master role is over: its sockets go (the listener too), and its timers.
+    void close_all() {
+        if (listener_.valid()) loop_.remove(listener_.get());
+        listener_.reset();
+        for (auto& [peer, fd] : dialing_) loop_.remove(fd.get());
+        dialing_.clear();
+        conns_.clear();
+        for (uint64_t key = 1; key < next_peer_; ++key) loop_.disarm(base_ + key);
+    }
     bool owns(uint64_t token) const { return token >= base_; }
 
     void on_file(uint64_t token, uint32_t events) {
@@ -223,6 +232,23 @@ public:
         console_ = console;
     }
 
+    // A master that yielded and follows the one that outranks it: its
+    // listener, where slaves and masters still come, is watched (token
+    // listener_token()) and sends each newcomer on (FOLLOW).
+    static constexpr uint64_t LISTENER_BIT = 1ULL << 39;
+    void send_newcomers_on() { redirects_ = true; }
+    uint64_t listener_token() const { return token_ | LISTENER_BIT; }
+    void on_listener() {
+        for (int accepted = 0; accepted < 64; ++accepted) {
+            std::string address, error;
+            Fd fd = accept_tcp(listener_.get(), address, error);
+            if (!fd.valid()) return;
+            if (!role_->following()) continue;  // nobody to send it to now: closed
+            const std::string line = format_message(Follow{role_->master()});
+            (void)!::send(fd.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+    }
+
     // A connection the role closed from inside its own read is freed once
     // that read has returned, here: also when the role took over meanwhile
     // (this host then hears nothing more, and the peer must see it close).
@@ -273,6 +299,8 @@ public:
     bool take_over(const Plan& plan, std::string& error) override {
         close();
         disarm();
+        if (redirects_ && listener_.valid()) loop_.remove(listener_.get());  // the master's to watch now
+        redirects_ = false;
         if (!listener_.valid()) {
             error = "no listener to serve on";
             return false;
@@ -328,6 +356,7 @@ private:
             return;
         }
         serving_ = local.substr(0, local.rfind(':')) + ":" + std::to_string(local_port(listener_.get()));
+        if (redirects_ && !loop_.add(listener_.get(), EPOLLIN, listener_token(), error)) redirects_ = false;
     }
 
     EventLoop& loop_;
@@ -344,6 +373,7 @@ private:
     Fd listener_;                        // listening, unwatched, for the day we take over
     std::string serving_;                // its "host:port", as the master sees it
     int64_t stamp_real_ns_ = 0;          // when the last reply's T3 was read
+    bool redirects_ = false;             // send_newcomers_on()
     bool warned_timestamps_ = false;
 };
 

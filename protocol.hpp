@@ -48,8 +48,9 @@ constexpr uint64_t MAX_EPOCH = 1ULL << 53;  // epochs stop there (never wrap), e
 //                                                    settings, and who takes over, best first
 //   master -> slave    BYE                           end of the run; close
 //   master -> slave    FOLLOW <address>              a master that outranks me is there: follow it
-//   master -> any      MASTER? <epoch> <token>       (a connection of its own, first line) who is
-//                                                    master here? <epoch> <token>: the asker's rank
+//   master -> any      MASTER? <epoch> <token> <port>
+//                                                    (a connection of its own, first line) who is
+//                                                    master here? the asker's rank, and its port
 //   master -> asker    MASTER <epoch> <token>        I am, of this rank; then close
 //   either             ERROR <reason>                about to close, and why
 // With a shared secret, auth.hpp's handshake (AUTH, AUTH, PROOF) comes first
@@ -128,6 +129,7 @@ struct WhoIsMaster {
     static constexpr const char* VERB = "MASTER?";
     uint64_t epoch = 1;  // the asker's rank: its epoch ...
     uint64_t token = 0;  // ... and its mastership's random token
+    uint16_t port = 0;   // where the asker serves (0: not said): a lower master asks back
     bool operator==(const WhoIsMaster&) const = default;
 };
 struct IAmMaster {
@@ -205,7 +207,7 @@ inline std::string format_message(const Message& message) {
                    },
                    [&](const Bye&) {},
                    [&](const Error& m) { field(m.reason); },
-                   [&](const WhoIsMaster& m) { field(m.epoch); field(m.token); },
+                   [&](const WhoIsMaster& m) { field(m.epoch); field(m.token); field(m.port); },
                    [&](const IAmMaster& m) { field(m.epoch); field(m.token); },
                    [&](const Follow& m) { field(std::string_view(m.address)); },
                },
@@ -423,13 +425,16 @@ inline Parsed parse_message(std::string_view line) {
         return Parsed{Bye{}, {}};
     }
     if (verb == "MASTER?" || verb == "MASTER") {
-        if (auto e = want(2); !e.empty()) return fail(e);
+        const bool query = verb == "MASTER?";
+        if (auto e = want(query ? 3 : 2); !e.empty()) return fail(e);
         auto epoch = detail::parse_int<uint64_t>(f[1]);
         auto token = detail::parse_int<uint64_t>(f[2]);
         if (!epoch || *epoch == 0 || *epoch > MAX_EPOCH) return fail("bad epoch");
         if (!token) return fail("bad token");
-        if (verb == "MASTER?") return Parsed{WhoIsMaster{*epoch, *token}, {}};
-        return Parsed{IAmMaster{*epoch, *token}, {}};
+        if (!query) return Parsed{IAmMaster{*epoch, *token}, {}};
+        auto port = detail::parse_int<uint16_t>(f[3]);
+        if (!port) return fail("bad port");
+        return Parsed{WhoIsMaster{*epoch, *token, *port}, {}};
     }
     if (verb == "FOLLOW") {
         if (auto e = want(1); !e.empty()) return fail(e);

@@ -80,6 +80,7 @@ CliResult parse_options(int argc, char** argv, Options& o) {
 struct Member {
     SlaveSettings settings;
     SimClock clock;
+    SlaveHost::TakeOver take_over;
     std::unique_ptr<SlaveHost> host;
     std::unique_ptr<SlaveRole> role;
 };
@@ -87,6 +88,7 @@ struct Member {
 // The master this process became, if a slave of it took over: in place, on
 // the listener the slave held, with its clock and its log.
 struct BecameMaster {
+    size_t member = 0;  // which slave of this process took over
     MasterSettings settings;
     std::unique_ptr<MasterHost> host;
     std::unique_ptr<MasterRole> role;
@@ -131,6 +133,7 @@ int main(int argc, char** argv) {
         // Taking over: the plan's group, this slave's clock and id, as many
         // slaves as the open-file limit allows.
         auto take_over = [&, i](const Plan& plan, Fd listener, std::string& why) {
+            became.member = i;
             MasterSettings& ms = became.settings;
             continue_plan(ms, plan);
             ms.old_master = slaves[i].role->master();  // looked for, should it come back
@@ -151,10 +154,29 @@ int main(int argc, char** argv) {
             return true;
         };
         const int serve = opt.serve_port < 0 && opt.count > 1 ? 0 : opt.serve_port;
+        m.take_over = take_over;
         m.host = std::make_unique<SlaveHost>(loop, i, opt.common.kernel_timestamps, serve, build, take_over);
         m.role = std::make_unique<SlaveRole>(s, *m.host, log, console, m.clock);
         m.host->attach(*m.role, console);
     }
+    // The master we became yielded to one that outranks it: that slave goes
+    // on as a slave of that one, serving on the same port, where it sends
+    // newcomers on; it may take over again, another day.
+    auto step_down = [&] {
+        Member& m = slaves[became.member];
+        m.settings.master = became.role->yielded_to();
+        m.settings.epoch = became.role->epoch();
+        const int port = became.host->port();
+        became.host->close_all();
+        became.role.reset();
+        became.host.reset();
+        m.role.reset();
+        m.host = std::make_unique<SlaveHost>(loop, became.member, opt.common.kernel_timestamps, port, build, m.take_over);
+        m.role = std::make_unique<SlaveRole>(m.settings, *m.host, log, console, m.clock);
+        m.host->attach(*m.role, console);
+        m.host->send_newcomers_on();
+        m.role->start(host_now());
+    };
     for (Member& m : slaves) m.role->start(host_now());
     auto running = [&] {
         return std::any_of(slaves.begin(), slaves.end(), [](const Member& m) {
@@ -162,7 +184,12 @@ int main(int argc, char** argv) {
         });
     };
     int code = 0;
-    while (became.role ? !master_turn(*became.role) : running()) {
+    while (became.role ? !master_turn(*became.role) || (!became.role->yielded_to().empty() && !g_stop_signal) : running()) {
+        if (became.role && became.role->finished(host_now()) && !became.role->yielded_to().empty()) {
+            became.role->finish(host_now());
+            step_down();
+            continue;
+        }
         if (g_stop_signal && !became.role) {
             for (Member& m : slaves)
                 m.role->stop(g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)", host_now());
@@ -171,7 +198,9 @@ int main(int argc, char** argv) {
         const bool ok = loop.run_once(
             [&](uint64_t token, uint32_t events) {
                 if (became.host && became.host->owns(token)) return became.host->on_file(token, events);
-                if (token < slaves.size()) slaves[token].host->on_file(events);
+                if (token < slaves.size()) return slaves[token].host->on_file(events);
+                const uint64_t i = token & ~SlaveHost::LISTENER_BIT;
+                if (i < slaves.size() && token == slaves[i].host->listener_token()) slaves[i].host->on_listener();
             },
             [&](uint64_t token) {
                 if (became.host && became.host->owns(token)) return became.host->on_timer(token);

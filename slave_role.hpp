@@ -374,14 +374,14 @@ inline void SlaveRole::on_adjust(const Adjust& m) {
         send(Ack{m.round, none});
         return;
     }
-    // Our clock keeps the group's time: a master we reached by election
-    // cannot step it (one that did would be an impostor, or a member whose
-    // clock left the group: README's threat model).
-    if (elected_ && clock_.corrected &&
-        how_applied(true, m.correction_ns + s_.lie_ns, s_.discipline) == Applied::Step) {
+    // Our clock keeps a group's time: a master we reached by election does
+    // not step it, it is slewed there (an impostor, or a member whose clock
+    // left the group, moves it at the slew rate at most: README's threat
+    // model; two groups that drifted apart merge the same way).
+    Discipline discipline = s_.discipline;
+    if (elected_ && clock_.corrected && how_applied(true, m.correction_ns + s_.lie_ns, discipline) == Applied::Step) {
         event("step_refused").num("round", static_cast<int64_t>(m.round)).num("correction_ns", m.correction_ns);
-        return violation("a step of " + format_duration(m.correction_ns) +
-                         " from a master met by election: this clock is in step with its group");
+        discipline.step_threshold_ns = INT64_MAX;  // slewed instead
     }
     // A liar takes the correction its lie was answered with too, and no rate
     // change (those answer its lie as well), so that its clock keeps the
@@ -389,7 +389,7 @@ inline void SlaveRole::on_adjust(const Adjust& m) {
     const int64_t real = now_.real_ns;
     const int64_t rate_change = s_.lie_ns != 0 ? 0 : m.rate_change_ppb.value_or(0);
     const int64_t trim_before = clock_.trim_ppb;
-    auto corrected = apply_correction(clock_, real, m.correction_ns + s_.lie_ns, rate_change, s_.discipline);
+    auto corrected = apply_correction(clock_, real, m.correction_ns + s_.lie_ns, rate_change, discipline);
     if (!corrected) return violation("correction " + std::to_string(m.correction_ns) + " out of range");
     clock_ = corrected->clock;
     last_adjust_round_ = m.round;

@@ -238,7 +238,9 @@ void Sim::check() {
 // is slewed too: tens of ms take tens of seconds at 500 ppm). More than one such master is
 // a split the faults left behind (a restarted first master and a slave that
 // started again, each knowing only the first address; a partition's two
-// sides): counted, not failed, until the group heals itself (issue 19).
+// sides): masters look for each other and the lower one yields (README,
+// one master, always); one that ends split is counted, not failed: a master
+// started afresh at an address nobody lost is not found (out of scope).
 // `before`: each group's spread CONVERGE_ROUNDS rounds earlier.
 // Masters alive: more than one is a split (a restarted first master beside
 // its successor, a partition's two sides), whether or not both lead slaves.

@@ -130,6 +130,7 @@ struct Node {
     std::vector<std::function<void()>> held;  // what happened while it was paused
     SimClock clock;
     bool honest = true;         // not a liar, not stubborn (the simulator's to say)
+    bool redirects = false;     // a master that yielded: its listener sends newcomers on (FOLLOW)
     std::string console_text;   // the roles' console, kept short
     EventLog log;               // no file: kept in `lines` when capture_into() asks
     std::vector<std::string> lines;
@@ -200,6 +201,7 @@ public:
     void close_conn(uint64_t conn, bool from_server);
     void eof_to_client(uint64_t conn);
     void accept_backlog(int node);
+    void redirect(uint64_t conn, const std::string& to);
     void take_over(int node, const Plan& plan);
     std::mt19937_64& rng() { return rng_; }
     std::map<uint64_t, Conn> conns_;
@@ -314,7 +316,8 @@ inline bool SimSlaveIo::connect(const std::string& address, std::string& error) 
 }
 
 inline bool SimSlaveIo::send(std::string_view line, std::string& error) {
-    if (conn_ == 0 || !sim_.conns_.count(conn_) || !sim_.conns_[conn_].open()) {
+    // A server that closed first does not fail our send (TCP takes the bytes; they go nowhere).
+    if (conn_ == 0 || !sim_.conns_.count(conn_) || sim_.conns_[conn_].client_closed) {
         error = "send: connection reset";
         return false;
     }
@@ -384,6 +387,7 @@ inline bool World::connect(int client, const std::string& address, uint64_t peer
         Node& s = *nodes_[server];
         int64_t back = 0;
         const int64_t when = arrival(server, conn.client, back);
+        conn.last_to_client_ns = std::max(conn.last_to_client_ns, when);  // no data before the handshake's answer
         if (!s.alive || s.generation != conn.server_generation) {  // RST
             conn.server_closed = conn.client_closed = true;
             return at(when, conn.client, [this, id] {
@@ -400,8 +404,10 @@ inline bool World::connect(int client, const std::string& address, uint64_t peer
                 }
             });
         }
-        at(t_, server, [this, server] {  // the process accepts when it runs
-            if (nodes_[server]->master) accept_backlog(server);
+        at(t_, server, [this, server, id] {  // the process accepts when it runs
+            Node& there = *nodes_[server];
+            if (there.master) return accept_backlog(server);
+            if (there.redirects && there.slave && there.slave->following()) redirect(id, there.slave->master());
         });
         at(when, conn.client, [this, id] {
             Conn& k = conns_[id];
@@ -411,7 +417,7 @@ inline bool World::connect(int client, const std::string& address, uint64_t peer
                 cl.master->on_dialed(k.client_peer, now());
                 return after_turn(cl);
             }
-            if (!k.open() || !cl.slave || cl.slave_io->conn_ != id) return;
+            if (k.client_closed || !cl.slave || cl.slave_io->conn_ != id) return;  // a server that closed at once still shook hands
             Nonce nonce{};
             for (uint8_t& b : nonce) b = static_cast<uint8_t>(rng_());
             cl.slave->on_connected(cl.address, PORT, nonce, now());
@@ -522,6 +528,16 @@ inline void World::accept_backlog(int node) {
     after_turn(s);
 }
 
+// A master that yielded, now a slave, sends whoever comes to its address on
+// to the master it follows.
+inline void World::redirect(uint64_t id, const std::string& to) {
+    Conn& c = conns_[id];
+    if (!c.open()) return;
+    c.accepted = true;
+    for (std::string& line : lines_of(format_message(Follow{to}))) deliver_to_client(id, std::move(line));
+    close_conn(id, true);
+}
+
 inline void World::take_over(int node, const Plan& plan) {
     Node& n = *nodes_[node];
     MasterSettings& s = n.master_settings;
@@ -560,6 +576,7 @@ inline void World::step_down(int node) {
     s.master = to;
     s.epoch = epoch;
     n.slave_settings = s;
+    n.redirects = true;
     n.master.reset();
     n.master_io.reset();
     n.slave_io = std::make_unique<SimSlaveIo>(*this, node);
@@ -579,6 +596,7 @@ inline void World::kill(int node) {
     }
     n.alive = false;
     n.paused = false;
+    n.redirects = false;
     n.held.clear();
     n.master.reset();
     n.master_io.reset();

@@ -33,6 +33,14 @@ TEST_CASE("rank_successors: the same group gives the same plan, whatever the ord
     CHECK(rank_successors(all, 3) == plan);
 }
 
+TEST_CASE("outranks: the higher epoch, then the larger token; the same answer on both sides") {
+    CHECK(outranks({2, 1}, {1, 99}));
+    CHECK_FALSE(outranks({1, 99}, {2, 1}));
+    CHECK(outranks({3, 7}, {3, 5}));
+    CHECK_FALSE(outranks({3, 5}, {3, 7}));
+    CHECK_FALSE(outranks({3, 5}, {3, 5}));  // itself
+}
+
 TEST_CASE("election_order: the Bully algorithm over the successor list") {
     const std::vector<std::string> plan = {"s1:1", "s2:2", "s3:3"};
     SUBCASE("successor 1 tries only the old master, then takes over") {

@@ -531,6 +531,20 @@ TEST_CASE("HELLO with the port a slave would serve on and the epoch it follows")
     }
 }
 
+TEST_CASE("MASTER?, MASTER and FOLLOW: masters find each other, and the lower sends its slaves on") {
+    CHECK(format_message(WhoIsMaster{2, 77, 9000}) == "MASTER? 2 77 9000\n");
+    CHECK(format_message(IAmMaster{3, 5}) == "MASTER 3 5\n");
+    CHECK(format_message(Follow{"10.0.0.2:8080"}) == "FOLLOW 10.0.0.2:8080\n");
+    CHECK(std::get<WhoIsMaster>(*parse_message("MASTER? 2 77 0").message) == WhoIsMaster{2, 77, 0});
+    CHECK(std::get<IAmMaster>(*parse_message("MASTER 3 5").message) == IAmMaster{3, 5});
+    CHECK(std::get<Follow>(*parse_message("FOLLOW [::1]:8080").message) == Follow{"[::1]:8080"});
+    for (const char* bad : {"MASTER? 0 1 2", "MASTER? 1 1", "MASTER? 1 1 65536", "MASTER 1", "MASTER 1 -1",
+                            "MASTER 9007199254740993 1", "FOLLOW", "FOLLOW nowhere", "FOLLOW 1.2.3.4:0"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_message(bad).message);
+    }
+}
+
 TEST_CASE("PLAN: the epoch, the settings to keep, and up to three successors") {
     const Plan plan{2, 7, 0, 1'000'000'000, 4, 500'000'000, -1, 3, 0, {"127.0.0.1:41234", "[::1]:8080"}};
     const std::string line = "PLAN 2 7 0 1000000000 4 500000000 -1 3 127.0.0.1:41234 [::1]:8080\n";
