@@ -237,10 +237,15 @@ class Cluster(Hosts):
     def kernel_rx_stamp(self, src, dst):
         """One line sent over TCP from src to dst and read at dst as net.hpp
         reads (SO_TIMESTAMPING, software receive stamps): (sent_ns,
-        stamp_ns, read_ns) in host time; stamp_ns None when the kernel gave none."""
+        stamp_ns, read_ns) in host time; stamp_ns None when the kernel gave none.
+        The kernel turns receive stamps on for everyone a moment after the
+        first socket asks (deferred work), so when nothing else on the
+        machine stamps, the first lines may go unstamped: a line is tried
+        every 25 ms for up to a second, until one is stamped."""
         listener = self.socket(dst, socket.AF_INET, socket.SOCK_STREAM)
         client = self.socket(src, socket.AF_INET, socket.SOCK_STREAM)
         try:
+            listener.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, STAMP_FLAGS)  # asks early
             listener.bind((self.address[dst], 0))
             listener.listen(1)
             listener.settimeout(5)
@@ -250,15 +255,20 @@ class Cluster(Hosts):
             with conn:
                 conn.settimeout(5)
                 conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, STAMP_FLAGS)
-                sent_ns = time.time_ns()
-                client.sendall(b"probe\n")
-                data, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_SPACE(48))
-                read_ns = time.time_ns()
-            stamp_ns = None
-            for level, kind, payload in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(payload) >= 16:
-                    sec, nsec = struct.unpack("qq", payload[:16])  # ts[0], the software stamp
-                    stamp_ns = sec * 10**9 + nsec or None
+                for attempt in range(40):
+                    if attempt:
+                        time.sleep(0.025)  # the kernel's deferred switch-on: polled, bounded
+                    sent_ns = time.time_ns()
+                    client.sendall(b"probe\n")
+                    data, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_SPACE(48))
+                    read_ns = time.time_ns()
+                    stamp_ns = None
+                    for level, kind, payload in ancillary:
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(payload) >= 16:
+                            sec, nsec = struct.unpack("qq", payload[:16])  # ts[0], the software stamp
+                            stamp_ns = sec * 10**9 + nsec or None
+                    if stamp_ns is not None:
+                        break
             return sent_ns, stamp_ns, read_ns
         finally:
             listener.close()

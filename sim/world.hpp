@@ -407,7 +407,7 @@ inline bool World::connect(int client, const std::string& address, uint64_t peer
         at(t_, server, [this, server, id] {  // the process accepts when it runs
             Node& there = *nodes_[server];
             if (there.master) return accept_backlog(server);
-            if (there.redirects && there.slave && there.slave->following()) redirect(id, there.slave->master());
+            if (there.redirects && there.slave) redirect(id, there.slave->following() ? there.slave->master() : "");
         });
         at(when, conn.client, [this, id] {
             Conn& k = conns_[id];
@@ -529,12 +529,14 @@ inline void World::accept_backlog(int node) {
 }
 
 // A master that yielded, now a slave, sends whoever comes to its address on
-// to the master it follows.
+// to the master it follows (`to`); between masters (empty), it closes the
+// connection, as node.hpp's SlaveHost::on_listener does: the newcomer retries.
 inline void World::redirect(uint64_t id, const std::string& to) {
     Conn& c = conns_[id];
     if (!c.open()) return;
     c.accepted = true;
-    for (std::string& line : lines_of(format_message(Follow{to}))) deliver_to_client(id, std::move(line));
+    if (!to.empty())
+        for (std::string& line : lines_of(format_message(Follow{to}))) deliver_to_client(id, std::move(line));
     close_conn(id, true);
 }
 
